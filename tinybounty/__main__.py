@@ -1,0 +1,3 @@
+from tinybounty.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,69 @@
+"""The shape of a bounty and of what its check reports."""
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+
+class Status(str, enum.Enum):
+  PASS = "PASS"                      # correct and at its target
+  PARTIAL = "PARTIAL"                # correct but below target: the figure says how far
+  FAIL = "FAIL"                      # wrong result or crash
+  NEEDS_HARDWARE = "NEEDS-HARDWARE"  # the real target needs absent hardware; the nearest analogue ran
+  NOT_BUILT = "NOT-BUILT"            # the capability does not exist yet
+
+
+@dataclass(frozen=True)
+class Result:
+  """What one check found: a status, the measured figure with its unit and baseline, and what was run."""
+  status: Status
+  ran: str
+  figure: float | None = None
+  unit: str = ""
+  baseline: str = ""
+  detail: str = ""
+  seconds: float = 0.0
+
+  def to_json(self) -> dict:
+    return {**asdict(self), "status": self.status.value}
+
+  @staticmethod
+  def from_json(d: dict) -> Result:
+    return Result(**{**d, "status": Status(d["status"])})
+
+
+@dataclass(frozen=True)
+class Bounty:
+  """One tinygrad bounty: its registry id, what delivers it, what its real target needs, and its acceptance check.
+
+  `check(full)` runs something and returns a Result; `full=False` must stay short (a report runs all 23 in minutes).
+  """
+  id: int
+  title: str
+  capability: str
+  hardware: str
+  check: Callable[[bool], Result] = field(repr=False)
+  timeout: float = 300.0
+
+  @property
+  def key(self) -> str:
+    return f"{self.id:02d}"
+
+
+def not_built(what: str) -> Result:
+  return Result(Status.NOT_BUILT, ran=f"nothing: {what} does not exist yet")
+
+
+def needs_hardware(needs: str, analogue: Result) -> Result:
+  """The real target needs hardware that is absent: show the nearest analogue that ran here (a failing one is a FAIL)."""
+  if analogue.status is Status.FAIL: return analogue
+  detail = f"needs {needs}; analogue here: {analogue.status.value}" + (f"; {analogue.detail}" if analogue.detail else "")
+  return Result(Status.NEEDS_HARDWARE, ran=analogue.ran, figure=analogue.figure, unit=analogue.unit,
+                baseline=analogue.baseline, detail=detail)
+
+
+def from_ratio(ran: str, ratio: float, target: float, unit: str, baseline: str, detail: str = "") -> Result:
+  """PASS at or above target, PARTIAL below it: the figure says how far."""
+  return Result(Status.PASS if ratio >= target else Status.PARTIAL, ran=ran, figure=ratio, unit=unit,
+                baseline=baseline, detail=detail or f"target {target:g} {unit}")
