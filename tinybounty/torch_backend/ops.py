@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 from tinygrad import Tensor, dtypes
-from tinygrad.dtype import DType
+from tinygrad.dtype import DType, strong_dtype
 
 from tinybounty.torch_backend.random import key_for
 from tinybounty.torch_backend.stats import size_sync
@@ -75,7 +75,9 @@ def to_tiny_dtype(dtype: torch.dtype) -> DType:
 
 
 def to_torch_dtype(dtype: DType) -> torch.dtype:
-  return TINY_TO_TORCH[dtype.scalar()] if dtype.scalar() in TINY_TO_TORCH else TINY_TO_TORCH[dtypes.float32]
+  """The torch dtype of a tinygrad dtype (tinygrad's weak/default dtypes map to their strong twins)."""
+  if (dt := TINY_TO_TORCH.get(dtype)) is None: dt = TINY_TO_TORCH[strong_dtype(dtype)]
+  return dt
 
 
 def _category(dt: DType) -> int:
