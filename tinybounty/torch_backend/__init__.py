@@ -8,4 +8,11 @@ from tinybounty.torch_backend.stats import reset_stats, stats
 
 register()
 
-__all__ = ["stats", "reset_stats"]
+def save(obj: object, f: object) -> None:
+  """torch.save through the CPU: every tiny tensor in `obj` (nested dicts/lists, state_dicts) is saved as a CPU tensor."""
+  import torch
+  from torch.utils._pytree import tree_map
+  torch.save(tree_map(lambda v: v.cpu() if isinstance(v, torch.Tensor) and v.device.type == "tiny" else v, obj), f)
+
+
+__all__ = ["stats", "reset_stats", "save"]

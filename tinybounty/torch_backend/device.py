@@ -270,6 +270,7 @@ _warned: set[str] = set()
 def _to_cpu_args(a: Any) -> Any:
   if _is_tiny(a): return to_cpu(unwrap(a), a.dtype)
   if isinstance(a, (list, tuple)): return type(a)(_to_cpu_args(x) for x in a)
+  if isinstance(a, dict): return {k: _to_cpu_args(v) for k, v in a.items()}
   if isinstance(a, torch.device) and a.type == BACKEND: return torch.device("cpu")
   return a
 
@@ -285,9 +286,15 @@ def _fallback(op: torch._ops.OpOverload, *args: Any, **kwargs: Any) -> Any:
   count("fallbacks")
   cargs, ckwargs = _to_cpu_args(args), _to_cpu_args(kwargs)
   res = op(*cargs, **ckwargs)
+  mutated = {}
   for orig, c in zip(list(args) + list(kwargs.values()), list(cargs) + list(ckwargs.values())):
-    if _is_tiny(orig) and isinstance(c, torch.Tensor) and op._schema.is_mutable: write(orig, from_cpu(c))
-  return torch.utils._pytree.tree_map(lambda r: wrap(from_cpu(r)) if isinstance(r, torch.Tensor) and r.device.type == "cpu" else r, res)
+    if _is_tiny(orig) and isinstance(c, torch.Tensor) and op._schema.is_mutable:
+      _assign_out(orig, from_cpu(c))
+      mutated[id(c)] = orig
+  def back(r: Any) -> Any:
+    if not isinstance(r, torch.Tensor) or r.device.type != "cpu": return r
+    return mutated[id(r)] if id(r) in mutated else wrap(from_cpu(r))
+  return torch.utils._pytree.tree_map(back, res)
 
 
 @functools.cache

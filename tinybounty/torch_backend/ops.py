@@ -833,7 +833,7 @@ def _factory_dtype(dtype: torch.dtype | None, *values: Any) -> DType:
   return result_dtype(*values) if values else to_tiny_dtype(torch.get_default_dtype())
 
 
-@aten("empty.memory_format", "empty_strided", "new_empty", "new_empty_strided")
+@aten("empty.memory_format", "empty_strided")
 def empty(size: Sequence[int], *args: Any, dtype: torch.dtype | None = None, layout: Any = None, device: Any = None,
           pin_memory: Any = None, memory_format: Any = None) -> Tensor:
   return Tensor.empty(*size, dtype=_factory_dtype(dtype))
