@@ -81,8 +81,9 @@ def _is_tiny(a: Any) -> bool:
 def from_cpu(t: torch.Tensor) -> Tensor:
   """A tinygrad tensor on the default device with a CPU tensor's contents (host to device)."""
   t = t.detach().contiguous()
-  if t.dtype == torch.bfloat16: return Tensor(t.view(torch.int16).numpy()).bitcast(dtypes.bfloat16).reshape(tuple(t.shape))
-  return Tensor(t.numpy(), dtype=ops.to_tiny_dtype(t.dtype)).reshape(tuple(t.shape))
+  if t.dtype == torch.bfloat16: x = Tensor(t.view(torch.int16).numpy()).bitcast(dtypes.bfloat16)
+  else: x = Tensor(t.numpy(), dtype=ops.to_tiny_dtype(t.dtype))
+  return x.reshape(tuple(t.shape)).contiguous().realize()  # copy now: the host tensor may change after .to()
 
 
 def to_cpu(x: Tensor, dtype: torch.dtype) -> torch.Tensor:
