@@ -929,3 +929,13 @@ def native_dropout(input: Tensor, p: float, train: bool | None) -> tuple[Tensor,
 
 @aten("native_dropout_backward")
 def native_dropout_backward(grad_output: Tensor, mask: Tensor, scale: float) -> Tensor: return mask.where(grad_output * scale, 0)
+
+
+@aten("masked_scatter")
+def masked_scatter(self: Tensor, mask: Tensor, source: Tensor) -> Tensor:
+  """self with its masked positions filled, in row-major order, from the start of `source` (no size sync)."""
+  shape = tuple(torch.broadcast_shapes(tuple(self.shape), tuple(mask.shape)))
+  m = mask.cast(dtypes.bool).expand(shape).reshape(-1)
+  if m.shape[0] == 0 or source.numel() == 0: return self.expand(shape)
+  rank = (m.cast(dtypes.int32).cumsum() - 1).maximum(0).minimum(source.numel() - 1)
+  return m.where(_take_rows(source.reshape(-1).cast(self.dtype), rank), self.expand(shape).reshape(-1)).reshape(shape)
