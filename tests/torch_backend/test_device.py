@@ -14,8 +14,17 @@ def test_device_module():
   assert Device.DEFAULT in torch.tiny.get_device_name()
 
 
+def _tinygrad_computes(dtype: torch.dtype) -> bool:
+  from tinygrad import Tensor
+  try:
+    return Tensor([1.5]).realize().cast(ops.to_tiny_dtype(dtype)).contiguous().realize().cast(ops.to_tiny_dtype(torch.float32)).tolist() == [1.5]
+  except Exception:
+    return False
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.int64, torch.int32, torch.uint8, torch.bool])
 def test_copy_roundtrip_and_casts(dtype):
+  if dtype.is_floating_point and not _tinygrad_computes(dtype): pytest.skip(f"tinygrad cannot compile {dtype} on DEV={Device.DEFAULT} here")
   x = (torch.randn(3, 5) * 10).to(dtype)
   t = x.to("tiny")
   assert t.device.type == "tiny" and t.dtype == dtype and t.shape == x.shape and t.stride() == x.stride()

@@ -89,7 +89,7 @@ def mutate(x: torch.Tensor, how: str, value: float) -> None:
   else: x.copy_(torch.full(x.shape, value).to(x.device))
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(shape=st.lists(st.integers(1, 4), min_size=1, max_size=3),
        chain=st.lists(st.tuples(st.sampled_from(OPS), st.integers(0, 7)), min_size=1, max_size=4),
        writes=st.lists(st.tuples(st.integers(0, 4), st.sampled_from(MUTATIONS), st.integers(-3, 3)), min_size=1, max_size=3))

@@ -64,13 +64,14 @@ def unwrap(t: torch.Tensor) -> Tensor:
   return strided_read(buf, size, t.stride(), off)
 
 
-def write(t: torch.Tensor, value: Tensor) -> torch.Tensor:
-  """Write `value` (broadcast to t's shape) into t's storage through t's layout; every view of it sees the write."""
+def write(t: torch.Tensor, value: Tensor, uniform: bool = False) -> torch.Tensor:
+  """Write `value` (broadcast to t's shape) into t's storage through t's layout; every view of it sees the write.
+  `uniform`: the same value everywhere (fill_, zero_), allowed through broadcast dims as on the CPU."""
   st = _storage(t)
   if ops.to_tiny_dtype(t.dtype) != st.buf.dtype: raise NotImplementedError(f"tiny: writing {t.dtype} into {st.buf.dtype} storage")
   value = value.cast(st.buf.dtype)
   if tuple(value.shape) != tuple(t.shape): value = value.expand(tuple(t.shape)) if t.ndim else value.reshape(())
-  st.buf = strided_write(st.buf, value, tuple(t.shape), t.stride(), t.storage_offset()).contiguous().realize()
+  st.buf = strided_write(st.buf, value, tuple(t.shape), t.stride(), t.storage_offset(), uniform).contiguous().realize()
   return t
 
 
@@ -124,9 +125,9 @@ def functional_kernel(fn: Callable) -> Callable:
   return kernel
 
 
-def inplace_kernel(fn: Callable) -> Callable:
+def inplace_kernel(fn: Callable, uniform: bool = False) -> Callable:
   def kernel(self: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-    return write(self, fn(unwrap(self), *_unwrap_args(args), **_unwrap_args(kwargs)))
+    return write(self, fn(unwrap(self), *_unwrap_args(args), **_unwrap_args(kwargs)), uniform)
   return kernel
 
 
@@ -242,7 +243,7 @@ def _register_table() -> None:
     fn = ops.lookup(name)
     _impl(name, functional_kernel(fn))
     base, ov = name.split(".", 1)
-    if _overload(f"{base}_.{ov}") is not None: _impl(f"{base}_.{ov}", inplace_kernel(fn))
+    if _overload(f"{base}_.{ov}") is not None: _impl(f"{base}_.{ov}", inplace_kernel(fn, uniform=base in ("fill", "zero")))
     params = {a.name: a.has_default_value() or a.kwarg_only and a.type.kind() == "OptionalType" for a in _schema_args(op)}
     for out_name, outs in _out_overloads(base, params): _impl(out_name, out_kernel(fn, outs))
   for inplace, functional in INPLACE_OF.items(): _impl(inplace, inplace_kernel(ops.lookup(functional)))
