@@ -26,11 +26,23 @@ _META = torch._C.DispatchKeySet(torch._C.DispatchKey.Meta)
 
 
 class TinyStorage:
-  """The memory behind one torch storage: a flat tinygrad Tensor, replaced (never mutated) by each write."""
-  __slots__ = ("buf",)
+  """The memory behind one torch storage: a tinygrad Tensor, replaced (never mutated) by each write.
 
-  def __init__(self, buf: Tensor) -> None:
-    self.buf = buf
+  `value` is kept in the shape it was made in, so a tensor that is the whole storage reads back without a reshape;
+  `buf` is its flat form (one element per storage element), made on first need."""
+  __slots__ = ("value", "_buf")
+
+  def __init__(self, value: Tensor) -> None:
+    self.value, self._buf = value, None
+
+  @property
+  def buf(self) -> Tensor:
+    if self._buf is None: self._buf = self.value.reshape(-1) if self.value.ndim != 1 else self.value
+    return self._buf
+
+  @buf.setter
+  def buf(self, flat: Tensor) -> None:
+    self.value, self._buf = flat, flat
 
 
 def _storage(t: torch.Tensor) -> TinyStorage:
@@ -48,16 +60,20 @@ def _new(shape: tuple[int, ...], dtype: torch.dtype, buf: Tensor) -> torch.Tenso
 
 def wrap(x: Tensor) -> torch.Tensor:
   """A new tiny torch tensor (own storage) holding the tinygrad tensor `x`."""
-  return _new(tuple(x.shape), ops.to_torch_dtype(x.dtype), x.reshape(-1))
+  return _new(tuple(x.shape), ops.to_torch_dtype(x.dtype), x)
 
 
 def unwrap(t: torch.Tensor) -> Tensor:
   """The tinygrad value of a tiny torch tensor, read through its strides."""
-  buf = _storage(t).buf
+  st = _storage(t)
+  size = tuple(t.shape)
+  if st.value.shape == size and st.value.dtype == ops.TORCH_TO_TINY.get(t.dtype) and t.storage_offset() == 0 and t.is_contiguous():
+    return st.value
+  buf = st.buf
   if (want := ops.to_tiny_dtype(t.dtype)) != buf.dtype:
     if want.itemsize != buf.dtype.itemsize: raise NotImplementedError(f"tiny: viewing {buf.dtype} storage as {t.dtype}")
     buf = buf.bitcast(want)
-  size, n, off = tuple(t.shape), t.numel(), t.storage_offset()
+  n, off = t.numel(), t.storage_offset()
   if t.is_contiguous():
     if off == 0 and n == buf.shape[0]: return buf.reshape(size)
     return buf.shrink(((off, off + n),)).reshape(size)
@@ -71,7 +87,8 @@ def write(t: torch.Tensor, value: Tensor, uniform: bool = False) -> torch.Tensor
   if ops.to_tiny_dtype(t.dtype) != st.buf.dtype: raise NotImplementedError(f"tiny: writing {t.dtype} into {st.buf.dtype} storage")
   value = value.cast(st.buf.dtype)
   if tuple(value.shape) != tuple(t.shape): value = value.expand(tuple(t.shape)) if t.ndim else value.reshape(())
-  st.buf = strided_write(st.buf, value, tuple(t.shape), t.stride(), t.storage_offset(), uniform).contiguous().realize()
+  if t.is_contiguous() and t.storage_offset() == 0 and t.numel() == st.buf.shape[0]: st.value, st._buf = value.contiguous().realize(), None
+  else: st.buf = strided_write(st.buf, value, tuple(t.shape), t.stride(), t.storage_offset(), uniform).contiguous().realize()
   return t
 
 
