@@ -74,6 +74,7 @@ def unwrap(t: torch.Tensor) -> Tensor:
     if want.itemsize != buf.dtype.itemsize: raise NotImplementedError(f"tiny: viewing {buf.dtype} storage as {t.dtype}")
     buf = buf.bitcast(want)
   n, off = t.numel(), t.storage_offset()
+  if n == 0: return Tensor.empty(*size, dtype=want)
   if t.is_contiguous():
     if off == 0 and n == buf.shape[0]: return buf.reshape(size)
     return buf.shrink(((off, off + n),)).reshape(size)
@@ -106,8 +107,9 @@ def from_cpu(t: torch.Tensor) -> Tensor:
 
 def to_cpu(x: Tensor, dtype: torch.dtype) -> torch.Tensor:
   """A CPU torch tensor with a tinygrad tensor's contents (one counted device-to-host transfer)."""
-  if x.dtype == dtypes.bfloat16: return torch.from_numpy(to_host(x.bitcast(dtypes.int16).contiguous()).copy()).view(torch.bfloat16)
-  return torch.from_numpy(np.ascontiguousarray(to_host(x.contiguous()))).to(dtype)
+  if x.dtype == dtypes.bfloat16:
+    return torch.from_numpy(np.ascontiguousarray(to_host(x.bitcast(dtypes.int16).contiguous()))).reshape(tuple(x.shape)).view(torch.bfloat16)
+  return torch.from_numpy(np.ascontiguousarray(to_host(x.contiguous()))).reshape(tuple(x.shape)).to(dtype)
 
 
 def _unwrap_args(a: Any) -> Any:
@@ -196,6 +198,12 @@ def _resize(self: torch.Tensor, size: list[int], memory_format: Any = None) -> t
   return self
 
 
+def _as_strided_(self: torch.Tensor, size: list[int], stride: list[int], storage_offset: int | None = None) -> torch.Tensor:
+  """In-place restride (t_, transpose_, squeeze_ ...): same storage, new metadata."""
+  _set_like(self, torch.ops.aten.as_strided.default.redispatch(_META, self, size, stride, storage_offset))
+  return self
+
+
 def _local_scalar_dense(self: torch.Tensor) -> Any:
   return to_host(unwrap(self)).item()
 
@@ -204,7 +212,7 @@ DEVICE_KERNELS: dict[str, Callable] = {
   "empty.memory_format": lambda size, *, dtype=None, **_: wrap(Tensor.empty(*size, dtype=ops.to_tiny_dtype(dtype or torch.get_default_dtype()))),
   "empty_strided": _empty_strided, "copy_": _copy, "_copy_from": lambda src, dst, non_blocking=False: _copy(dst, src),
   "_copy_from_and_resize": lambda src, dst: _copy(_resize(dst, list(src.shape)), src), "_to_copy": _to_copy,
-  "resize_": _resize, "_local_scalar_dense": _local_scalar_dense,
+  "resize_": _resize, "_local_scalar_dense": _local_scalar_dense, "as_strided_": _as_strided_,
   **{name: _meta_view(getattr(torch.ops.aten, name.split(".")[0]).__getattr__(name.split(".")[1] if "." in name else "default"))
      for name in ("view", "view.dtype", "as_strided", "_reshape_alias", "unfold")},
 }
@@ -267,18 +275,34 @@ def _register_table() -> None:
 
 
 def _has_composite(name: str) -> bool:
-  return any(torch._C._dispatch_has_kernel_for_dispatch_key(name, k) for k in
-             ("CompositeImplicitAutograd", "CompositeExplicitAutograd", "CompositeExplicitAutogradNonFunctional"))
+  # CompositeExplicitAutogradNonFunctional kernels call the out= overload, which we rather decompose
+  return any(torch._C._dispatch_has_kernel_for_dispatch_key(name, k) for k in ("CompositeImplicitAutograd", "CompositeExplicitAutograd"))
 
 
 def _register_decompositions() -> None:
   """PyTorch's own decompositions for ops the table lacks: they re-enter the dispatcher with ops we implement."""
   from torch._decomp import decomposition_table
   for op, decomp in decomposition_table.items():
-    if not isinstance(op, torch._ops.OpOverload) or op.namespace != "aten": continue
+    # functional overloads only: an out= decomposition calls the functional op, whose kernel may call out= again
+    if not isinstance(op, torch._ops.OpOverload) or op.namespace != "aten" or op._schema.is_mutable: continue
     name = op._schema.name.removeprefix("aten::") + ("." + op._overloadname if op._overloadname != "default" else "")
     if name in registered or _has_composite(op.name()) or _is_view(op): continue
-    _impl(name, decomp)
+    _impl(name, _guarded(op, decomp))
+
+
+_active: set = set()
+
+
+def _guarded(op: torch._ops.OpOverload, decomp: Callable) -> Callable:
+  """A decomposition that comes back to its own op (through a prim) is a missing kernel, not a recursion."""
+  def kernel(*args: Any, **kwargs: Any) -> Any:
+    if op in _active: raise NotImplementedError(f"tiny: {op._schema.name} (overload '{op._overloadname}') is not implemented on the tinygrad device")
+    _active.add(op)
+    try:
+      return decomp(*args, **kwargs)
+    finally:
+      _active.discard(op)
+  return kernel
 
 
 # ***** unsupported ops: a clear error, or an opt-in counted CPU fallback *****

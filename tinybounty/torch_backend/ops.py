@@ -140,14 +140,17 @@ for _name, _fn in {"exp": Tensor.exp, "exp2": Tensor.exp2, "log": Tensor.log, "l
                    "erf": Tensor.erf, "reciprocal": Tensor.reciprocal, "log10": lambda x: x.log2() * math.log10(2),
                    "log1p": lambda x: (x + 1).log(), "expm1": lambda x: x.exp() - 1, "silu": Tensor.silu,
                    "mish": Tensor.mish, "hardswish": Tensor.hardswish, "hardsigmoid": Tensor.hardsigmoid,
-                   "logsigmoid": Tensor.logsigmoid, "log_sigmoid": Tensor.logsigmoid}.items():
+                   "logsigmoid": Tensor.logsigmoid, "log_sigmoid": Tensor.logsigmoid, "erfc": lambda x: 1 - x.erf(),
+                   "deg2rad": lambda x: x * (math.pi / 180), "rad2deg": lambda x: x * (180 / math.pi),
+                   "sinc": lambda x: x.eq(0).where(1, (x * math.pi).sin() / (x * math.pi))}.items():
   aten(_name)(_unary(_fn))
 for _name, _fn in {"abs": Tensor.abs, "neg": Tensor.neg, "relu": Tensor.relu, "sign": Tensor.sign, "floor": Tensor.floor,
                    "ceil": Tensor.ceil, "trunc": Tensor.trunc, "round": lambda x: x.round() if dtypes.is_float(x.dtype) else x,
                    "bitwise_not": lambda x: x.logical_not() if x.dtype == dtypes.bool else x.bitwise_not(),
                    "logical_not": lambda x: x.cast(dtypes.bool).logical_not(), "isnan": Tensor.isnan,
                    "isinf": Tensor.isinf, "isfinite": Tensor.isfinite, "square": lambda x: x * x,
-                   "frac": lambda x: x - x.trunc(), "positive": lambda x: x}.items():
+                   "frac": lambda x: x - x.trunc(), "positive": lambda x: x, "sgn": Tensor.sign,
+                   "signbit": lambda x: (x < 0) | (x.eq(0) & ((1 / x.cast(_float(x.dtype))) < 0)) if x.dtype != dtypes.bool else x.const_like(False)}.items():
   aten(_name)(_unary(_fn, floating=False))
 
 
@@ -427,6 +430,10 @@ def log_softmax_backward(grad_output: Tensor, output: Tensor, dim: int, input_dt
 
 @aten("mm", "bmm", "matmul")
 def mm(self: Tensor, mat2: Tensor) -> Tensor: return self.matmul(mat2)
+
+
+@aten("mv")
+def mv(self: Tensor, vec: Tensor) -> Tensor: return self.matmul(vec)
 
 
 @aten("dot", "vdot")
