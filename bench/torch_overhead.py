@@ -48,8 +48,8 @@ def main() -> None:
   for name, fn in OPS.items():
     iters = max(a.iters // 20, 5) if "realize" in name else a.iters
     t, c = time_op(fn, *tiny, iters, a.repeats), time_op(fn, *cpu, iters, a.repeats)
-    medians[name] = (statistics.median(t), statistics.median(c))
-    print(f"{name:<12} {min(t):>10.1f} {medians[name][0]:>10.1f} {min(c):>10.1f} {medians[name][1]:>10.1f} {medians[name][0] / medians[name][1]:>7.0f}x")
+    tm, cm = medians[name] = (statistics.median(t), statistics.median(c))
+    print(f"{name:<12} {min(t):>10.1f} {tm:>10.1f} {min(c):>10.1f} {cm:>10.1f} {tm / cm:>7.0f}x")
   lazy = [n for n in OPS if "realize" not in n]
   tiny_med = statistics.median(medians[n][0] for n in lazy)
   cpu_med = statistics.median(medians[n][1] for n in lazy)

@@ -150,7 +150,8 @@ for _name, _fn in {"abs": Tensor.abs, "neg": Tensor.neg, "relu": Tensor.relu, "s
                    "logical_not": lambda x: x.cast(dtypes.bool).logical_not(), "isnan": Tensor.isnan,
                    "isinf": Tensor.isinf, "isfinite": Tensor.isfinite, "square": lambda x: x * x,
                    "frac": lambda x: x - x.trunc(), "positive": lambda x: x, "sgn": Tensor.sign,
-                   "signbit": lambda x: (x < 0) | (x.eq(0) & ((1 / x.cast(_float(x.dtype))) < 0)) if x.dtype != dtypes.bool else x.const_like(False)}.items():
+                   "signbit": lambda x: x.const_like(False) if x.dtype == dtypes.bool else (x < 0) | (x.eq(0) & ((1 / x.cast(_float(x.dtype))) < 0))
+                   }.items():
   aten(_name)(_unary(_fn, floating=False))
 
 
