@@ -19,6 +19,8 @@ def cnn() -> nn.Module:
 OPTIMIZERS = {
   "sgd_foreach": lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, weight_decay=1e-3, foreach=True),
   "adamw": lambda p: torch.optim.AdamW(p, lr=1e-2, foreach=False),
+  "adam_fused": lambda p: torch.optim.Adam(p, lr=1e-2, fused=True),
+  "sgd_fused": lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True, fused=True),
 }
 
 
@@ -33,7 +35,7 @@ def train(model: nn.Module, make_opt, x: torch.Tensor, y: torch.Tensor, steps: i
   return losses
 
 
-@pytest.mark.parametrize("arch,opt", [("mlp", "adamw"), ("cnn", "sgd_foreach")])
+@pytest.mark.parametrize("arch,opt", [("mlp", "adamw"), ("cnn", "sgd_foreach"), ("mlp", "adam_fused"), ("mlp", "sgd_fused")])
 def test_training_matches_cpu_without_round_trips(arch, opt, counter):
   torch.manual_seed(0)
   model, shape, classes = (mlp(), (16, 8), 4) if arch == "mlp" else (cnn(), (8, 1, 8, 8), 10)

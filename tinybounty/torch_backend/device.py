@@ -261,7 +261,8 @@ def _out_overloads(op_name: str, fn_args: dict[str, bool]) -> list[tuple[str, li
 
 
 def _register_table() -> None:
-  for name, kernel in DEVICE_KERNELS.items(): _impl(name, kernel)
+  from tinybounty.torch_backend.fused import KERNELS as FUSED
+  for name, kernel in {**DEVICE_KERNELS, **FUSED}.items(): _impl(name, kernel)
   for name in ops.names():
     op = _overload(name)
     if op is None or _is_view(op): continue
