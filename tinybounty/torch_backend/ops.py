@@ -505,8 +505,20 @@ def max_pool2d_with_indices_backward(grad_output: Tensor, self: Tensor, kernel_s
 def avg_pool2d(self: Tensor, kernel_size: Sequence[int], stride: Sequence[int] = (), padding: Any = 0, ceil_mode: bool = False,
                count_include_pad: bool = True, divisor_override: int | None = None) -> Tensor:
   k, s, p, _ = _pool_args(kernel_size, stride, padding, 1)
-  if divisor_override is not None: return self.avg_pool2d(k, s, 1, p, ceil_mode, True) * (math.prod(k) / divisor_override)
+  if divisor_override is not None: return _sum_pool2d(self, k, s, p, ceil_mode) / divisor_override
   return self.avg_pool2d(k, s, 1, p, ceil_mode, count_include_pad)
+
+
+def _sum_pool2d(x: Tensor, k: tuple, s: tuple, p: tuple, ceil_mode: bool) -> Tensor:
+  """Window sums with PyTorch's output size (ceil_mode windows must start inside the input or left padding)."""
+  out = []
+  for size, kk, ss, pp in zip(x.shape[-2:], k, s, p):
+    n = -(-(size + 2 * pp - kk) // ss) + 1 if ceil_mode else (size + 2 * pp - kk) // ss + 1
+    if ceil_mode and (n - 1) * ss >= size + pp: n -= 1
+    out.append(n)
+  extra = [max(0, (n - 1) * ss + kk - (size + 2 * pp)) for n, size, kk, ss, pp in zip(out, x.shape[-2:], k, s, p)]
+  xp = x.pad(((0, 0),) * (x.ndim - 2) + ((p[0], p[0] + extra[0]), (p[1], p[1] + extra[1])))
+  return xp._pool(k, s).sum((-2, -1))[..., :out[0], :out[1]]
 
 
 @aten("avg_pool2d_backward")
