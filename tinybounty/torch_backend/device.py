@@ -204,6 +204,12 @@ def _as_strided_(self: torch.Tensor, size: list[int], stride: list[int], storage
   return self
 
 
+def _equal(self: torch.Tensor, other: torch.Tensor) -> bool:
+  """torch.equal returns a Python bool: one counted read of a single flag."""
+  if self.shape != other.shape: return False
+  return bool(to_host(ops.lookup("eq.Tensor")(unwrap(self), unwrap(other)).all()).item())
+
+
 def _local_scalar_dense(self: torch.Tensor) -> Any:
   return to_host(unwrap(self)).item()
 
@@ -212,7 +218,7 @@ DEVICE_KERNELS: dict[str, Callable] = {
   "empty.memory_format": lambda size, *, dtype=None, **_: wrap(Tensor.empty(*size, dtype=ops.to_tiny_dtype(dtype or torch.get_default_dtype()))),
   "empty_strided": _empty_strided, "copy_": _copy, "_copy_from": lambda src, dst, non_blocking=False: _copy(dst, src),
   "_copy_from_and_resize": lambda src, dst: _copy(_resize(dst, list(src.shape)), src), "_to_copy": _to_copy,
-  "resize_": _resize, "_local_scalar_dense": _local_scalar_dense, "as_strided_": _as_strided_,
+  "resize_": _resize, "_local_scalar_dense": _local_scalar_dense, "as_strided_": _as_strided_, "equal": _equal,
   **{name: _meta_view(getattr(torch.ops.aten, name.split(".")[0]).__getattr__(name.split(".")[1] if "." in name else "default"))
      for name in ("view", "view.dtype", "as_strided", "_reshape_alias", "unfold")},
 }

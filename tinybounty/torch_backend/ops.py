@@ -529,12 +529,21 @@ def avg_pool2d_backward(grad_output: Tensor, self: Tensor, kernel_size: Sequence
   return out.gradient(x, gradient=grad_output)[0]
 
 
+def _adaptive_weights(size: int, out: int, dtype: DType) -> Tensor:
+  """(out, size) averaging matrix: row i averages [floor(i*size/out), ceil((i+1)*size/out))."""
+  rows = []
+  for i in range(out):
+    lo, hi = (i * size) // out, -(-((i + 1) * size) // out)
+    rows.append([1 / (hi - lo) if lo <= j < hi else 0.0 for j in range(size)])
+  return Tensor(rows, dtype=dtype)
+
+
 @aten("_adaptive_avg_pool2d")
 def adaptive_avg_pool2d(self: Tensor, output_size: Sequence[int]) -> Tensor:
   h, w = self.shape[-2:]
   oh, ow = output_size
-  if h % oh or w % ow: raise NotImplementedError(f"tiny: aten::_adaptive_avg_pool2d (overload 'default') for {h}x{w} -> {oh}x{ow}")
-  return self.avg_pool2d((h // oh, w // ow))
+  if h % oh == 0 and w % ow == 0: return self.avg_pool2d((h // oh, w // ow))
+  return _adaptive_weights(h, oh, self.dtype) @ self @ _adaptive_weights(w, ow, self.dtype).T
 
 
 @aten("_adaptive_avg_pool2d_backward")
