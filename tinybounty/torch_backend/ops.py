@@ -968,3 +968,53 @@ def masked_scatter(self: Tensor, mask: Tensor, source: Tensor) -> Tensor:
   if m.shape[0] == 0 or source.numel() == 0: return self.expand(shape)
   rank = (m.cast(dtypes.int32).cumsum() - 1).maximum(0).minimum(source.numel() - 1)
   return m.where(_take_rows(source.reshape(-1).cast(self.dtype), rank), self.expand(shape).reshape(-1)).reshape(shape)
+
+
+@aten("searchsorted.Tensor")
+def searchsorted(sorted_sequence: Tensor, self: Tensor, *, out_int32: bool = False, right: bool = False, side: str | None = None,
+                 sorter: Tensor | None = None) -> Tensor:
+  """Insertion points by counting boundaries below each value (< for left, <= for right), on the device."""
+  if sorter is not None: sorted_sequence = sorted_sequence.gather(-1, sorter.cast(dtypes.int32))
+  right = right or side == "right"
+  seq, vals = sorted_sequence.unsqueeze(-2), self.unsqueeze(-1)
+  if sorted_sequence.ndim == 1: seq = sorted_sequence.reshape((1,) * self.ndim + (-1,))
+  below = (seq <= vals) if right else (seq < vals)
+  return below.cast(dtypes.int32).sum(-1).cast(dtypes.int32 if out_int32 else dtypes.int64)
+
+
+@aten("kthvalue")
+def kthvalue(self: Tensor, k: int, dim: int = -1, keepdim: bool = False) -> tuple[Tensor, Tensor]:
+  if self.ndim == 0: return self, Tensor(0, dtype=dtypes.int64)
+  values, idx = sort(self, dim)
+  d = dim % self.ndim
+  pick = tuple(slice(k - 1, k) if i == d else slice(None) for i in range(self.ndim))
+  v, i = values[pick], idx[pick]
+  return (v, i) if keepdim else (v.squeeze(d), i.squeeze(d))
+
+
+@aten("median.dim")
+def median_dim(self: Tensor, dim: int, keepdim: bool = False) -> tuple[Tensor, Tensor]:
+  if self.ndim == 0: return self, Tensor(0, dtype=dtypes.int64)
+  return kthvalue(self, (self.shape[dim] - 1) // 2 + 1, dim, keepdim)
+
+
+@aten("median")
+def median(self: Tensor) -> Tensor:
+  return median_dim(self.reshape(-1), 0)[0] if self.numel() else Tensor.full((), float("nan"), dtype=self.dtype)
+
+
+@aten("nonzero_static")
+def nonzero_static(self: Tensor, *, size: int, fill_value: int = -1) -> Tensor:
+  """nonzero padded or cut to `size` rows: the shape is known, so nothing is read back."""
+  flat = self.reshape(-1).cast(dtypes.bool)
+  if size == 0 or flat.shape[0] == 0: return Tensor.full((size, self.ndim), fill_value, dtype=dtypes.int64)
+  rank = flat.cast(dtypes.int32).cumsum() - 1
+  hit = flat.unsqueeze(0) & rank.unsqueeze(0).eq(Tensor.arange(size, dtype=dtypes.int32).unsqueeze(1))
+  pos = hit.where(Tensor.arange(flat.shape[0], dtype=dtypes.int32).unsqueeze(0), 0).sum(1).cast(dtypes.int64)
+  found = hit.any(1).unsqueeze(1)
+  cols, div_ = [], 1
+  for n in reversed(self.shape):
+    cols.append((pos // div_) % n)
+    div_ *= n
+  idx = Tensor.stack(*cols[::-1], dim=1) if cols else Tensor.zeros(size, 0, dtype=dtypes.int64)
+  return found.where(idx, fill_value)
