@@ -1018,3 +1018,9 @@ def nonzero_static(self: Tensor, *, size: int, fill_value: int = -1) -> Tensor:
     div_ *= n
   idx = Tensor.stack(*cols[::-1], dim=1) if cols else Tensor.zeros(size, 0, dtype=dtypes.int64)
   return found.where(idx, fill_value)
+
+
+@aten("put")
+def put(self: Tensor, index: Tensor, source: Tensor, accumulate: bool = False) -> Tensor:
+  """Writes into the flattened tensor (index_put on its one dim)."""
+  return index_put(self.reshape(-1), [index.reshape(-1)], source.reshape(-1), accumulate).reshape(self.shape)
