@@ -2,6 +2,8 @@
 device-to-host transfers (forward and backward)."""
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import tinybounty.torch_backend as tb
 
@@ -124,3 +126,31 @@ def test_randperm_is_a_permutation(n, counter):
 def test_randperm_is_not_constant():
   perms = {tuple(torch.randperm(8, device="tiny").cpu().tolist()) for _ in range(4)}
   assert len(perms) > 1
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(shape=st.lists(st.integers(0, 5), min_size=1, max_size=3), dtype=st.sampled_from([torch.float32, torch.int32, torch.int64]),
+       seed=st.integers(0, 2**16), accumulate=st.booleans())
+def test_fuzz_five_ops(shape, dtype, seed, accumulate, counter):
+  """Random shapes (empty included) and dtypes: topk, index, index_put_, masked_select, randperm against the CPU."""
+  g = torch.Generator().manual_seed(seed)
+  x = (torch.randn(*shape, generator=g) * 10).to(dtype)
+  idx = torch.randint(0, max(shape[0], 1), (3,), generator=g) if shape[0] else torch.zeros(0, dtype=torch.int64)
+  mask = torch.rand(*shape, generator=g) > 0.5
+  k = min(shape[-1], 2)
+  tx, tidx, tmask = x.to("tiny"), idx.to("tiny"), mask.to("tiny")
+  counter.clear()
+  tb.reset_stats()
+  got_topk = torch.topk(tx, k)
+  got_index = tx[tidx]
+  got_put = tx.clone().index_put_((tidx,), torch.ones((), dtype=dtype, device="tiny"), accumulate=accumulate)
+  got_sel = tx.masked_select(tmask)
+  got_perm = torch.randperm(shape[-1], device="tiny")
+  got_put += 0
+  assert tb.stats()["d2h"] == 0 and tb.stats()["size_syncs"] == len(counter) == 1
+  ref_topk = torch.topk(x, k)
+  assert torch.equal(got_topk.values.cpu(), ref_topk.values) and torch.equal(x.gather(-1, got_topk.indices.cpu()), ref_topk.values)
+  assert torch.equal(got_index.cpu(), x[idx]) and torch.equal(got_sel.cpu(), x.masked_select(mask))
+  if accumulate or idx.unique().numel() == idx.numel():
+    assert torch.equal(got_put.cpu(), x.clone().index_put_((idx,), torch.ones((), dtype=dtype), accumulate=accumulate))
+  assert torch.equal(got_perm.cpu().sort().values, torch.arange(shape[-1]))
