@@ -198,7 +198,7 @@ def _binary(fn: Callable[[Any, Any], Tensor], out: Callable[[DType], DType] = la
   return impl
 
 
-for _name, _fn in {"mul": lambda a, b: a.logical_and(b) if a.dtype == dtypes.bool else a * b,
+for _name, _fn in {"mul": lambda a, b: a & b if a.dtype == dtypes.bool else a * b,
                    "maximum": Tensor.maximum, "minimum": Tensor.minimum, "fmax": Tensor.maximum, "fmin": Tensor.minimum,
                    "bitwise_and": Tensor.bitwise_and, "bitwise_or": Tensor.bitwise_or, "bitwise_xor": Tensor.bitwise_xor,
                    "remainder": lambda a, b: a - a.div(b, rounding_mode="floor") * b if dtypes.is_float(a.dtype) else a.mod(b),
@@ -431,6 +431,13 @@ def log_softmax_backward(grad_output: Tensor, output: Tensor, dim: int, input_dt
 
 @aten("mm", "bmm", "matmul")
 def mm(self: Tensor, mat2: Tensor) -> Tensor: return self.matmul(mat2)
+
+
+@aten("matmul_backward")
+def matmul_backward(grad: Tensor, self: Tensor, other: Tensor, mask: Sequence[bool]) -> tuple[Tensor | None, Tensor | None]:
+  a, b = self.detach(), other.detach()
+  ga, gb = a.matmul(b).gradient(a, b, gradient=grad)
+  return (ga if mask[0] else None), (gb if mask[1] else None)
 
 
 @aten("mv")
