@@ -254,12 +254,16 @@ def _overload(name: str) -> torch._ops.OpOverload | None:
   return getattr(packet, ov, None) if packet is not None and ov in packet.overloads() else None
 
 
+def _out_args(op: torch._ops.OpOverload) -> list[str]:
+  return [a.name for a in _schema_args(op) if a.alias_info is not None and a.alias_info.is_write and a.kwarg_only]
+
+
 def _out_overloads(op_name: str, fn_args: dict[str, bool]) -> list[tuple[str, list[str]]]:
   """(overload name, out arg names) of `op_name`'s out= overloads whose inputs the functional signature covers."""
   packet, found = getattr(torch.ops.aten, op_name), []
   for ov in packet.overloads():
     args = _schema_args(getattr(packet, ov))
-    outs = [a.name for a in args if a.alias_info is not None and a.alias_info.is_write and a.kwarg_only]
+    outs = _out_args(getattr(packet, ov))
     ins = [a.name for a in args if a.name not in outs]
     if outs and set(ins) <= set(fn_args) and all(has_default or n in ins for n, has_default in fn_args.items()):
       found.append((f"{op_name}.{ov}", outs))
@@ -290,8 +294,8 @@ def _register_decompositions() -> None:
   """PyTorch's own decompositions for ops the table lacks: they re-enter the dispatcher with ops we implement."""
   from torch._decomp import decomposition_table
   for op, decomp in decomposition_table.items():
-    # functional overloads only: an out= decomposition calls the functional op, whose kernel may call out= again
-    if not isinstance(op, torch._ops.OpOverload) or op.namespace != "aten" or op._schema.is_mutable: continue
+    # no out= overloads: an out= decomposition calls the functional op, whose kernel may call out= again
+    if not isinstance(op, torch._ops.OpOverload) or op.namespace != "aten" or _out_args(op): continue
     name = op._schema.name.removeprefix("aten::") + ("." + op._overloadname if op._overloadname != "default" else "")
     if name in registered or _has_composite(op.name()) or _is_view(op): continue
     _impl(name, _guarded(op, decomp))

@@ -406,7 +406,16 @@ def cumsum(self: Tensor, dim: int, *, dtype: torch.dtype | None = None) -> Tenso
 
 @aten("logsumexp")
 def logsumexp(self: Tensor, dim: Sequence[int], keepdim: bool = False) -> Tensor:
-  return self.cast(_float(self.dtype)).logsumexp(_dims(dim, self.ndim), keepdim=keepdim)
+  x, dims = self.cast(_float(self.dtype)), _dims(dim, self.ndim)
+  if x.ndim == 0: return x
+  m = x.max(dims, keepdim=True)
+  m = m.isinf().where(0, m)
+  out = (x - m).exp().sum(dims, keepdim=True).log() + m
+  return out if keepdim else out.reshape(tuple(n for i, n in enumerate(x.shape) if i not in dims))
+
+
+@aten("_logcumsumexp")
+def logcumsumexp(self: Tensor, dim: int) -> Tensor: return self.logcumsumexp(dim) if self.ndim else self
 
 
 @aten("_softmax")
@@ -1031,3 +1040,43 @@ def nonzero_static(self: Tensor, *, size: int, fill_value: int = -1) -> Tensor:
 def put(self: Tensor, index: Tensor, source: Tensor, accumulate: bool = False) -> Tensor:
   """Writes into the flattened tensor (index_put on its one dim)."""
   return index_put(self.reshape(-1), [index.reshape(-1)], source.reshape(-1), accumulate).reshape(self.shape)
+
+
+@aten("index_fill.int_Scalar", "index_fill.int_Tensor")
+def index_fill(self: Tensor, dim: int, index: Tensor, value: Any) -> Tensor:
+  if self.ndim == 0: return self.const_like(0).cast(self.dtype) + _cast(value, self.dtype) if index.numel() else self
+  d, idx = dim % self.ndim, index.reshape(-1).cast(dtypes.int32)
+  idx = (idx < 0).where(idx + self.shape[d], idx)
+  hit = (Tensor.arange(self.shape[d], dtype=dtypes.int32).unsqueeze(1) == idx.unsqueeze(0)).any(1)
+  hit = hit.reshape(tuple(self.shape[d] if i == d else 1 for i in range(self.ndim)))
+  v = value.reshape(()).cast(self.dtype) if isinstance(value, Tensor) else value
+  return hit.where(v, self).cast(self.dtype)
+
+
+@aten("index_add")
+def index_add(self: Tensor, dim: int, index: Tensor, source: Tensor, *, alpha: Any = 1) -> Tensor:
+  if self.ndim == 0 or index.numel() == 0: return self + (source.sum() * alpha if index.numel() else 0)
+  d = dim % self.ndim
+  idx = index.reshape(tuple(-1 if i == d else 1 for i in range(source.ndim))).expand(source.shape).cast(dtypes.int32)
+  return self.scatter_reduce(d, idx, (source * alpha).cast(self.dtype), "sum")
+
+
+@aten("nan_to_num")
+def nan_to_num(self: Tensor, nan: float | None = 0.0, posinf: float | None = None, neginf: float | None = None) -> Tensor:
+  if not dtypes.is_float(self.dtype): return self
+  info = torch.finfo(to_torch_dtype(self.dtype))
+  x = self.isnan().where(nan or 0.0, self)
+  x = (self == float("inf")).where(info.max if posinf is None else posinf, x)
+  return (self == float("-inf")).where(info.min if neginf is None else neginf, x)
+
+
+@aten("addbmm")
+def addbmm(self: Tensor, batch1: Tensor, batch2: Tensor, *, beta: Any = 1, alpha: Any = 1) -> Tensor:
+  prod_ = batch1.matmul(batch2).sum(0) * alpha
+  return prod_ if beta == 0 else prod_ + self * beta
+
+
+@aten("angle")
+def angle(self: Tensor) -> Tensor:
+  x = self.cast(_float(self.dtype))
+  return x.isnan().where(x, (x < 0).where(math.pi, 0.0))
