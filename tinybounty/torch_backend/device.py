@@ -237,6 +237,14 @@ def _schema_args(op: torch._ops.OpOverload) -> list[torch.Argument]:
   return list(op._schema.arguments)
 
 
+def _has_kernel(op: torch._ops.OpOverload, key: str) -> bool | None:
+  """Whether `op` has a kernel for `key`; None when the dispatcher does not know the overload at all."""
+  try:
+    return torch._C._dispatch_has_kernel_for_dispatch_key(op._schema.name + (f".{op._overloadname}" if op._overloadname != "default" else ""), key)
+  except RuntimeError:
+    return None
+
+
 def _is_view(op: torch._ops.OpOverload) -> bool:
   return any(r.alias_info is not None and not r.alias_info.is_write for r in op._schema.returns)
 
@@ -275,7 +283,9 @@ def _register_table() -> None:
   for name, kernel in {**DEVICE_KERNELS, **FUSED}.items(): _impl(name, kernel)
   for name in ops.names():
     op = _overload(name)
-    if op is None or _is_view(op): continue
+    # views alias storage (the device's own kernels); CompositeImplicitAutograd ops must keep decomposing above
+    # autograd, or a backend kernel would cut them off from their gradient
+    if op is None or _is_view(op) or _has_kernel(op, "CompositeImplicitAutograd") is not False: continue
     fn = ops.lookup(name)
     _impl(name, functional_kernel(fn))
     base, ov = name.split(".", 1)
@@ -285,9 +295,9 @@ def _register_table() -> None:
   for inplace, functional in INPLACE_OF.items(): _impl(inplace, inplace_kernel(ops.lookup(functional)))
 
 
-def _has_composite(name: str) -> bool:
+def _has_composite(op: torch._ops.OpOverload) -> bool:
   # CompositeExplicitAutogradNonFunctional kernels call the out= overload, which we rather decompose
-  return any(torch._C._dispatch_has_kernel_for_dispatch_key(name, k) for k in ("CompositeImplicitAutograd", "CompositeExplicitAutograd"))
+  return any(_has_kernel(op, k) is not False for k in ("CompositeImplicitAutograd", "CompositeExplicitAutograd"))
 
 
 def _register_decompositions() -> None:
@@ -297,7 +307,7 @@ def _register_decompositions() -> None:
     # no out= overloads: an out= decomposition calls the functional op, whose kernel may call out= again
     if not isinstance(op, torch._ops.OpOverload) or op.namespace != "aten" or _out_args(op): continue
     name = op._schema.name.removeprefix("aten::") + ("." + op._overloadname if op._overloadname != "default" else "")
-    if name in registered or _has_composite(op.name()) or _is_view(op): continue
+    if name in registered or _has_composite(op) or _is_view(op): continue
     _impl(name, _guarded(op, decomp))
 
 

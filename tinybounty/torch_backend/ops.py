@@ -351,11 +351,13 @@ aten("min")(lambda self: self.min())
 
 @aten("max.dim")
 def max_dim(self: Tensor, dim: int, keepdim: bool = False) -> tuple[Tensor, Tensor]:
+  if self.ndim == 0: return self, Tensor(0, dtype=dtypes.int64)
   return self.max(dim, keepdim=keepdim), argmax(self, dim, keepdim)
 
 
 @aten("min.dim")
 def min_dim(self: Tensor, dim: int, keepdim: bool = False) -> tuple[Tensor, Tensor]:
+  if self.ndim == 0: return self, Tensor(0, dtype=dtypes.int64)
   return self.min(dim, keepdim=keepdim), argmin(self, dim, keepdim)
 
 
@@ -1080,3 +1082,23 @@ def addbmm(self: Tensor, batch1: Tensor, batch2: Tensor, *, beta: Any = 1, alpha
 def angle(self: Tensor) -> Tensor:
   x = self.cast(_float(self.dtype))
   return x.isnan().where(x, (x < 0).where(math.pi, 0.0))
+
+
+@aten("hardshrink_backward", "softshrink_backward")
+def shrink_backward(grad_out: Tensor, self: Tensor, lambd: float) -> Tensor: return (self.abs() > lambd).where(grad_out, 0)
+
+
+def _reduce_grad(g: Tensor, grad_output: Tensor, reduction: int) -> Tensor:
+  return g * grad_output / g.numel() if reduction == 1 else g * grad_output
+
+
+@aten("huber_loss_backward")
+def huber_loss_backward(grad_output: Tensor, self: Tensor, target: Tensor, reduction: int, delta: float) -> Tensor:
+  d = self - target
+  return _reduce_grad((d.abs() <= delta).where(d, delta * d.sign()), grad_output, reduction)
+
+
+@aten("smooth_l1_loss_backward")
+def smooth_l1_loss_backward(grad_output: Tensor, self: Tensor, target: Tensor, reduction: int, beta: float) -> Tensor:
+  d = self - target
+  return _reduce_grad((d.abs() < beta).where(d / beta, d.sign()) if beta > 0 else d.sign(), grad_output, reduction)
