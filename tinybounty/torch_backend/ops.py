@@ -509,14 +509,24 @@ def max_pool2d_with_indices(self: Tensor, kernel_size: Sequence[int], stride: Se
   return out, idx.cast(dtypes.int64)
 
 
-@aten("max_pool2d_with_indices_backward")
-def max_pool2d_with_indices_backward(grad_output: Tensor, self: Tensor, kernel_size: Sequence[int], stride: Sequence[int],
-                                     padding: Any, dilation: Any, ceil_mode: bool, indices: Tensor) -> Tensor:
-  spatial = self.shape[-2] * self.shape[-1]
-  lead = grad_output.shape[:-2]
+def _unpool_grad(grad_output: Tensor, self: Tensor, indices: Tensor, nd: int) -> Tensor:
+  """Route each output gradient to the input position its index names (summing where windows overlap)."""
+  spatial, lead = math.prod(self.shape[-nd:]), grad_output.shape[:-nd]
   g, i = grad_output.reshape(*lead, -1, 1), indices.reshape(*lead, -1, 1)
   onehot = i == Tensor.arange(spatial, dtype=i.dtype).reshape(1, spatial)
   return (onehot.where(g, 0)).sum(-2).reshape(self.shape).cast(self.dtype)
+
+
+@aten("max_pool2d_with_indices_backward")
+def max_pool2d_with_indices_backward(grad_output: Tensor, self: Tensor, kernel_size: Sequence[int], stride: Sequence[int],
+                                     padding: Any, dilation: Any, ceil_mode: bool, indices: Tensor) -> Tensor:
+  return _unpool_grad(grad_output, self, indices, 2)
+
+
+@aten("max_pool3d_with_indices_backward")
+def max_pool3d_with_indices_backward(grad_output: Tensor, self: Tensor, kernel_size: Sequence[int], stride: Sequence[int],
+                                     padding: Any, dilation: Any, ceil_mode: bool, indices: Tensor) -> Tensor:
+  return _unpool_grad(grad_output, self, indices, 3)
 
 
 @aten("avg_pool2d")
@@ -1102,3 +1112,20 @@ def huber_loss_backward(grad_output: Tensor, self: Tensor, target: Tensor, reduc
 def smooth_l1_loss_backward(grad_output: Tensor, self: Tensor, target: Tensor, reduction: int, beta: float) -> Tensor:
   d = self - target
   return _reduce_grad((d.abs() < beta).where(d / beta, d.sign()) if beta > 0 else d.sign(), grad_output, reduction)
+
+
+def _cum_extreme(self: Tensor, dim: int, values: Tensor) -> tuple[Tensor, Tensor]:
+  """Indices like the CPU's: the last position so far holding the running extreme."""
+  if self.ndim == 0: return values, Tensor(0, dtype=dtypes.int64)
+  x, v, n = self.transpose(dim, -1), values.transpose(dim, -1), self.shape[dim]
+  j = Tensor.arange(n, dtype=dtypes.int32)
+  hit = (x.unsqueeze(-2) == v.unsqueeze(-1)) & (j.reshape(1, n) <= j.reshape(n, 1))
+  return values, hit.where(j, -1).max(-1).cast(dtypes.int64).transpose(dim, -1)
+
+
+@aten("cummax")
+def cummax(self: Tensor, dim: int) -> tuple[Tensor, Tensor]: return _cum_extreme(self, dim, self.cummax(dim)[0] if self.ndim else self)
+
+
+@aten("cummin")
+def cummin(self: Tensor, dim: int) -> tuple[Tensor, Tensor]: return _cum_extreme(self, dim, self.cummin(dim)[0] if self.ndim else self)
