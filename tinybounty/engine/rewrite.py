@@ -7,21 +7,24 @@ ContextVars, so a result computed once holds for every later graph_rewrite with 
 `substitute` and the 25 codegen passes rewrite the same index expressions again and again. We memoize F in each
 UOp's __dict__ under a token for (pm, bpm, enter_calls, ContextVar values); the entry dies with the UOp.
 
-A call adds to the memo only if nothing in it reads state outside the graph: no ctx, no BUFFER (whose realized Buffer
-can change between calls), and no CALL/FUNCTION body pinned to itself (stock pins it for the rest of the call, an
-order-dependent effect): from that pin on the call neither reads nor writes the memo. Calls with a ctx run the same
-loop without the memo, calling rules in exactly stock's order, so rules with side effects on ctx see the same calls.
+A call adds to the memo only if nothing in it reads state outside the graph: no ctx, no BUFFER with a device Buffer
+(whose realized state can change between calls; a Variable is an ALU BUFFER with none), and no CALL/FUNCTION body
+pinned to itself (stock pins it for the rest of the call, an order-dependent effect: from that pin on the call neither
+reads nor writes the memo). Calls with a ctx run the same loop without the memo, calling rules in exactly stock's
+order, so rules with side effects on ctx see the same calls.
 """
 from __future__ import annotations
 
 import operator
 
+from tinygrad.dtype import AddrSpace
 from tinygrad.helpers import ContextVar
 from tinygrad.uop.ops import REWRITE_STACK_LIMIT, BottomUpGate, Ops, RewriteContext, UOp, _rebuild_dtype
 
+from tinybounty.engine.dispatch import dispatcher
+
 _MISS = object()
 _OPAQUE_BODIES = UOp._OPAQUE_CALL_BODIES
-_IMPURE = {Ops.BUFFER}
 _value = operator.attrgetter("value")
 _tokens: dict[tuple, object] = {}
 
@@ -50,8 +53,8 @@ def unified_rewrite(self: RewriteContext, root: UOp) -> UOp:
   """Drop-in for RewriteContext.unified_rewrite: same result, same rule calls for ctx rewrites, memoized F otherwise."""
   tok = memo_token(self.pm, self.bpm, self.enter_calls) if self.ctx is None else None
   replace, waitlist = self.replace, {}
-  pm_rewrite = self.pm.rewrite if self.pm is not None else None
-  bpm, bpm_cache, bpm_rewrite = self.bpm, self.bpm_cache, self.bpm.rewrite if self.bpm is not None else None
+  pm_rewrite = dispatcher(self.pm) if self.pm is not None else None
+  bpm, bpm_cache, bpm_rewrite = self.bpm, self.bpm_cache, dispatcher(self.bpm) if self.bpm is not None else None
   ctx, enter_calls, limit = self.ctx, self.enter_calls, REWRITE_STACK_LIMIT.value
   pure = tok is not None
   stack: list[tuple[UOp, int, UOp]] = [(root, 0, root)]
@@ -81,7 +84,7 @@ def unified_rewrite(self: RewriteContext, root: UOp) -> UOp:
           continue
       push((n, 1, new_n))
       op = new_n.op
-      if op in _IMPURE: pure = False
+      if op is Ops.BUFFER and getattr(new_n.arg, "addrspace", None) is not AddrSpace.ALU: pure = False  # a Variable's is ALU
       if not enter_calls and (op is Ops.FUNCTION or (op is Ops.CALL and new_n.src[0].op in _OPAQUE_BODIES)):
         replace[new_n.src[0]] = new_n.src[0]
         tok, pure = None, False
