@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 
 TARGETS = {"clang": "CPU", "cuda": "NULL:CUDA:sm_90", "amd": "NULL:AMDLLVM:gfx1201"}
@@ -75,13 +76,13 @@ def replay_here(workloads: list[str], size: str) -> list[dict]:
   import tinybounty.engine as engine
   results = []
   for w in workloads:
-    caps = {}
+    caps, st = {}, time.process_time()
     for on in (False, True):
       gc.collect()
       with engine.enabled(on): caps[on] = capture(w, size)
     diff = first_difference(caps[False], caps[True])
     results.append({"workload": w, "kernels": sum(k.source != "" for k in caps[True]), "calls": len(caps[True]), "identical": diff is None,
-                    "difference": diff})
+                    "difference": diff, "seconds": round(time.process_time() - st, 1)})
   return results
 
 
@@ -129,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
       ok &= r["identical"]
       verdict = "identical" if r["identical"] else f"DIFFERS: {r['difference']}"
-      print(f"{t:6s} {r['workload']:18s} {r['calls']:4d} calls {r['kernels']:4d} kernels  {verdict}")
+      print(f"{t:6s} {r['workload']:18s} {r['calls']:4d} calls {r['kernels']:4d} kernels {r['seconds']:6.1f} s  {verdict}")
   print("replay: byte-identical" if ok else "replay: FAILED, stock and ours differ")
   return 0 if ok else 1
 
