@@ -18,11 +18,11 @@ def test_replay_is_byte_identical(target):
 
 
 def test_first_difference_names_what_differs():
-  a = [Kernel("E_4", ((0, "dtypes.float", 4),), "void E_4() {}"), Kernel("COPY", ((0, "dtypes.float", 4), (1, "dtypes.float", 4)), "")]
+  a = [Kernel("E_4", "void E_4() {}", ((0, "dtypes.float", 4),)), Kernel("COPY", "", ((0, "dtypes.float", 4), (1, "dtypes.float", 4)))]
   assert first_difference(a, list(a)) is None
   assert first_difference(a, a[:1]) == "2 calls with stock, 1 with ours"
-  assert first_difference(a, [Kernel("E_4", a[0].buffers, "void E_4() { }"), a[1]]) == "call 0 (E_4): source differs"
-  assert first_difference(a, [a[0], Kernel("COPY", a[1].buffers[::-1], "")]) == "call 1 (COPY): buffers differ"
+  assert first_difference(a, [Kernel("E_4", "void E_4() { }", a[0].buffers), a[1]]) == "call 0 (E_4): different source"
+  assert first_difference(a, [a[0], Kernel("COPY", "", a[1].buffers[::-1])]) == "call 1 (COPY): different buffers"
 
 
 def test_unknown_target_is_a_clear_error():

@@ -22,11 +22,12 @@ def dispatcher(pm: PatternMatcher) -> Callable[[UOp, Any], UOp | None]:
   pdict = pm.pdict
 
   def rewrite(uop: UOp, ctx=None) -> UOp | None:
+    if uop.op not in pdict: return None
     d = uop.__dict__
     if (ler := d.get("_src_ops")) is None: d["_src_ops"] = ler = frozenset(u.op for u in uop.src)
     elif type(ler) is not frozenset: d["_src_ops"] = ler = frozenset(ler)
     if (entries := table.get(key := (uop.op, ler))) is None:
-      entries = table[key] = tuple(e for e in pdict.get(uop.op, ()) if e[2].issubset(ler))
+      entries = table[key] = tuple(e for e in pdict[uop.op] if e[2].issubset(ler))
     for e in entries:
       if (ret := e[1](uop, ctx)) is not None and ret is not uop: return ret
     return None

@@ -25,10 +25,10 @@ CORPUS = ("resnet50_fwd", "gpt2_fwd", "gpt2_train_step", "bert_fwd", "llama_deco
 
 @dataclass(frozen=True)
 class Kernel:
-  """One scheduled call: its name, its buffers as (number by first use, dtype, size), and its rendered source ("" if not a kernel)."""
+  """One scheduled call: its name, its rendered source ("" if not a kernel), and its buffers as (number by first use, dtype, size)."""
   name: str
-  buffers: tuple[tuple[int, str, int], ...]
   source: str
+  buffers: tuple[tuple[int, str, int], ...]
 
 
 def render(ast, renderer) -> tuple[str, str]:
@@ -53,12 +53,11 @@ def capture(workload: str, size: str) -> list[Kernel]:
   outs = WORKLOADS[workload].build(size)
   schedule_cache.clear()
   linear, _ = Tensor.linear_with_vars(*outs)
-  renderer, numbers, kernels = Device[Device.DEFAULT].renderer, {}, []
+  renderer, numbers, rendered, kernels = Device[Device.DEFAULT].renderer, {}, {}, []
   for call in linear.src:
     bufs = tuple((numbers.setdefault(b, len(numbers)), str(b.dtype), b.max_numel()) for b in call.src[1:] if not b.is_bound_var)
-    ast = call.src[0]
-    name, source = render(ast, renderer) if ast.op is Ops.SINK else (f"{ast.op.name} {ast.arg}", "")
-    kernels.append(Kernel(name, bufs, source))
+    if (ast := call.src[0]) not in rendered: rendered[ast] = render(ast, renderer) if ast.op is Ops.SINK else (f"{ast.op.name} {ast.arg}", "")
+    kernels.append(Kernel(*rendered[ast], bufs))
   return kernels
 
 
@@ -66,8 +65,8 @@ def first_difference(stock: list[Kernel], ours: list[Kernel]) -> str | None:
   """A line describing the first difference between two captures, or None if they are identical."""
   if len(stock) != len(ours): return f"{len(stock)} calls with stock, {len(ours)} with ours"
   for i, (a, b) in enumerate(zip(stock, ours)):
-    for field in ("name", "buffers", "source"):
-      if getattr(a, field) != getattr(b, field): return f"call {i} ({a.name}): {field} differs"
+    for field in ("name", "source", "buffers"):
+      if getattr(a, field) != getattr(b, field): return f"call {i} ({a.name}): different {field}"
   return None
 
 
