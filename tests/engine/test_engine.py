@@ -151,3 +151,16 @@ def test_symbolic_simplification_matches_stock(e):
   with engine.enabled(False): stock = (graph_rewrite(e, sym), graph_rewrite(e, symbolic), e.simplify())
   with engine.enabled(True): ours = (graph_rewrite(e, sym), graph_rewrite(e, symbolic), e.simplify())
   assert all(a is b for a, b in zip(stock, ours))
+
+
+def test_scripts_run_with_the_engine(tmp_path):
+  import os
+  import subprocess
+  import sys
+  script = tmp_path / "s.py"
+  script.write_text("import sys, tinybounty.engine as e\nprint(e.installed(), sys.argv[1:])\n")
+  env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+  run = lambda *cmd, **kw: subprocess.run([sys.executable, *cmd], capture_output=True, text=True, env={**env, **kw}).stdout.strip()
+  assert run("-m", "tinybounty.engine", str(script), "a") == "True ['a']"
+  assert run(str(script)) == "False []"
+  assert run(str(script), TINYBOUNTY_ENGINE="1") == "True []"

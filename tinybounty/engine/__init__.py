@@ -1,7 +1,8 @@
 """tinybounty.engine: a faster rewrite engine for tinygrad 0.14.0, with exactly stock's results.
 
 `install()` swaps tinygrad's `RewriteContext.unified_rewrite` (the loop behind every `graph_rewrite`) for ours;
-`uninstall()` puts stock's back. `TINYBOUNTY_ENGINE=1` installs it when tinybounty.engine is imported. While tinygrad
+`uninstall()` puts stock's back. `TINYBOUNTY_ENGINE=1` installs it when tinybounty.engine is imported, and
+`python -m tinybounty.engine script.py` runs a script with it. While tinygrad
 tracks matches (TRACK_MATCH_STATS, VIZ) the stock loop runs, so the tracker sees every rule call. See docs/engine.md.
 """
 from __future__ import annotations
