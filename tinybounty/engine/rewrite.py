@@ -88,11 +88,15 @@ def unified_rewrite(self: RewriteContext, root: UOp) -> UOp:
       if not enter_calls and (op is Ops.FUNCTION or (op is Ops.CALL and new_n.src[0].op in _OPAQUE_BODIES)):
         replace[new_n.src[0]] = new_n.src[0]
         tok, pure = None, False
+      mark = len(stack)
       for x in reversed(new_n.src):
         if x in on_stack: continue
         push((x, 0, x))
         on_stack.add(x)
-    elif stage == 1:
+      if len(stack) != mark: continue
+      pop()  # no source pushed: (n, 1, new_n) is next, as in stock's next iteration; run it now
+      stage = 1
+    if stage == 1:
       tmp = []
       for x in new_n.src:
         if (rx := replace.get(x, _MISS)) is _MISS:
@@ -109,7 +113,7 @@ def unified_rewrite(self: RewriteContext, root: UOp) -> UOp:
           new_src_n = UOp(new_n.op, _rebuild_dtype(new_n, new_src), new_src, new_n.arg, new_n.tag)
         push((n, 2, new_src_n))
         push((new_src_n, 0, new_src_n))
-    else:
+    elif stage == 2:
       if (replaced_new_n := replace.get(new_n, _MISS)) is _MISS:
         waitlist.setdefault(new_n, []).append((n, 2, new_n))
       else:
