@@ -27,6 +27,7 @@ _MISS = object()
 _OPAQUE_BODIES = UOp._OPAQUE_CALL_BODIES
 _value = operator.attrgetter("value")
 _tokens: dict[tuple, object] = {}
+MAX_TOKENS = 1024
 
 
 def _settings() -> tuple:
@@ -38,7 +39,9 @@ def memo_token(pm, bpm, enter_calls: bool) -> object | None:
   """The __dict__ key under which F for these matchers and the current settings is memoized (None: a setting is unhashable)."""
   key = (pm, bpm, enter_calls, _settings())
   try:
-    if (tok := _tokens.get(key)) is None: tok = _tokens[key] = object()
+    if (tok := _tokens.get(key)) is None:
+      if len(_tokens) >= MAX_TOKENS: _tokens.clear()  # matchers built per call would otherwise stay alive here
+      tok = _tokens[key] = object()
   except TypeError:
     return None
   return tok
