@@ -36,11 +36,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(f"tinybounty validate: unknown target(s) {', '.join(bad)}; use {', '.join(TARGETS)}", file=sys.stderr)
     return 2
   if args.corpus:
-    from tinybounty.validate.corpus import CORPUS, run_corpus
+    from tinybounty.validate.corpus import run_corpus
     found = run_corpus(targets)
     for (case, target), rep in found.items():
       first = rep.failures[0] if rep.failures else None
-      print(f"{'CAUGHT' if first else 'MISSED'} {case:26s} {target:5s} " + (f"[{first.expr}] of {first.buffer_size}: {first.counterexample}" if first else ""))
+      where = f"[{first.expr}] of {first.buffer_size}: {first.counterexample}" if first else ""
+      print(f"{'CAUGHT' if first else 'MISSED'} {case:26s} {target:5s} {where}")
     if args.json: _write_json(args.json, {f"{c}/{t}": len(r.failures) for (c, t), r in found.items()})
     return 0 if all(r.failures for r in found.values()) else 1
   names = MODEL_CORPUS if args.model == "all" else (args.model,)

@@ -61,9 +61,8 @@ def kernel_ast(opts: tuple[Opt, ...] | None = OPTS) -> UOp:
 
 def render(target: str = "CUDA", opts: tuple[Opt, ...] | None = OPTS) -> str:
   """The kernel's source for a renderer ("CUDA": CUDA C for sm_90 through the NULL device)."""
-  from tinybounty.validate.targets import lower
+  from tinybounty.validate.targets import lower, renderer
   from tinybounty.validate.targets import render as render_sink
-  from tinybounty.validate.targets import renderer
   ren = renderer(target)
   return render_sink(lower(kernel_ast(opts), ren), ren)
 
