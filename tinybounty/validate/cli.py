@@ -9,7 +9,7 @@ import sys
 from tinybounty.validate.targets import TARGETS
 
 # the model corpus: every one must validate clean (forward, backward and optimizer step where it trains)
-MODEL_CORPUS = ("resnet18_train_step", "gpt2_train_step", "bert_fwd", "mnist_train_step")
+MODEL_CORPUS = ("resnet18_train_step", "gpt2_train_step", "gpt2_decode", "bert_fwd", "mnist_train_step")
 
 
 def validate_workload(name: str, size: str = "small", targets: tuple[str, ...] = TARGETS, run: bool = True, progress: bool = False):

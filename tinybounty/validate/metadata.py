@@ -6,6 +6,7 @@ and never carry it over, so no kernel has any and DEBUG=2 shows bare kernel name
   so it flows from the tensor graph through rangeify into the kernels, and on into the compiled PROGRAMs;
 - each kernel SINK the scheduler makes gets the union of its UOps' metadata (`kernel_metadata(ast)` reads it);
 - DEBUG=2 lines name the ops after the kernel name (`sum, relu bw, ...`);
+- the schedule cache is emptied, so steps scheduled before install() are scheduled again, with metadata;
 - the scheduler's DEBUG>=1 caller lookup no longer uses inspect.stack(), which raised "<module '__main__' from None>
   is a built-in module" whenever the compile worker pool was (re)spawning a worker at that moment (engine/worker.py
   hides __main__.__file__ while it spawns, from another thread).
@@ -17,7 +18,7 @@ import sys
 from types import SimpleNamespace
 
 from tinygrad.helpers import Metadata
-from tinygrad.uop.ops import Ops, UOp, all_metadata
+from tinygrad.uop.ops import Ops, PatternMatcher, UOp, UPat, all_metadata
 
 # ops that are shared plumbing, not computation: they never carry or lend an op's name
 _PLUMBING = {getattr(Ops, n) for n in ("CONST", "RANGE", "PARAM", "BUFFER", "SINK", "CALL", "NOOP", "UNIQUE", "LUNIQUE", "DEVICE") if hasattr(Ops, n)}
@@ -53,11 +54,14 @@ def kernel_metadata(ast: UOp) -> tuple[Metadata, ...]:
   return all_metadata.get(ast, ())
 
 
-def _collect(sink: UOp) -> tuple[Metadata, ...]:
+def _collect(sink: UOp, plumbing: bool = False) -> tuple[Metadata, ...]:
+  """Metadata of a kernel's computing UOps. gradient() tags constants it creates with every backward op that uses them,
+  so constants count only for a kernel that computes nothing (it stores a value that folded to a constant)."""
   found: dict[Metadata, None] = {}
   for u in sink.toposort():
-    if u.op in _PLUMBING: continue  # gradient() tags constants it creates with every backward op that uses them
+    if u.op in _PLUMBING and not plumbing: continue
     for m in all_metadata.get(u, ()): found.setdefault(m, None)
+  if not found and not plumbing: return _collect(sink, plumbing=True)
   # a forward and a backward use of one op are different facts; Metadata hashes by name only, so key on both
   return tuple({(m.name, m.backward): m for m in found}.values())
 
@@ -76,6 +80,13 @@ def _caller_frames(context: int = 1) -> list[SimpleNamespace]:
     if f.f_code.co_filename != __file__: out.append(SimpleNamespace(filename=f.f_code.co_filename, lineno=f.f_lineno))
     f = f.f_back
   return out
+
+
+def _lower_sink_to_linear(function: UOp) -> UOp | None:
+  """pm_schedule's callback, calling tinygrad's own through its module: a compiled pattern snapshots its callback's
+  globals, so the stock pm_schedule would keep calling the unpatched get_kernel_graph and inspect after install()."""
+  import tinygrad.schedule as schedule
+  return schedule.lower_sink_to_linear(function)
 
 
 def _patch(owner: object, name: str, value: object) -> None:
@@ -121,9 +132,44 @@ def install() -> None:
   _patch(schedule, "get_kernel_graph", get_kernel_graph)
   _patch(realize, "get_call_name", get_call_name)
   _patch(schedule, "inspect", SimpleNamespace(stack=_caller_frames))
+  _patch(schedule, "pm_schedule", PatternMatcher([(UPat(Ops.SINK, name="function"), _lower_sink_to_linear)]))
+  schedule.schedule_cache.clear()  # schedules made before install() hold kernels without metadata
 
 
 def uninstall() -> None:
   """Put back every name install() replaced."""
   for (owner, name), value in _saved.items(): setattr(owner, name, value)
   _saved.clear()
+
+
+def step_kernels(outputs: list) -> list[tuple[Metadata, ...]]:
+  """Schedule `outputs` (tensors) and return each kernel's metadata, in schedule order (copies are not kernels)."""
+  from tinygrad import Tensor
+  linear, _ = Tensor.linear_with_vars(*outputs)
+  return [kernel_metadata(c.src[0]) for c in linear.src if c.op is Ops.CALL and c.src[0].op is Ops.SINK]
+
+
+def resnet_train_step(devices: tuple[str, ...] | None = None, batch: int = 2, seed: int = 0) -> list:
+  """ResNet-18 (width 8, 10 classes, 32x32 images) SGD step; with `devices`, data-parallel: weights replicated on
+  every device, the batch sharded along its first axis. Returns the loss and the updated tensors, unrealized."""
+  from tinygrad import Tensor
+  from tinygrad.helpers import Context
+  from tinygrad.nn.optim import SGD
+  from tinygrad.nn.state import get_parameters
+
+  from tinybounty.models.resnet import ResNet
+  Tensor.manual_seed(seed)
+  model = ResNet(18, 10, 8)
+  params = get_parameters(model)
+  x, y = Tensor.randn(batch, 3, 32, 32), Tensor.randint(batch, high=10)
+  Tensor.realize(*params, x, y)
+  if devices:
+    for p in params: p.to_(devices)
+    x, y = x.shard(devices, axis=0), y.shard(devices, axis=0)
+    Tensor.realize(*params, x, y)
+  opt = SGD([p for p in params if p.is_param], lr=0.01)
+  with Context(TRAINING=1):
+    opt.zero_grad()
+    loss = model(x).sparse_categorical_crossentropy(y)
+    loss.backward()
+    return [loss, *opt.schedule_step()]
