@@ -12,45 +12,25 @@ from tinygrad.helpers import Context
 from tinybounty.validate import metadata
 
 
-def _small_step(devices=None):
-  Tensor.manual_seed(0)
-  from tinygrad import nn
-  from tinygrad.nn.state import get_parameters
-  conv, bn, lin = nn.Conv2d(3, 4, 3), nn.BatchNorm(4), nn.Linear(4 * 6 * 6, 10)
-  params = get_parameters([conv, bn, lin])
-  x, y = Tensor.rand(4, 3, 8, 8), Tensor([1, 2, 3, 4])
-  Tensor.realize(*params, x, y)
-  if devices:
-    for p in params: p.to_(devices)
-    x, y = x.shard(devices, axis=0), y.shard(devices, axis=0)
-    Tensor.realize(*params, x, y)
-  with Context(TRAINING=1):
-    opt = nn.optim.SGD([p for p in params if p.is_param], lr=0.1)
-    opt.zero_grad()
-    loss = lin(bn(conv(x)).relu().flatten(1)).sparse_categorical_crossentropy(y)
-    loss.backward()
-    return [loss, *opt.schedule_step()]
-
-
 def _names(kernels, backward: bool | None = None) -> set[str]:
   return {m.name for k in kernels for m in k if backward is None or m.backward == backward}
 
 
 def test_stock_0_14_kernels_carry_no_metadata():
   assert not metadata.installed()
-  kernels = metadata.step_kernels(_small_step())
+  kernels = metadata.step_kernels(metadata.small_train_step())
   assert kernels and not any(kernels)
 
 
 def test_every_kernel_of_a_train_step_names_its_ops(metadata_installed):
-  kernels = metadata.step_kernels(_small_step())
+  kernels = metadata.step_kernels(metadata.small_train_step())
   assert all(kernels)
   assert {"conv2d", "relu", "linear", "batchnorm", "sparse_categorical_crossentropy"} <= _names(kernels, backward=False)
   assert {"conv2d", "relu", "linear"} <= _names(kernels, backward=True)
 
 
 def test_sharded_step_names_the_same_ops(metadata_installed, two_cpus):
-  single, sharded = metadata.step_kernels(_small_step()), metadata.step_kernels(_small_step(two_cpus))
+  single, sharded = metadata.step_kernels(metadata.small_train_step()), metadata.step_kernels(metadata.small_train_step(two_cpus))
   assert all(sharded) and len(sharded) > len(single)
   assert _names(single, backward=False) == _names(sharded, backward=False)
   assert _names(single) == _names(sharded)
@@ -59,7 +39,7 @@ def test_sharded_step_names_the_same_ops(metadata_installed, two_cpus):
 def test_debug2_lines_show_the_ops(metadata_installed, two_cpus):
   out = io.StringIO()
   with redirect_stdout(out), Context(DEBUG=2):
-    Tensor.realize(*_small_step(two_cpus))
+    Tensor.realize(*metadata.small_train_step(two_cpus))
   lines = [ln for ln in out.getvalue().splitlines() if ln.startswith(("***", "\x1b[32m***")) and "copy" not in ln]
   assert lines and all("CPU:1" in ln or "CPU" in ln for ln in lines)
   assert sum("conv2d" in ln for ln in lines) >= 2 and any("relu bw" in ln for ln in lines)

@@ -173,3 +173,26 @@ def resnet_train_step(devices: tuple[str, ...] | None = None, batch: int = 2, se
     loss = model(x).sparse_categorical_crossentropy(y)
     loss.backward()
     return [loss, *opt.schedule_step()]
+
+
+def small_train_step(devices: tuple[str, ...] | None = None, seed: int = 0) -> list:
+  """A conv -> BatchNorm -> relu -> linear SGD step on 4 images of 3x8x8, data-parallel over `devices` if given: the
+  quick stand-in for resnet_train_step (same ops, a fraction of the kernels)."""
+  from tinygrad import Tensor, nn
+  from tinygrad.helpers import Context
+  from tinygrad.nn.state import get_parameters
+  Tensor.manual_seed(seed)
+  conv, bn, lin = nn.Conv2d(3, 4, 3), nn.BatchNorm(4), nn.Linear(4 * 6 * 6, 10)
+  params = get_parameters([conv, bn, lin])
+  x, y = Tensor.rand(4, 3, 8, 8), Tensor([1, 2, 3, 4])
+  Tensor.realize(*params, x, y)
+  if devices:
+    for p in params: p.to_(devices)
+    x, y = x.shard(devices, axis=0), y.shard(devices, axis=0)
+    Tensor.realize(*params, x, y)
+  with Context(TRAINING=1):
+    opt = nn.optim.SGD([p for p in params if p.is_param], lr=0.1)
+    opt.zero_grad()
+    loss = lin(bn(conv(x)).relu().flatten(1)).sparse_categorical_crossentropy(y)
+    loss.backward()
+    return [loss, *opt.schedule_step()]
