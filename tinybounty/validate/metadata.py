@@ -9,7 +9,9 @@ and never carry it over, so no kernel has any and DEBUG=2 shows bare kernel name
 - the schedule cache is emptied, so steps scheduled before install() are scheduled again, with metadata;
 - the scheduler's DEBUG>=1 caller lookup no longer uses inspect.stack(), which raised "<module '__main__' from None>
   is a built-in module" whenever the compile worker pool was (re)spawning a worker at that moment (engine/worker.py
-  hides __main__.__file__ while it spawns, from another thread).
+  hides __main__.__file__ while it spawns, from another thread);
+- pm_schedule is rebuilt around tinygrad's own lower_sink_to_linear, so the two patches above reach it (see
+  _lower_sink_to_linear).
 uninstall() restores every patched name exactly.
 """
 from __future__ import annotations
@@ -36,7 +38,6 @@ def _inherit(old: UOp, new: UOp, limit: int = 64) -> None:
   while stack and seen < limit:
     u, seen = stack.pop(), seen + 1
     if u.op in _PLUMBING or (u is not new and u in inputs): continue
-    if u is new and new.op in _PLUMBING: return
     have = all_metadata.get(u, ())
     if add := tuple(x for x in m if x not in have): all_metadata[u] = have + add
     if not have: stack.extend(u.src)
@@ -61,9 +62,7 @@ def _collect(sink: UOp, plumbing: bool = False) -> tuple[Metadata, ...]:
   for u in sink.toposort():
     if u.op in _PLUMBING and not plumbing: continue
     for m in all_metadata.get(u, ()): found.setdefault(m, None)
-  if not found and not plumbing: return _collect(sink, plumbing=True)
-  # a forward and a backward use of one op are different facts; Metadata hashes by name only, so key on both
-  return tuple({(m.name, m.backward): m for m in found}.values())
+  return tuple(found) if found or plumbing else _collect(sink, plumbing=True)
 
 
 def _tag_kernels(tsink: UOp) -> UOp:
@@ -72,7 +71,7 @@ def _tag_kernels(tsink: UOp) -> UOp:
   return tsink
 
 
-def _caller_frames(context: int = 1) -> list[SimpleNamespace]:
+def _caller_frames() -> list[SimpleNamespace]:
   """What schedule's caller lookup reads from inspect.stack() (filename, lineno), from the frames alone; this file's
   own wrappers (between tinygrad's frames) are left out so the user's line is still the one reported."""
   f, out = sys._getframe(1), []
