@@ -70,3 +70,17 @@ def test_cli_corpus_exit_code(capsys):
 def test_cli_rejects_unknown_target(capsys):
   assert main(["validate", "--corpus", "--targets", "TPU"]) == 2
   assert "unknown target" in capsys.readouterr().err
+
+
+def test_cli_validates_a_model_workload_and_writes_json(tmp_path, capsys):
+  import json
+  out = tmp_path / "bert.json"
+  assert main(["validate", "bert_fwd", "--targets", "CPU,AMD", "--no-run", "--json", str(out)]) == 0
+  (rep,) = json.loads(out.read_text())
+  assert rep["ok"] and [t["target"] for t in rep["targets"]] == ["CPU", "AMD"] and all(t["kernels"] > 5 for t in rep["targets"])
+  assert "bert_fwd (small): OK" in capsys.readouterr().out
+
+
+def test_cli_names_an_unknown_workload(capsys):
+  assert main(["validate", "nosuch"]) == 2
+  assert "no workload 'nosuch'" in capsys.readouterr().err

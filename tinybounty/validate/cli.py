@@ -30,32 +30,36 @@ def _write_json(path: str, data: object) -> None:
   os.replace(tmp, path)
 
 
+def _run_corpus(targets: tuple[str, ...], json_path: str | None) -> int:
+  from tinybounty.validate.corpus import run_corpus
+  found = run_corpus(targets)
+  for (case, target), rep in found.items():
+    first = rep.failures[0] if rep.failures else None
+    where = f"[{first.expr}] of {first.buffer_size}: {first.counterexample}" if first else ""
+    print(f"{'CAUGHT' if first else 'MISSED'} {case:26s} {target:5s} {where}")
+  if json_path: _write_json(json_path, {f"{c}/{t}": len(r.failures) for (c, t), r in found.items()})
+  return 0 if all(r.failures for r in found.values()) else 1
+
+
+def _run_models(args: argparse.Namespace, targets: tuple[str, ...]) -> int:
+  reports = []
+  for name in MODEL_CORPUS if args.model == "all" else (args.model,):
+    reports.append(rep := validate_workload(name, args.size, targets, run=not args.no_run, progress=True))
+    print(rep.summary())
+  if args.json: _write_json(args.json, [r.to_json() for r in reports])
+  return 0 if all(r.ok for r in reports) else 1
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
   targets = tuple(t.strip() for t in args.targets.split(",") if t.strip())
   if bad := [t for t in targets if t not in TARGETS and not t.startswith("NULL:")]:
     print(f"tinybounty validate: unknown target(s) {', '.join(bad)}; use {', '.join(TARGETS)}", file=sys.stderr)
     return 2
-  if args.corpus:
-    from tinybounty.validate.corpus import run_corpus
-    found = run_corpus(targets)
-    for (case, target), rep in found.items():
-      first = rep.failures[0] if rep.failures else None
-      where = f"[{first.expr}] of {first.buffer_size}: {first.counterexample}" if first else ""
-      print(f"{'CAUGHT' if first else 'MISSED'} {case:26s} {target:5s} {where}")
-    if args.json: _write_json(args.json, {f"{c}/{t}": len(r.failures) for (c, t), r in found.items()})
-    return 0 if all(r.failures for r in found.values()) else 1
-  names = MODEL_CORPUS if args.model == "all" else (args.model,)
-  reports = []
-  for name in names:
-    try:
-      rep = validate_workload(name, args.size, targets, run=not args.no_run, progress=True)
-    except KeyError as e:
-      print(f"tinybounty validate: {e.args[0]}", file=sys.stderr)
-      return 2
-    print(rep.summary())
-    reports.append(rep)
-  if args.json: _write_json(args.json, [r.to_json() for r in reports])
-  return 0 if all(r.ok for r in reports) else 1
+  try:
+    return _run_corpus(targets, args.json) if args.corpus else _run_models(args, targets)
+  except (KeyError, RuntimeError, ImportError) as e:
+    print(f"tinybounty validate: {e.args[0] if e.args else e}", file=sys.stderr)
+    return 2
 
 
 def add_parser(subparsers) -> None:

@@ -34,7 +34,10 @@ def renderer(target: str) -> Renderer:
   if not dev.startswith("NULL:"):
     raise ValueError(f"unknown validation target {target!r}: use one of {', '.join(TARGETS)} or a NULL:<renderer>:<arch> spelling")
   if "CUDA" in dev and (p := nvrtc_path()) is not None: os.environ.setdefault("NVRTC_PATH", p)
-  with Context(DEV=dev): return Device["NULL"].renderer
+  try:
+    with Context(DEV=dev): return Device["NULL"].renderer
+  except AttributeError as e:  # tinygrad's ctypes loader: "failed to load library nvrtc"
+    raise RuntimeError(f"rendering for {target} needs its compiler library: {e} (for CUDA: pip install nvidia-cuda-nvrtc-cu12)") from e
 
 
 def lower(ast: UOp, ren: Renderer) -> UOp:
