@@ -43,7 +43,7 @@ def _unmodelled(*uops: UOp) -> bool:
 
 def _readable(u: UOp) -> str:
   """An index expression as text, each value loaded from memory shown as a named unknown (load0, load1, ...)."""
-  loads = [x for x in u.toposort() if x.op is Ops.LOAD]
+  if not (loads := [x for x in u.toposort() if x.op is Ops.LOAD]): return u.render(simplify=False)
   return u.substitute({ld: UOp.variable(f"load{i}", ld.vmin, ld.vmax, ld.dtype) for i, ld in enumerate(loads)}).render(simplify=False)
 
 
@@ -51,7 +51,10 @@ def check_index(kernel: str, access: UOp, addr: UOp, gate: UOp | None) -> IndexC
   """Decide one access: cheap interval bounds first, then z3 over every variable's range and the access's gate.
 
   A vector access SHRINK(buffer, start, count) touches start .. start+count-1; tinygrad's own CHECK_OOB skips these."""
-  import z3
+  try:
+    import z3
+  except ImportError as e:
+    raise ImportError("z3 index validation needs z3-solver >= 4.12.4: pip install z3-solver (tinybounty's dev extra)") from e
   from tinygrad.uop.validate import uops_to_z3
   buf, off = addr.src[:2]
   last = off + (addr.src[2] - 1) if addr.op is Ops.SHRINK else off
