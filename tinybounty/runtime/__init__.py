@@ -1,0 +1,1 @@
+"""Runtime extensions of tinygrad's devices (each behind its own install()/uninstall())."""
