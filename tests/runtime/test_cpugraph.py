@@ -1,0 +1,98 @@
+"""CPUGraph replays must be bitwise identical to stock TinyJit, on the clang and the LLVM backends."""
+import numpy as np
+import pytest
+from tinygrad import Tensor, TinyJit, UOp, nn
+from tinygrad.helpers import Context
+from tinygrad.nn.optim import Adam
+from tinygrad.nn.state import get_parameters
+
+from tinybounty.runtime.cpugraph_bench import Step, Workload, equal_outputs, init_params, mlp, randn
+
+
+def cnn() -> Workload:
+  def make() -> Step:
+    c1, bn, c2, fc = init_params([nn.Conv2d(1, 4, 3), nn.BatchNorm(4), nn.Conv2d(4, 8, 3), nn.Linear(8 * 2 * 2, 10)])
+
+    @TinyJit
+    def step(x: Tensor) -> Tensor:
+      x = bn(c1(x).relu()).max_pool2d()
+      return fc(c2(x).relu().max_pool2d().flatten(1)).log_softmax().realize()
+    return Step(step, lambda i: (randn(i, 2, 1, 14, 14),))
+  return Workload("cnn", make)
+
+
+class Block:
+  def __init__(self, dim: int, heads: int):
+    self.heads, self.ln1, self.ln2 = heads, nn.LayerNorm(dim), nn.LayerNorm(dim)
+    self.qkv, self.proj, self.up, self.down = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim), nn.Linear(dim, 4 * dim), nn.Linear(4 * dim, dim)
+
+  def attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    b, t, d = q.shape
+    q, k, v = [x.reshape(b, -1, self.heads, d // self.heads).transpose(1, 2) for x in (q, k, v)]
+    return q.scaled_dot_product_attention(k, v, is_causal=q.shape[2] > 1).transpose(1, 2).reshape(b, t, d)
+
+  def __call__(self, x: Tensor) -> Tensor:
+    x = x + self.proj(self.attend(*self.qkv(self.ln1(x)).chunk(3, dim=-1)))
+    return x + self.down(self.up(self.ln2(x)).gelu())
+
+
+def transformer_block() -> Workload:
+  def make() -> Step:
+    block = init_params(Block(32, 4))
+    return Step(TinyJit(lambda x: block(x).realize()), lambda i: (randn(i, 2, 8, 32),))
+  return Workload("transformer_block", make)
+
+
+class Decoder(Block):
+  """One block with a KV cache, decoding one token at a symbolic position."""
+  def __init__(self, dim: int, heads: int, max_len: int):
+    super().__init__(dim, heads)
+    self.cache = Tensor.zeros(2, 1, max_len, dim).contiguous().realize()
+
+  def decode(self, x: Tensor, pos: UOp) -> Tensor:
+    q, k, v = self.qkv(self.ln1(x)).chunk(3, dim=-1)
+    self.cache[:, :, pos:pos + 1].assign(Tensor.stack(k, v)).realize()
+    x = x + self.proj(self.attend(q, self.cache[0, :, :pos + 1], self.cache[1, :, :pos + 1]))
+    return (x + self.down(self.up(self.ln2(x)).gelu())).realize()
+
+
+def decode_loop(max_len: int = 12) -> Workload:
+  def make() -> Step:
+    dec = init_params(Decoder(32, 4, max_len))
+    pos = UOp.variable("start_pos", 0, max_len - 1)
+    return Step(TinyJit(dec.decode), lambda i: (randn(i, 1, 1, 32), pos.bind(i % max_len)), lambda: [dec.cache])
+  return Workload("decode_loop", make)
+
+
+def train_step() -> Workload:
+  def make() -> Step:
+    model = init_params([nn.Linear(16, 32), nn.Linear(32, 32), nn.Linear(32, 4)])
+    params = get_parameters(model)
+    opt = Adam(params, lr=1e-2)
+
+    @TinyJit
+    def step(x: Tensor, y: Tensor) -> Tensor:
+      with Context(TRAINING=1):
+        opt.zero_grad()
+        loss = x.sequential([model[0], Tensor.relu, model[1], Tensor.relu, model[2]]).sparse_categorical_crossentropy(y).backward()
+        opt.step()
+        return loss.realize()
+    targets = lambda i: Tensor(np.random.default_rng(i).integers(0, 4, 8, dtype=np.int32)).realize()
+    return Step(step, lambda i: (randn(i, 8, 16), targets(i)), lambda: params)
+  return Workload("train_step", make)
+
+
+@pytest.mark.parametrize("workload", [mlp(6, 32, 4), cnn(), transformer_block()], ids=lambda w: w.name)
+def test_forward_equal_to_stock(backend, workload):
+  same, what = equal_outputs(workload, steps=3)
+  assert same, what
+
+
+def test_decode_loop_with_symbolic_start_pos_equal_to_stock(backend):
+  same, what = equal_outputs(decode_loop(), steps=6)
+  assert same, what
+
+
+def test_training_weights_equal_to_stock_after_n_steps(backend):
+  same, what = equal_outputs(train_step(), steps=5)
+  assert same, what
