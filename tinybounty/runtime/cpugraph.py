@@ -25,11 +25,11 @@ from typing import Any
 from tinygrad.device import Device
 from tinygrad.dtype import dtypes
 from tinygrad.engine.jit import CapturedJit, GraphRunner, _TinyJit
-from tinygrad.engine.realize import get_call_arg_uops
+from tinygrad.engine.realize import get_call_arg_uops, get_graph_runtime
 from tinygrad.runtime.ops_cpu import CPUDevice
 from tinygrad.uop.ops import Ops, UOp
 
-from tinybounty.runtime.cpugraph_entry import Launch, compile_entry
+from tinybounty.runtime.cpugraph_entry import Launch, compile_entry, toolchain
 
 ENV_VAR = "CPUGRAPH"
 _MASK = (1 << 64) - 1
@@ -77,7 +77,8 @@ class CPUGraph(GraphRunner):
     self.launches = launches
     self._table = (ctypes.c_uint64 * len(words))(*words)
     self._words, self._table_addr = memoryview(self._table).cast("B").cast("Q"), ctypes.addressof(self._table)
-    self._entry = compile_entry(launches, self.calls[0][1].arg.target)
+    self.toolchain = toolchain(target := self.calls[0][1].arg.target)
+    self._entry = compile_entry(launches, target)
 
   @staticmethod
   def supports_uop(batch_devs: list[Any], new_call: UOp) -> bool:
@@ -95,13 +96,25 @@ class CPUGraph(GraphRunner):
     return time.perf_counter() - st if wait else None
 
 
-def fallbacks(jit: _TinyJit | CapturedJit) -> collections.Counter[str]:
-  """What a captured JIT runs: `graphs` batches holding `graphed` kernels, and a count per reason of the calls left outside."""
+def _captured_calls(jit: _TinyJit | CapturedJit) -> tuple[UOp, ...]:
   captured = jit.captured if isinstance(jit, _TinyJit) else jit
   if captured is None: raise ValueError("the JIT has not captured yet: call it at least twice first")
+  return captured.linear.src
+
+
+def _is_graph(call: UOp) -> bool: return call.src[0].op is Ops.CUSTOM_FUNCTION and call.src[0].arg == "graph"
+
+
+def graphs(jit: _TinyJit | CapturedJit) -> list[GraphRunner]:
+  """The graph runners of a captured JIT that have run at least once (CPUGraph for CPU batches)."""
+  return [r for call in _captured_calls(jit) if _is_graph(call) and (r := get_graph_runtime(call.src[0])) is not None]
+
+
+def fallbacks(jit: _TinyJit | CapturedJit) -> collections.Counter[str]:
+  """What a captured JIT runs: `graphs` batches holding `graphed` kernels, and a count per reason of the calls left outside."""
   counts: collections.Counter[str] = collections.Counter()
-  for call in captured.linear.src:
-    if call.src[0].op is Ops.CUSTOM_FUNCTION and call.src[0].arg == "graph": counts.update(graphs=1, graphed=len(call.src[0].src[0].src))
+  for call in _captured_calls(jit):
+    if _is_graph(call): counts.update(graphs=1, graphed=len(call.src[0].src[0].src))
     else: counts[unsupported_reason(call) or "lone"] += 1
   return counts
 

@@ -101,11 +101,15 @@ def _load(src: str, renderer: str, arch: str) -> tuple[Callable[[int], None], ob
   return ctypes.CFUNCTYPE(None, ctypes.c_void_p)(prg.addr), prg
 
 
+def toolchain(target: Target) -> str:
+  """What builds the entry for kernels of `target`: "LLVM" (LLVM IR, tinygrad's libLLVM) for the LLVM backend, else "CLANG" (C)."""
+  return "LLVM" if target.renderer == "LLVM" else "CLANG"
+
+
 def compile_entry(launches: Sequence[Launch], target: Target) -> Callable[[int], None]:
-  """The compiled entry for these launches, built with the toolchain of `target` (LLVM IR for LLVM, else C with clang).
+  """The compiled entry for these launches, built by the toolchain of `target`'s kernels.
 
   The result is called with the address of the table; it is cached per source text in this process and on disk.
   """
-  renderer = "LLVM" if target.renderer == "LLVM" else "CLANG"
-  src = (render_llvm if renderer == "LLVM" else render_c)(launches)
-  return _load(src, renderer, target.arch)[0]
+  tc = toolchain(target)
+  return _load((render_llvm if tc == "LLVM" else render_c)(launches), tc, target.arch)[0]
