@@ -1,12 +1,13 @@
 """CPUGraph replays must be bitwise identical to stock TinyJit, on the clang and the LLVM backends."""
 import numpy as np
 import pytest
-from tinygrad import Tensor, TinyJit, UOp, nn
+from tinygrad import Tensor, TinyJit, nn
 from tinygrad.helpers import Context
 from tinygrad.nn.optim import Adam
 from tinygrad.nn.state import get_parameters
 
-from tinybounty.runtime.cpugraph_bench import Step, Workload, equal_outputs, init_params, mlp, randn
+from tinybounty.models.gpt2 import GPT2Config
+from tinybounty.runtime.cpugraph_bench import Step, Workload, equal_outputs, gpt2_decode, init_params, mlp, randn
 
 
 def cnn() -> Workload:
@@ -43,27 +44,6 @@ def transformer_block() -> Workload:
   return Workload("transformer_block", make)
 
 
-class Decoder(Block):
-  """One block with a KV cache, decoding one token at a symbolic position."""
-  def __init__(self, dim: int, heads: int, max_len: int):
-    super().__init__(dim, heads)
-    self.cache = Tensor.zeros(2, 1, max_len, dim).contiguous().realize()
-
-  def decode(self, x: Tensor, pos: UOp) -> Tensor:
-    q, k, v = self.qkv(self.ln1(x)).chunk(3, dim=-1)
-    self.cache[:, :, pos:pos + 1].assign(Tensor.stack(k, v)).realize()
-    x = x + self.proj(self.attend(q, self.cache[0, :, :pos + 1], self.cache[1, :, :pos + 1]))
-    return (x + self.down(self.up(self.ln2(x)).gelu())).realize()
-
-
-def decode_loop(max_len: int = 12) -> Workload:
-  def make() -> Step:
-    dec = init_params(Decoder(32, 4, max_len))
-    pos = UOp.variable("start_pos", 0, max_len - 1)
-    return Step(TinyJit(dec.decode), lambda i: (randn(i, 1, 1, 32), pos.bind(i % max_len)), lambda: [dec.cache])
-  return Workload("decode_loop", make)
-
-
 def train_step() -> Workload:
   def make() -> Step:
     model = init_params([nn.Linear(16, 32), nn.Linear(32, 32), nn.Linear(32, 4)])
@@ -89,7 +69,8 @@ def test_forward_equal_to_stock(backend, workload):
 
 
 def test_decode_loop_with_symbolic_start_pos_equal_to_stock(backend):
-  same, what = equal_outputs(decode_loop(), steps=6)
+  cfg = GPT2Config.tiny()
+  same, what = equal_outputs(gpt2_decode(cfg, "gpt2_tiny_decode", start=0, window=cfg.max_seq_len), steps=6)
   assert same, what
 
 

@@ -13,10 +13,14 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator, TypeVar
 
 import numpy as np
-from tinygrad import Tensor, TinyJit, dtypes, nn
+from tinygrad import Tensor, TinyJit, UOp, dtypes, nn
 from tinygrad.dtype import _to_np_dtype
-from tinygrad.nn.state import get_state_dict
+from tinygrad.helpers import Context
+from tinygrad.nn.optim import Adam
+from tinygrad.nn.state import get_parameters, get_state_dict
 
+from tinybounty.models.gpt2 import GPT2, GPT2Config
+from tinybounty.models.mnist import BeautifulMNIST
 from tinybounty.runtime import cpugraph
 
 M = TypeVar("M")
@@ -86,13 +90,15 @@ class Timing:
   graph_us: list[float]
   counts: dict[str, int]
 
+  def median_us(self, which: str) -> float: return statistics.median(self.stock_us if which == "stock" else self.graph_us)
+
   @property
-  def ratio(self) -> float: return statistics.median(self.stock_us) / statistics.median(self.graph_us)
+  def ratio(self) -> float: return self.median_us("stock") / self.median_us("graph")
 
   def line(self) -> str:
     s, g = self.stock_us, self.graph_us
-    return (f"{self.name}: stock min {min(s):.0f} med {statistics.median(s):.0f} µs | cpugraph min {min(g):.0f} "
-            f"med {statistics.median(g):.0f} µs | {self.ratio:.2f}x (median) {min(s) / min(g):.2f}x (min) | {self.counts}")
+    return (f"{self.name}: stock min {min(s):.0f} med {self.median_us('stock'):.0f} µs | cpugraph min {min(g):.0f} "
+            f"med {self.median_us('graph'):.0f} µs | {self.ratio:.2f}x (median) {min(s) / min(g):.2f}x (min) | {self.counts}")
 
 
 def _time_calls(step: Step, first: int, n: int) -> list[float]:
@@ -146,3 +152,49 @@ def mlp(layers: int = 24, width: int = 64, batch: int = 8) -> Workload:
       return x.realize()
     return Step(step, lambda i: (randn(i, batch, width),))
   return Workload(f"mlp{layers}x{width}_b{batch}", make)
+
+
+def gpt2_decode(cfg: GPT2Config | None = None, name: str = "gpt2_small_decode", start: int = 60, window: int = 8) -> Workload:
+  """One-token GPT-2 decode with the KV cache at a symbolic start_pos (GPT-2 small by default).
+
+  Replay i decodes at position start + i % window: the default keeps the cost per step flat for timing; start=0 and
+  window=max_seq_len is a plain decode loop.
+  """
+  cfg = cfg or GPT2Config.small()
+  if not 0 <= start and start + window <= cfg.max_seq_len: raise ValueError(f"positions {start}..{start + window - 1} exceed {cfg.max_seq_len=}")
+
+  def make() -> Step:
+    model = init_params(GPT2(cfg))
+    start_pos = UOp.variable("start_pos", 0, cfg.max_seq_len - 1)
+
+    @TinyJit
+    def step(tokens: Tensor, pos: UOp) -> Tensor:
+      logits = model(tokens, pos)
+      Tensor.realize(logits, *model.kv_caches())
+      return logits
+    tokens = lambda i: Tensor([[i * 7919 % cfg.vocab_size]], dtype=dtypes.int32).realize()
+    return Step(step, lambda i: (tokens(i), start_pos.bind(start + i % window)), model.kv_caches)
+  return Workload(name, make)
+
+
+def gpt2_decode_narrow() -> Workload:
+  """GPT-2 small's decode step graph (12 layers, 12 heads, same kernels) at width 96 and vocab 1024: the overhead-bound case."""
+  return gpt2_decode(GPT2Config(dim=96, n_layers=12, n_heads=12, vocab_size=1024, max_seq_len=128), "gpt2_narrow_decode")
+
+
+def mnist_train(batch: int = 512) -> Workload:
+  """A beautiful_mnist Adam training step at `batch` (512 in tinygrad's example); the state compared is every weight and BN stat."""
+  def make() -> Step:
+    model = init_params(BeautifulMNIST())
+    opt = Adam(get_parameters(model))
+
+    @TinyJit
+    def step(x: Tensor, y: Tensor) -> Tensor:
+      with Context(TRAINING=1):
+        opt.zero_grad()
+        loss = model(x).sparse_categorical_crossentropy(y).backward()
+        opt.step()
+        return loss.realize()
+    labels = lambda i: Tensor(np.random.default_rng(i).integers(0, 10, batch, dtype=np.int32)).realize()
+    return Step(step, lambda i: (randn(i, batch, 1, 28, 28), labels(i)), lambda: list(get_state_dict(model).values()))
+  return Workload(f"mnist_train_b{batch}", make)
