@@ -12,6 +12,7 @@ Calls that stay outside a graph, each run by tinygrad as before (`fallbacks()` c
   symbolic      a kernel whose core_id thread count depends on a variable
   not-cpu       a call on another device, or spanning several devices
   lone          a kernel with no graphable neighbour: tinygrad leaves one-kernel batches ungraphed
+  other         any other call (custom functions), or a kernel with a non-integer variable
 """
 from __future__ import annotations
 

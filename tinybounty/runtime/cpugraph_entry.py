@@ -21,14 +21,17 @@ from tinygrad.helpers import Target
 
 @dataclass(frozen=True)
 class Launch:
-  """One kernel launch: argument types (None: a buffer pointer, else an integer variable) and its core_id threads.
+  """One kernel launch: argument types (None: a buffer pointer, else an integer variable) and its threads.
 
-  A kernel that reads `core_id` runs `threads` times in a row with core_id = 0..threads-1 passed at `core_id`,
-  exactly as tinygrad's CPUProgram runs it.
+  Like tinygrad's CPUProgram, the kernel runs `threads` times in a row, with t = 0..threads-1 passed as the argument at
+  `core_id` if it has one.
   """
   args: tuple[DType | None, ...]
   threads: int = 1
   core_id: int | None = None
+
+  @property
+  def loops(self) -> bool: return self.threads > 1 or self.core_id is not None
 
 
 def table_offsets(launches: Sequence[Launch]) -> list[int]:
@@ -50,7 +53,7 @@ def render_c(launches: Sequence[Launch], name: str = "cpugraph") -> str:
     fn = f"fn{sigs.index(', '.join(map(_c_type, ln.args)) or 'void')}"
     args = ", ".join("t" if k == ln.core_id else f"({_c_type(dt)})a[{off + 1 + k}]" for k, dt in enumerate(ln.args))
     call = f"(({fn})a[{off}])({args});"
-    lines.append(f"  for (int t = 0; t < {ln.threads}; t++) {call}" if ln.core_id is not None else f"  {call}")
+    lines.append(f"  for (int t = 0; t < {ln.threads}; t++) {call}" if ln.loops else f"  {call}")
   return "\n".join(lines + ["}"])
 
 
@@ -73,10 +76,10 @@ def render_llvm(launches: Sequence[Launch], name: str = "cpugraph") -> str:
       if cast is not None: lines.append(f"  %x{i}_{k} = {cast} i64 {words[k + 1]} to {_llvm_type(dt)}")
       args.append(f"{_llvm_type(dt)} " + (f"%x{i}_{k}" if cast is not None else words[k + 1]))
     call = f"  call void %f{i}({', '.join(args)})"
-    if ln.core_id is None:
+    if not ln.loops:
       lines.append(call)
       continue
-    tdt = _llvm_type(ln.args[ln.core_id])
+    tdt = "i32" if ln.core_id is None else _llvm_type(ln.args[ln.core_id])
     lines += [f"  br label %pre{i}", f"pre{i}:", f"  br label %loop{i}", f"loop{i}:",
               f"  %t{i} = phi {tdt} [ 0, %pre{i} ], [ %n{i}, %loop{i} ]", call, f"  %n{i} = add {tdt} %t{i}, 1",
               f"  %c{i} = icmp slt {tdt} %n{i}, {ln.threads}", f"  br i1 %c{i}, label %loop{i}, label %done{i}", f"done{i}:"]
