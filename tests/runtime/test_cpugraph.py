@@ -62,7 +62,18 @@ def train_step() -> Workload:
   return Workload("train_step", make)
 
 
-@pytest.mark.parametrize("workload", [mlp(6, 32, 4), cnn(), transformer_block()], ids=lambda w: w.name)
+def inputs_written() -> Workload:
+  """Slices of the inputs, and an input updated in place: TinyJit hands the graph new input buffers on every call."""
+  def make() -> Step:
+    def f(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+      a = (x[2:6] * 2).contiguous()
+      y[1:3].assign(a[0:2] + 1)
+      return (a.sum() + y.sum()).realize(), y
+    return Step(TinyJit(f), lambda i: (randn(i, 8), randn(100 + i, 8)))
+  return Workload("inputs_written", make)
+
+
+@pytest.mark.parametrize("workload", [mlp(6, 32, 4), cnn(), transformer_block(), inputs_written()], ids=lambda w: w.name)
 def test_forward_equal_to_stock(backend, workload):
   same, what = equal_outputs(workload, steps=3)
   assert same, what

@@ -51,8 +51,8 @@ def unsupported_reason(call: UOp) -> str | None:
 
 def _input_slot(u: UOp) -> int | None:
   """The JIT input slot a kernel argument reads (directly or through a view of it), or None for a buffer the graph owns."""
-  if u.op is Ops.PARAM: return u.arg.slot
-  return u.src[0].arg.slot if u.op is Ops.SHRINK and u.src[0].op is Ops.PARAM else None
+  while u.op in (Ops.SHRINK, Ops.BITCAST): u = u.src[0]
+  return u.arg.slot if u.op is Ops.PARAM else None
 
 
 class CPUGraph(GraphRunner):
