@@ -4,7 +4,7 @@ from tinygrad import Device, TinyJit, dtypes
 from tinygrad.runtime.ops_cpu import CPUDevice
 
 from tinybounty.runtime import cpugraph
-from tinybounty.runtime.cpugraph_bench import Step, Workload, build, equal_outputs, init_params, mlp, randn, replay
+from tinybounty.runtime.cpugraph_bench import Step, Workload, capture, equal_outputs, init_params, mlp, randn, replay
 from tinybounty.runtime.cpugraph_entry import Launch, render_c, render_llvm
 
 
@@ -44,7 +44,7 @@ def test_fallbacks_are_counted_and_threaded_kernels_match_stock(backend):
 def test_llvm_backend_builds_its_entry_with_llvm(backend):
   w = mlp(3, 8, 2)
   with pytest.raises(ValueError, match="not captured"): cpugraph.fallbacks(TinyJit(lambda x: x))
-  step = build(w, graph=True)
+  step = capture(w, graph=True)
   step.jit(*step.args(2))
   assert [g.toolchain for g in cpugraph.graphs(step.jit)] == [{"clang": "CLANG", "llvm": "LLVM"}[backend]]
 

@@ -54,10 +54,10 @@ def graph_mode(graph: bool) -> Iterator[None]:
 def _outputs(ret) -> list[Tensor]: return list(ret) if isinstance(ret, (tuple, list)) else [ret]
 
 
-def build(w: Workload, graph: bool, seed: int = 0) -> Step:
+def capture(w: Workload, graph: bool) -> Step:
   """Build the step with CPUGraph on or off, and capture its JIT (two warm-up calls, on args(0) and args(1))."""
   with graph_mode(graph):
-    Tensor.manual_seed(seed)
+    Tensor.manual_seed(0)
     step = w.build()
     for i in range(2): step.jit(*step.args(i))
   return step
@@ -78,8 +78,9 @@ def equal_outputs(w: Workload, steps: int = 4) -> tuple[bool, str]:
   stock, _ = replay(w, steps, graph=False)
   graphed, counts = replay(w, steps, graph=True)
   if counts["graphs"] == 0: return False, f"{w.name}: CPUGraph built no graph ({dict(counts)})"
-  same = len(stock) == len(graphed) and all(a.dtype == b.dtype and np.array_equal(a, b, equal_nan=True) for a, b in zip(stock, graphed))
-  return same, f"{w.name}: {len(stock)} arrays over {steps} steps {'identical' if same else 'DIFFER'}; {dict(counts)}"
+  if len(stock) != len(graphed): return False, f"{w.name}: {len(graphed)} arrays with CPUGraph, {len(stock)} stock"
+  bad = [i for i, (a, b) in enumerate(zip(stock, graphed)) if a.dtype != b.dtype or not np.array_equal(a, b, equal_nan=True)]
+  return not bad, f"{w.name}: {len(stock)} arrays over {steps} steps " + (f"DIFFER at {bad}" if bad else "identical") + f"; {dict(counts)}"
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,7 @@ def _time_calls(step: Step, first: int, n: int) -> list[float]:
 
 def time_workload(w: Workload, iters: int = 20, repeats: int = 5) -> Timing:
   """Both builds captured, then `repeats` rounds of `iters` steps each, stock and CPUGraph alternating; one sample per step."""
-  stock, graphed = build(w, graph=False), build(w, graph=True)
+  stock, graphed = capture(w, graph=False), capture(w, graph=True)
   s_us: list[float] = []
   g_us: list[float] = []
   for r in range(repeats):
