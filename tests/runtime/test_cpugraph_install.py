@@ -54,5 +54,6 @@ def test_entry_reads_each_launch_from_its_table_words():
   c = render_c(launches)
   assert "  ((fn0)a[0])((void*)a[1], (void*)a[2]);" in c
   assert "  for (int t = 0; t < 4; t++) ((fn1)a[3])((void*)a[4], (void*)a[5], t, (unsigned int)a[7]);" in c
+  assert "typedef void (*fn1)(void*, void*, signed int, unsigned int);" in c
   ll = render_llvm(launches)
   assert "call void %f1(ptr %x1_0, ptr %x1_1, i32 %t1, i32 %x1_3)" in ll and "icmp slt i32 %n1, 4" in ll

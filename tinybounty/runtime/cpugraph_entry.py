@@ -14,9 +14,11 @@ import itertools
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from tinygrad.device import TinyELF
+from tinygrad.device import Compiler, Device, TinyELF
 from tinygrad.dtype import DType, dtypes
 from tinygrad.helpers import Target
+from tinygrad.runtime.ops_cpu import CPUProgram
+from tinygrad.runtime.support.compiler_cpu import ClangCompiler
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,7 @@ def table_offsets(launches: Sequence[Launch]) -> list[int]:
 
 def _c_type(dt: DType | None) -> str:
   if dt is None: return "void*"
-  return ("unsigned " if dtypes.is_unsigned(dt) else "") + {1: "char", 2: "short", 4: "int", 8: "long long"}[dt.itemsize]
+  return ("unsigned " if dtypes.is_unsigned(dt) else "signed ") + {1: "char", 2: "short", 4: "int", 8: "long long"}[dt.itemsize]
 
 
 def render_c(launches: Sequence[Launch], name: str = "cpugraph") -> str:
@@ -87,18 +89,15 @@ def render_llvm(launches: Sequence[Launch], name: str = "cpugraph") -> str:
 
 
 @functools.cache
-def _compiler(renderer: str, arch: str):
-  if renderer == "LLVM":
+def _compiler(renderer: str, arch: str) -> Compiler:
+  if renderer == "LLVM":  # imported here: loading tinygrad's LLVM bindings needs libLLVM, which the clang backend does not
     from tinygrad.runtime.support.compiler_llvm import CPULLVMCompiler
     return CPULLVMCompiler(arch.split(","))
-  from tinygrad.runtime.support.compiler_cpu import ClangCompiler
   return ClangCompiler(arch.split(","))
 
 
 @functools.cache
-def _load(src: str, renderer: str, arch: str) -> tuple[Callable[[int], None], object]:
-  from tinygrad.device import Device
-  from tinygrad.runtime.ops_cpu import CPUProgram
+def _load(src: str, renderer: str, arch: str) -> tuple[Callable[[int], None], CPUProgram]:
   lib = _compiler(renderer, arch).compile_cached(src)
   prg = CPUProgram(Device["CPU"], TinyELF(lib, "cpugraph", Target("CPU", renderer, arch), ()))
   return ctypes.CFUNCTYPE(None, ctypes.c_void_p)(prg.addr), prg
