@@ -145,21 +145,26 @@ def capture(jit: _TinyJit, example_inputs: tuple, state: dict[str, Tensor], rend
 
 
 def _snapshot_weights(graph: Graph, calls: list[UOp], state: dict[str, Tensor]):
-  names = {t.uop.base: k for k, t in state.items() if t.uop.base.op is Ops.BUFFER}
+  """Save what the graph reads before writing it (it must be realized) and the function's state it touches (a KV cache's contents)."""
+  named = {t.uop.base: (k, t.shape) for k, t in state.items() if t.uop.base.op is Ops.BUFFER}
   inputs = {x.buf for x in graph.inputs if isinstance(x, TensorInput)}
+  def save(b: UOp):
+    name, shape = named.get(b, (f"buffer{len(graph.weights)}", (b.buffer.size,)))
+    graph.weights[b] = (name, b.buffer.numpy().reshape(shape if prod(shape) == b.buffer.size else (b.buffer.size,)).copy())
   written: set[UOp] = set()
   for prg, args in graph.kernels:
     name = prg.arg.function_name
-    for i in prg.arg.ins:
-      b = args[i]
-      if b.op is not Ops.BUFFER: raise ExportError(f"kernel {name!r} reads a {b.op} argument, not a plain buffer")
+    for b in args:
+      if b.op is not Ops.BUFFER: raise ExportError(f"kernel {name!r} takes a {b.op} argument, not a plain buffer")
+    for b in (args[i] for i in prg.arg.ins):
       if b in inputs or b in written or b in graph.weights: continue
       if not b.buffer.is_initialized():
         raise ExportError(f"kernel {name!r} reads a {b.dtype} buffer of {b.buffer.size} elements that is neither an input nor a "
                           "realized weight (a tensor created inside the function and never realized?)")
-      graph.weights[b] = (names.get(b, f"buffer{len(graph.weights)}"), b.buffer.numpy().copy())
+      save(b)
     written |= {args[i] for i in prg.arg.outs}
-
+  for b in written & named.keys() - graph.weights.keys() - inputs:
+    if b.buffer.is_initialized(): save(b)
 
 
 @contextlib.contextmanager

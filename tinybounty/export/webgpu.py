@@ -169,6 +169,14 @@ def write_safetensors(path: pathlib.Path, tensors: dict[str, np.ndarray]):
     for a in tensors.values(): f.write(np.ascontiguousarray(a).tobytes())
 
 
+def read_safetensors(path: pathlib.Path) -> dict[str, np.ndarray]:
+  raw = path.read_bytes()
+  n = int.from_bytes(raw[:8], "little")
+  names = {st: np_name for np_name, st in DTYPE_NAMES.values()}
+  return {k: np.frombuffer(raw[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]], dtype=names[v["dtype"]]).reshape(v["shape"])
+          for k, v in json.loads(raw[8:8 + n]).items() if k != "__metadata__"}
+
+
 def shard(tensors: dict[str, np.ndarray], shard_bytes: int) -> list[dict[str, np.ndarray]]:
   """Pack weights in order into shards of at most shard_bytes (a larger single weight gets a shard of its own)."""
   shards: list[dict[str, np.ndarray]] = [{}]
@@ -243,7 +251,9 @@ def export_model(fn: _TinyJit, *example_inputs: Tensor | UOp, out_dir: str | os.
   try:
     _write(tmp, plan, weights, shard_bytes, _example(list(example_inputs)))
     old = out.with_name(f".{out.name}.old") if out.exists() else None
-    if old: os.replace(out, old)
+    if old:
+      shutil.rmtree(old, ignore_errors=True)
+      os.replace(out, old)
     os.replace(tmp, out)
     if old: shutil.rmtree(old)
   except BaseException:
