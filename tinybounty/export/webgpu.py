@@ -26,7 +26,7 @@ from tinygrad import Tensor, dtypes
 from tinygrad.codegen import to_program
 from tinygrad.dtype import AddrSpace, DType
 from tinygrad.engine.jit import _TinyJit
-from tinygrad.helpers import Target, round_up
+from tinygrad.helpers import Context, Target, round_up
 from tinygrad.renderer.wgsl import WGSLRenderer
 from tinygrad.uop.ops import Ops, UOp
 
@@ -77,7 +77,7 @@ def expr(x: Any) -> Any:
   """A launch size as JSON: an int, ["var", name] or [op, a, b]; the runtimes evaluate it with the run's variable values."""
   if isinstance(x, (int, float)): return int(x)
   if x.op is Ops.CONST: return int(x.arg)
-  if x.op in (Ops.PARAM, Ops.DEFINE_VAR): return ["var", x.expr]
+  if x.op is Ops.PARAM: return ["var", x.expr]
   if x.op is Ops.CAST: return expr(x.src[0])
   if x.op in EXPR_OPS and len(x.src) == 2: return [EXPR_OPS[x.op], expr(x.src[0]), expr(x.src[1])]
   raise ExportError(f"a launch size uses {x.op}, which the exported runtime cannot evaluate")
@@ -231,6 +231,11 @@ def export_model(fn: _TinyJit, *example_inputs: Tensor | UOp, out_dir: str | os.
   """
   if dtype not in ("float32", "float16"): raise ExportError(f"dtype must be 'float32' or 'float16', got {dtype!r}")
   limits = {**WEBGPU_LIMITS, **(limits or {})}
+  with Context(MAX_KERNEL_BUFFERS=limits["maxStorageBuffersPerShaderStage"]):  # the scheduler splits kernels that would bind more
+    return _export(fn, example_inputs, pathlib.Path(out_dir), dtype, shard_bytes, limits)
+
+
+def _export(fn: _TinyJit, example_inputs: tuple, out: pathlib.Path, dtype: str, shard_bytes: int, limits: dict[str, int]) -> Export:
   state = warm_up(fn, example_inputs)
   g32 = capture(fn, example_inputs, state, lambda ast: render_kernel(ast, renderer()))
   plan: dict[str, Any] = {"format": "tinybounty-webgpu/1", "plans": {"f32": build_plan(g32, limits)}, "inputs": [
@@ -245,7 +250,6 @@ def export_model(fn: _TinyJit, *example_inputs: Tensor | UOp, out_dir: str | os.
       g16 = capture(fn, inputs16, state, lambda ast: render_kernel(ast, renderer(dtypes.float16)))
       plan["plans"]["f16"] = build_plan(g16, limits)
       weights = _merge_f16(weights, _weights(g16))
-  out = pathlib.Path(out_dir)
   out.parent.mkdir(parents=True, exist_ok=True)
   tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
   try:
