@@ -17,12 +17,12 @@ import numpy as np
 
 CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--enable-unsafe-webgpu", "--disable-background-networking", "--disable-component-update",
                   "--disable-sync", "--no-first-run", "--disable-default-apps"]
-HARNESS = "<!doctype html><meta charset='utf-8'><title>tinybounty webgpu harness</title><body></body>"
+HARNESS = "<!doctype html><meta charset='utf-8'><link rel='icon' href='data:,'><title>tinybounty webgpu harness</title><body></body>"
 RUN_JS = """async ({url, inputs, precision, repeats}) => {
   const { default: Model } = await import(url + "model.js");
-  let loaded = 0, events = 0;
+  let loaded = 0, total = 0, events = 0, cached = 0;
   const t0 = performance.now();
-  const m = await Model.load(url, { precision, onProgress: (p) => { loaded = p.loaded; events++; } });
+  const m = await Model.load(url, { precision, onProgress: (p) => { ({ loaded, total } = p); events++; cached += p.cached; } });
   const loadMs = performance.now() - t0;
   const dt = m.p.input_dtypes, T = { int32: Int32Array, uint32: Uint32Array, uint8: Uint8Array, int8: Int8Array, bool: Uint8Array };
   const runs = [], outputs = [];
@@ -37,7 +37,7 @@ RUN_JS = """async ({url, inputs, precision, repeats}) => {
     const t = performance.now(); await m.run(args); runs.push(performance.now() - t);
   }
   m.destroy();
-  return { outputs, runs, loadMs, loaded, events, precision: m.precision };
+  return { outputs, runs, loadMs, loaded, total, events, cached, precision: m.precision };
 }"""
 
 

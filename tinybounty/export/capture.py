@@ -97,7 +97,7 @@ def check_inputs(example_inputs: tuple) -> list[Tensor | UOp]:
 
 def _outputs(ret) -> list[Tensor]:
   outs = [ret] if isinstance(ret, Tensor) else list(ret) if isinstance(ret, (tuple, list)) else None
-  if not outs or not all(isinstance(t, Tensor) for t in outs): raise ExportError(f"the function must return a Tensor or a tuple of Tensors, got {ret!r}")
+  if not outs or not all(isinstance(t, Tensor) for t in outs): raise ExportError(f"the function must return a Tensor or a tuple of Tensors, not {type(ret).__name__}")
   return outs
 
 
@@ -107,10 +107,13 @@ def warm_up(jit: _TinyJit, example_inputs: tuple) -> dict[str, Tensor]:
   if not isinstance(jit, _TinyJit):
     raise ExportError(f"export_model needs a TinyJit-wrapped function (TinyJit(model.__call__) or @TinyJit), got {type(jit).__name__}")
   inputs = check_inputs(example_inputs)
-  Tensor.realize(*find_state(jit.fxn).values())
-  Tensor.realize(*_outputs(jit.fxn(*inputs)))
-  Tensor.realize(*(state := find_state(jit.fxn)).values())
+  _realize(find_state(jit.fxn).values())
+  _realize(_outputs(jit.fxn(*inputs)))
+  _realize((state := find_state(jit.fxn)).values())
   return state
+
+
+def _realize(ts): return Tensor.realize(*ts) if ts else None
 
 
 def capture(jit: _TinyJit, example_inputs: tuple, state: dict[str, Tensor], render: Callable[[UOp], UOp]) -> Graph:
@@ -133,7 +136,8 @@ def capture(jit: _TinyJit, example_inputs: tuple, state: dict[str, Tensor], rend
     if any(u.op is Ops.THREEFRY for u in c.src[0].toposort()):
       raise ExportError(f"kernel {c.src[0].arg.name!r} generates random numbers: a random tensor (an unrealized weight?) is computed inside "
                         "the graph; realize the model's weights before export")
-  graph = Graph([(render(c.src[0]), get_call_arg_uops(c)) for c in calls], [], [Output(t.uop.base, t.shape, t.dtype) for t in outs], var_vals=var_vals)
+  kernels = [(render(c.src[0]), get_call_arg_uops(c)) for c in calls]
+  graph = Graph(kernels, [], [Output(t.uop.base, t.shape, t.dtype) for t in outs], var_vals=var_vals)
   for i, x in enumerate(inputs):
     if isinstance(x, Tensor): graph.inputs.append(TensorInput(f"input{i}", x.uop.base, x.shape, x.dtype))
     else:

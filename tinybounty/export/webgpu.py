@@ -77,7 +77,7 @@ def expr(x: Any) -> Any:
   """A launch size as JSON: an int, ["var", name] or [op, a, b]; the runtimes evaluate it with the run's variable values."""
   if isinstance(x, (int, float)): return int(x)
   if x.op is Ops.CONST: return int(x.arg)
-  if x.op is Ops.PARAM: return ["var", x.expr]
+  if x.op is Ops.PARAM or x.is_variable: return ["var", x.expr]
   if x.op is Ops.CAST: return expr(x.src[0])
   if x.op in EXPR_OPS and len(x.src) == 2: return [EXPR_OPS[x.op], expr(x.src[0]), expr(x.src[1])]
   raise ExportError(f"a launch size uses {x.op}, which the exported runtime cannot evaluate")
@@ -128,7 +128,7 @@ def build_plan(graph: Graph, limits: dict[str, int]) -> dict:
             "maxComputeWorkgroupStorageSize": sum(u.max_numel() * u.dtype.itemsize for u in prg.src[1].src
                                                   if u.op is Ops.BUFFER and u.addrspace == AddrSpace.LOCAL)}
     for k, v in need.items():
-      if v > limits[k]: raise ExportError(f"kernel {name!r} needs {k} = {v}, over WebGPU's limit {limits[k]} (pass limits= to target bigger adapters)")
+      if v > limits[k]: raise ExportError(f"kernel {name!r} needs {k} = {v}, over WebGPU's limit {limits[k]} (limits= targets bigger adapters)")
       requires[k] = max(requires[k], v)
     src = prg.src[2].arg
     kernels.append({"name": f"k{len(kernels)}_{name}", "entry": name, "shader": shaders.setdefault(src, len(shaders)),
