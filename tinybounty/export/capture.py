@@ -97,7 +97,8 @@ def check_inputs(example_inputs: tuple) -> list[Tensor | UOp]:
 
 def _outputs(ret) -> list[Tensor]:
   outs = [ret] if isinstance(ret, Tensor) else list(ret) if isinstance(ret, (tuple, list)) else None
-  if not outs or not all(isinstance(t, Tensor) for t in outs): raise ExportError(f"the function must return a Tensor or a tuple of Tensors, not {type(ret).__name__}")
+  if not outs or not all(isinstance(t, Tensor) for t in outs):
+    raise ExportError(f"the function must return a Tensor or a tuple of Tensors, not {type(ret).__name__}")
   return outs
 
 
