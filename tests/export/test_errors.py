@@ -58,3 +58,13 @@ def test_failed_write_leaves_the_old_export_and_no_temp_folder(tmp_path, monkeyp
   with pytest.raises(OSError, match="disk full"): export_model(fn, Tensor.ones(1, 16).realize(), out_dir=tmp_path / "m")
   assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
   assert {p.name: p.read_bytes() for p in (tmp_path / "m").iterdir()} == before
+
+
+def test_a_model_run_before_export_still_fits_the_binding_limit(tmp_path):
+  x = Tensor(np.ones((1, 2, 4, 4), np.float32)).realize()
+  ws = [Tensor(np.full((1, 2, 4, 4), i + 1, np.float32)).realize() for i in range(10)]
+  fn = TinyJit(lambda x: sum((x * w for w in ws), x).relu())
+  want = fn.fxn(x).numpy()  # scheduled (and cached by tinygrad) without any buffer limit: one kernel binding 12 buffers
+  e = export_model(fn, x, out_dir=tmp_path / "m")
+  assert e.plan["plans"]["f32"]["requires"]["maxStorageBuffersPerShaderStage"] <= 8
+  np.testing.assert_allclose(fn.fxn(x).numpy(), want)

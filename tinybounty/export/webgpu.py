@@ -231,7 +231,8 @@ def export_model(fn: _TinyJit, *example_inputs: Tensor | UOp, out_dir: str | os.
   """
   if dtype not in ("float32", "float16"): raise ExportError(f"dtype must be 'float32' or 'float16', got {dtype!r}")
   limits = {**WEBGPU_LIMITS, **(limits or {})}
-  with Context(MAX_KERNEL_BUFFERS=limits["maxStorageBuffersPerShaderStage"]):  # the scheduler splits kernels that would bind more
+  # the scheduler splits kernels that would bind more buffers; its cache would hand back schedules made without that limit
+  with Context(MAX_KERNEL_BUFFERS=limits["maxStorageBuffersPerShaderStage"], SCACHE=0):
     return _export(fn, example_inputs, pathlib.Path(out_dir), dtype, shard_bytes, limits)
 
 
