@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
       diff = max_abs_diff(res["outputs"], want)
       steady = res["runs"][len(steps):]
       line = (f"export {export_s:.1f} s ({e.kernels} kernels, {e.weight_bytes / 1024:.0f} KiB weights); browser load {res['loadMs']:.0f} ms, "
-              f"first run {res['runs'][0]:.1f} ms, steady {min(steady):.2f}/{statistics.median(steady):.2f} ms min/median; max |diff| {diff:.1e}")
+              f"first run {res['runs'][0]:.1f} ms, steady {min(steady):.2f}/{statistics.median(steady):.2f} ms min/median; max abs diff {diff:.1e}")
       base = f"TinyJit CPU: capture {capture_s:.1f} s, steady {min(cpu):.2f}/{statistics.median(cpu):.2f} ms min/median"
       ratio = statistics.median(steady) / statistics.median(cpu)
       tqdm.write(f"[{name}] {line}\n  baseline {base}; browser/CPU steady {ratio:.1f}x, export/capture {export_s / capture_s:.1f}x")
