@@ -68,3 +68,12 @@ def test_a_model_run_before_export_still_fits_the_binding_limit(tmp_path):
   e = export_model(fn, x, out_dir=tmp_path / "m")
   assert e.plan["plans"]["f32"]["requires"]["maxStorageBuffersPerShaderStage"] <= 8
   np.testing.assert_allclose(fn.fxn(x).numpy(), want)
+
+
+def test_a_failed_export_leaves_the_models_state_as_a_call_would(tmp_path):
+  cache = Tensor.zeros(4).contiguous().realize()
+  def step(x):
+    cache.assign(cache + x).realize()
+    return (cache.cast(dtypes.int64) * 2).cast(dtypes.float32)  # int64: the export refuses it after capturing
+  with pytest.raises(ExportError, match="WGSL cannot express"): export_model(TinyJit(step), Tensor.ones(4).realize(), out_dir=tmp_path / "m")
+  np.testing.assert_array_equal(cache.numpy(), [2, 2, 2, 2])  # the warm-up call and the captured call, both done

@@ -30,7 +30,6 @@ class VarInput:
   name: str
   vmin: int
   vmax: int
-  value: int
 
 
 @dataclass(frozen=True)
@@ -55,7 +54,6 @@ class Graph:
   inputs: list[TensorInput | VarInput]
   outputs: list[Output]
   weights: dict[UOp, tuple[str, np.ndarray]] = field(default_factory=dict)  # buffer -> (name, bytes as an array)
-  var_vals: dict[str, int] = field(default_factory=dict)
 
 
 class _Recorder:
@@ -130,26 +128,28 @@ def capture(jit: _TinyJit, example_inputs: tuple, state: dict[str, Tensor], rend
   finally:
     capturing.clear()
   calls = [c for linear, _ in rec.linears for c in linear.src]
-  var_vals = {k: v for _, vv in rec.linears for k, v in vv.items()}
+  try:
+    return _graph(calls, inputs, outs, state, render)
+  finally:  # what the captured call does, done (snapshots taken), as TinyJit does after capturing: the caller's tensors stay right
+    if calls: run_linear(UOp(Ops.LINEAR, src=tuple(calls)), {k: v for _, vv in rec.linears for k, v in vv.items()})
+
+
+def _graph(calls: list[UOp], inputs: list, outs: list[Tensor], state: dict[str, Tensor], render: Callable[[UOp], UOp]) -> Graph:
   for c in calls:
     if c.src[0].op is Ops.COPY: raise ExportError("the graph copies between devices: put the model and the inputs on one device")
     if c.src[0].op is not Ops.SINK: raise ExportError(f"the graph has a {c.src[0].op} call that WebGPU cannot run")
     if any(u.op is Ops.THREEFRY for u in c.src[0].toposort()):
       raise ExportError(f"kernel {c.src[0].arg.name!r} generates random numbers: a random tensor (an unrealized weight?) is computed inside "
                         "the graph; realize the model's weights before export")
-  kernels = [(render(c.src[0]), get_call_arg_uops(c)) for c in calls]
-  graph = Graph(kernels, [], [Output(t.uop.base, t.shape, t.dtype) for t in outs], var_vals=var_vals)
+  graph = Graph([(render(c.src[0]), get_call_arg_uops(c)) for c in calls], [], [Output(t.uop.base, t.shape, t.dtype) for t in outs])
   for i, x in enumerate(inputs):
     if isinstance(x, Tensor): graph.inputs.append(TensorInput(f"input{i}", x.uop.base, x.shape, x.dtype))
-    else:
-      v, val = x.unbind()
-      graph.inputs.append(VarInput(v.expr, int(v.vmin), int(v.vmax), val))
-  _snapshot_weights(graph, calls, state)
-  if calls: run_linear(UOp(Ops.LINEAR, src=tuple(calls)), var_vals)  # what the captured call does, done, as TinyJit does after capturing
+    else: graph.inputs.append(VarInput((v := x.unbind()[0]).expr, int(v.vmin), int(v.vmax)))
+  _snapshot_weights(graph, state)
   return graph
 
 
-def _snapshot_weights(graph: Graph, calls: list[UOp], state: dict[str, Tensor]):
+def _snapshot_weights(graph: Graph, state: dict[str, Tensor]):
   """Save what the graph reads before writing it (it must be realized) and the function's state it touches (a KV cache's contents)."""
   named = {t.uop.base: (k, t.shape) for k, t in state.items() if t.uop.base.op is Ops.BUFFER}
   inputs = {x.buf for x in graph.inputs if isinstance(x, TensorInput)}
