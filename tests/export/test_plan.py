@@ -5,7 +5,7 @@ from safetensors.numpy import load_file
 from tinygrad import UOp
 from tinygrad.uop.ops import sym_infer
 
-from tinybounty.export.webgpu import eval_expr, expr, read_safetensors, shard, write_safetensors
+from tinybounty.export.webgpu import eval_expr, expr, read_safetensors, shard, share_scratch, write_safetensors
 
 
 @pytest.mark.parametrize("make", [lambda p: p + 1, lambda p: (p + 3) // 4, lambda p: (p * 5 + 7) % 6, lambda p: (p + 1).maximum(3) * 2])
@@ -29,3 +29,14 @@ def test_shards_respect_the_size_limit_and_keep_order():
   tensors = {f"t{i}": np.zeros(n, np.float32) for i, n in enumerate([10, 20, 300, 5, 5])}
   parts = shard(tensors, 128)
   assert [list(p) for p in parts] == [["t0", "t1"], ["t2"], ["t3", "t4"]]
+
+
+def test_intermediates_share_buffers_only_when_their_lifetimes_do_not_overlap():
+  # 0 input, 1 weight, 2..4 intermediates, 5 output: 2 lives in dispatches 0-1, 3 in 1-2, 4 in 2-3
+  buffers = [{"bytes": 64, "dtype": "float32"}, {"bytes": 64, "dtype": "float32", "weight": "w"}] + \
+            [{"bytes": n, "dtype": "float32"} for n in (32, 16, 48)] + [{"bytes": 8, "dtype": "float32"}]
+  kernels = [{"bufs": [2, 0, 1]}, {"bufs": [3, 2]}, {"bufs": [4, 3]}, {"bufs": [5, 4]}]
+  out, remap = share_scratch(buffers, kernels, pinned={0, 5})
+  assert remap[2] == remap[4] != remap[3] and len(out) == 5
+  assert out[remap[2]]["bytes"] == 48 and out[remap[1]] == buffers[1] and out[remap[5]] == buffers[5]
+  for k in kernels: assert len({remap[b] for b in k["bufs"]}) == len(k["bufs"])  # no dispatch binds one buffer twice

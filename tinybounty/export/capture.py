@@ -150,7 +150,8 @@ def _graph(calls: list[UOp], inputs: list, outs: list[Tensor], state: dict[str, 
 
 
 def _snapshot_weights(graph: Graph, state: dict[str, Tensor]):
-  """Save what the graph reads before writing it (it must be realized) and the function's state it touches (a KV cache's contents)."""
+  """Save what the graph reads before writing it (it must be realized) and the buffers it updates that held data before the call
+  (state such as a KV cache, found or not). What is left are the call's own intermediates, fresh buffers."""
   named = {t.uop.base: (k, t.shape) for k, t in state.items() if t.uop.base.op is Ops.BUFFER}
   inputs = {x.buf for x in graph.inputs if isinstance(x, TensorInput)}
   def save(b: UOp):
@@ -168,7 +169,7 @@ def _snapshot_weights(graph: Graph, state: dict[str, Tensor]):
                           "realized weight (a tensor created inside the function and never realized?)")
       save(b)
     written |= {args[i] for i in prg.arg.outs}
-  for b in written & named.keys() - graph.weights.keys() - inputs:
+  for b in written - graph.weights.keys() - inputs:  # state the graph updates (a KV cache): it held data before this call
     if b.buffer.is_initialized(): save(b)
 
 

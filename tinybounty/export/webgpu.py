@@ -135,9 +135,39 @@ def build_plan(graph: Graph, limits: dict[str, int]) -> dict:
                     "bufs": [buf_id(args[i]) for i in info.globals], "vars": [v.expr for v in info.vars], "grid": grid})
   outputs = [buf_id(o.buf) for o in graph.outputs]
   requires["maxStorageBufferBindingSize"] = requires["maxBufferSize"] = max(b["bytes"] for b in buffers)
+  buffers, remap = share_scratch(buffers, kernels, pinned={i for i in inputs + outputs if i is not None})
+  for k in kernels: k["bufs"] = [remap[b] for b in k["bufs"]]
+  inputs, outputs = [None if i is None else remap[i] for i in inputs], [remap[o] for o in outputs]
   return {"buffers": buffers, "shaders": list(shaders), "kernels": kernels, "inputs": inputs, "outputs": outputs, "requires": requires,
           "input_dtypes": [dtype_name(x.dtype, x.name) if isinstance(x, TensorInput) else "int32" for x in graph.inputs],
           "output_dtypes": [dtype_name(o.dtype, f"output {i}") for i, o in enumerate(graph.outputs)]}
+
+
+def share_scratch(buffers: list[dict], kernels: list[dict], pinned: set[int]) -> tuple[list[dict], list[int]]:
+  """Let intermediates whose lifetimes (first to last dispatch) do not overlap share one GPU buffer, sized for the largest.
+
+  Inputs, outputs and weights (which hold state across runs) keep their own. Every intermediate is written before it is read
+  in each run (a read-before-write buffer is a weight), so sharing never changes what a kernel reads. Returns the new buffer
+  list and the old -> new index map."""
+  first: dict[int, int] = {}
+  last: dict[int, int] = {}
+  for i, k in enumerate(kernels):
+    for b in k["bufs"]: first.setdefault(b, i); last[b] = i
+  out, remap, slots = [], [0] * len(buffers), []  # slots: [new index, last dispatch that uses it]
+  for b in sorted(range(len(buffers)), key=lambda b: (first.get(b, -1), b)):
+    if b in pinned or "weight" in buffers[b] or b not in first:
+      remap[b] = len(out)
+      out.append(buffers[b])
+      continue
+    free = [s for s in slots if s[1] < first[b]]
+    fits = [s for s in free if out[s[0]]["bytes"] >= buffers[b]["bytes"]]
+    if slot := min(fits, key=lambda s: out[s[0]]["bytes"], default=None) or max(free, key=lambda s: out[s[0]]["bytes"], default=None):
+      out[slot[0]] = {**out[slot[0]], "bytes": max(out[slot[0]]["bytes"], buffers[b]["bytes"])}
+    else:
+      slots.append(slot := [len(out), 0])
+      out.append({"bytes": buffers[b]["bytes"], "dtype": buffers[b]["dtype"]})
+    remap[b], slot[1] = slot[0], last[b]
+  return out, remap
 
 
 def _weights(graph: Graph) -> dict[str, np.ndarray]:
