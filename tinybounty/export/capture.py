@@ -19,6 +19,7 @@ from tinygrad.engine.realize import capturing, get_call_arg_uops, run_linear
 from tinygrad.helpers import prod
 from tinygrad.nn.state import get_state_dict
 from tinygrad.uop.ops import Ops, UOp
+from tqdm import tqdm
 
 
 class ExportError(Exception):
@@ -141,7 +142,8 @@ def _graph(calls: list[UOp], inputs: list, outs: list[Tensor], state: dict[str, 
     if any(u.op is Ops.THREEFRY for u in c.src[0].toposort()):
       raise ExportError(f"kernel {c.src[0].arg.name!r} generates random numbers: a random tensor (an unrealized weight?) is computed inside "
                         "the graph; realize the model's weights before export")
-  graph = Graph([(render(c.src[0]), get_call_arg_uops(c)) for c in calls], [], [Output(t.uop.base, t.shape, t.dtype) for t in outs])
+  lowered = [(render(c.src[0]), get_call_arg_uops(c)) for c in tqdm(calls, desc="lowering kernels", leave=False, disable=len(calls) < 8)]
+  graph = Graph(lowered, [], [Output(t.uop.base, t.shape, t.dtype) for t in outs])
   for i, x in enumerate(inputs):
     if isinstance(x, Tensor): graph.inputs.append(TensorInput(f"input{i}", x.uop.base, x.shape, x.dtype))
     else: graph.inputs.append(VarInput((v := x.unbind()[0]).expr, int(v.vmin), int(v.vmax)))
