@@ -1,0 +1,108 @@
+"""tinygrad matmul TFLOPS on an NVIDIA GPU against cuBLAS (fp16/bf16) and torch._scaled_mm (fp8), same process run.
+
+  DEV=CUDA python bench/matmul_hopper.py [--sizes 4096 8192] [--dtypes fp16 bf16 fp8] [--reps 10]
+BEAM=2 in the environment makes tinygrad search kernels first (slow); figures print per size and dtype with the ratio.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+
+def tflops(n: int, seconds: float) -> float: return 2 * n**3 / seconds / 1e12
+
+
+def time_tinygrad(fn, reps: int) -> list[float]:
+  from tinygrad import Device
+  dev = Device[Device.DEFAULT]
+  for _ in range(3): fn()
+  dev.synchronize()
+  out = []
+  for _ in range(reps):
+    st = time.perf_counter()
+    fn()
+    dev.synchronize()
+    out.append(time.perf_counter() - st)
+  return out
+
+
+def time_torch(fn, reps: int) -> list[float]:
+  import torch
+  for _ in range(3): fn()
+  torch.cuda.synchronize()
+  out = []
+  for _ in range(reps):
+    st, en = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    st.record()
+    fn()
+    en.record()
+    torch.cuda.synchronize()
+    out.append(st.elapsed_time(en) / 1e3)
+  return out
+
+
+def tinygrad_case(n: int, dtype: str):
+  """A jitted tinygrad product of fresh random inputs and a function that checks it against float64 numpy on a slice."""
+  from tinygrad import Tensor, TinyJit, dtypes
+
+  from tinybounty.runtime.fp8 import quantize, scaled_mm
+  rng = np.random.default_rng(n)
+  a_np, b_np = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
+  if dtype == "fp8":
+    (a, sa), (b, sb) = quantize(Tensor(a_np)), quantize(Tensor(b_np))
+    a, b, sa, sb = a.realize(), b.realize(), sa.realize(), sb.realize()
+    run = TinyJit(lambda: scaled_mm(a, b, sa, sb, out_dtype=dtypes.bfloat16).realize())
+  else:
+    dt = {"fp16": dtypes.half, "bf16": dtypes.bfloat16}[dtype]
+    a, b = Tensor(a_np).cast(dt).realize(), Tensor(b_np).cast(dt).realize()
+    run = TinyJit(lambda: (a @ b).realize())
+  def rel_err() -> float:
+    out = run().float().numpy()[:256]
+    ref = a_np[:256].astype(np.float64) @ b_np.astype(np.float64)
+    return float(np.linalg.norm(out - ref) / np.linalg.norm(ref))
+  return run, rel_err
+
+
+def torch_case(n: int, dtype: str):
+  import torch
+  g = torch.Generator(device="cuda").manual_seed(n)
+  a = torch.randn(n, n, device="cuda", generator=g)
+  b = torch.randn(n, n, device="cuda", generator=g)
+  if dtype == "fp8":
+    sa, sb = (a.abs().max() / 448).float(), (b.abs().max() / 448).float()
+    a8, b8 = (a / sa).to(torch.float8_e4m3fn), (b / sb).to(torch.float8_e4m3fn).t().contiguous().t()
+    return lambda: torch._scaled_mm(a8, b8, scale_a=sa, scale_b=sb, out_dtype=torch.bfloat16)
+  dt = {"fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
+  a, b = a.to(dt), b.to(dt)
+  return lambda: a @ b
+
+
+def main() -> None:
+  from tinygrad.helpers import getenv
+  from tqdm import tqdm
+
+  from tinybounty.hardware import machine
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--sizes", type=int, nargs="+", default=[4096, 8192])
+  p.add_argument("--dtypes", nargs="+", default=["fp16", "bf16", "fp8"], choices=["fp16", "bf16", "fp8"])
+  p.add_argument("--reps", type=int, default=10)
+  args = p.parse_args()
+  print(f"machine: {machine()}  BEAM={getenv('BEAM', 0)}")
+  rows = []
+  for n in args.sizes:
+    for dt in tqdm(args.dtypes, desc=f"n={n}"):
+      run, rel_err = tinygrad_case(n, dt)
+      tg = time_tinygrad(run, args.reps)
+      err = rel_err()
+      th = time_torch(torch_case(n, dt), args.reps)
+      rows.append((n, dt, tflops(n, min(tg)), tflops(n, statistics.median(tg)), tflops(n, min(th)), tflops(n, statistics.median(th)), err))
+  print(f"{'n':>6} {'dtype':>5} {'tinygrad TFLOPS best/median':>28} {'torch TFLOPS best/median':>26} {'ratio(median)':>14} {'rel err':>9}")
+  for n, dt, tmax, tmed, bmax, bmed, err in rows:
+    print(f"{n:>6} {dt:>5} {tmax:>13.1f} / {tmed:>10.1f} {bmax:>12.1f} / {bmed:>10.1f} {tmed / bmed:>14.3f} {err:>9.2e}")
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,34 @@
+"""FP8 matrix products with float accumulation on NVIDIA tensor cores, scaled the way `torch._scaled_mm` is.
+
+tinygrad 0.14.0 already routes fp8 x fp8 -> float reductions to `mma.sync ... .e4m3/.e5m2` (m16n8k32) on sm_89+. What
+users of PyTorch expect on top is per-tensor scaling: quantize each operand with its own scale, multiply in fp8 with
+fp32 accumulation, and undo both scales on the way out. `quantize` and `scaled_mm` do that with plain tinygrad ops, so
+the product stays one tensor-core kernel and the scaling fuses into its epilogue.
+"""
+from __future__ import annotations
+
+from tinygrad import Tensor, dtypes
+from tinygrad.dtype import DType
+
+FP8_MAX = {dtypes.fp8e4m3: 448.0, dtypes.fp8e5m2: 57344.0}
+
+
+def _check_fp8(dtype: DType, what: str) -> None:
+  if dtype not in FP8_MAX: raise TypeError(f"{what} must be fp8e4m3 or fp8e5m2, got {dtype}")
+
+
+def quantize(x: Tensor, dtype: DType = dtypes.fp8e4m3) -> tuple[Tensor, Tensor]:
+  """(x / scale) in fp8 and the float32 per-tensor scale, chosen so that max|x| lands on the format's largest value."""
+  _check_fp8(dtype, "quantize dtype")
+  amax = x.abs().max().cast(dtypes.float32)
+  scale = (amax / FP8_MAX[dtype]).maximum(1e-12)
+  return (x.cast(dtypes.float32) / scale).clip(-FP8_MAX[dtype], FP8_MAX[dtype]).cast(dtype), scale
+
+
+def scaled_mm(a: Tensor, b: Tensor, scale_a: Tensor | float = 1.0, scale_b: Tensor | float = 1.0,
+              out_dtype: DType = dtypes.bfloat16) -> Tensor:
+  """(a @ b) * scale_a * scale_b for fp8 a (M, K) and b (K, N), accumulated in float32: torch._scaled_mm's contract."""
+  _check_fp8(a.dtype, "a")
+  _check_fp8(b.dtype, "b")
+  if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]: raise ValueError(f"scaled_mm needs (M, K) @ (K, N), got {a.shape} @ {b.shape}")
+  return (a.matmul(b, dtype=dtypes.float32) * (scale_a * scale_b)).cast(out_dtype)
