@@ -1,20 +1,9 @@
+import importlib.util
 import os
 
-import pytest
-
-NVRTC = "/work/main/.venv/lib/python3.11/site-packages/nvidia/cuda_nvrtc/lib/libnvrtc.so.12"
-
-
-@pytest.fixture(scope="session")
-def nvrtc_path() -> str:
-  """libnvrtc for rendering CUDA kernels on a machine without a GPU (the `render` extra installs it)."""
-  path = os.environ.get("NVRTC_PATH") or next((p for p in _nvrtc_candidates() if os.path.exists(p)), None)
-  if path is None: pytest.skip("libnvrtc (pip extra `render`: nvidia-cuda-nvrtc-cu12) is not installed")
-  return path
-
-
-def _nvrtc_candidates() -> list[str]:
-  import importlib.util
-  spec = importlib.util.find_spec("nvidia")
-  roots = list(spec.submodule_search_locations) if spec and spec.submodule_search_locations else []
-  return [os.path.join(r, "cuda_nvrtc", "lib", "libnvrtc.so.12") for r in roots] + [NVRTC]
+# Rendering CUDA kernels needs no GPU, only NVRTC and CUDA headers that match it: the `render` extra installs both as wheels
+# (nvidia-cuda-nvrtc-cu12, nvidia-cuda-runtime-cu12). Point tinygrad at them before it reads the paths.
+_spec = importlib.util.find_spec("nvidia")
+for _root in (_spec.submodule_search_locations if _spec and _spec.submodule_search_locations else []):
+  if os.path.exists(lib := os.path.join(_root, "cuda_nvrtc", "lib", "libnvrtc.so.12")): os.environ.setdefault("NVRTC_PATH", lib)
+  if os.path.exists(os.path.join(inc := os.path.join(_root, "cuda_runtime"), "include", "cuda_fp8.h")): os.environ.setdefault("CUDA_PATH", inc)

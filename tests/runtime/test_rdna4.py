@@ -8,8 +8,8 @@ from tinygrad.helpers import Context
 from tinygrad.uop.ops import Ops
 
 from tinybounty.runtime import rdna4
-from tinybounty.runtime.tc_layout import fragment_map
 from tinybounty.runtime.rdna4 import RDNA4_8BIT
+from tinybounty.runtime.tc_layout import fragment_map
 
 GFX1201 = "NULL:AMDLLVM:gfx1201"
 # RDNA4 ISA, WMMA 8-bit operands in wave32 (v_wmma_f32_16x16x16_fp8_fp8, v_wmma_i32_16x16x16_iu8): 8 consecutive K a lane

@@ -18,11 +18,15 @@ def _check_fp8(dtype: DType, what: str) -> None:
 
 
 def quantize(x: Tensor, dtype: DType = dtypes.fp8e4m3) -> tuple[Tensor, Tensor]:
-  """(x / scale) in fp8 and the float32 per-tensor scale, chosen so that max|x| lands on the format's largest value."""
+  """(x / scale) in fp8 and the float32 per-tensor scale, chosen so that max|x| lands on the format's largest value.
+
+  The fp8 tensor is its own buffer (contiguous): on devices without native fp8 (the CPU), 0.14.0 keeps a cast to fp8
+  that fuses into its consumer in wider registers, unrounded, so a lazily fused quantize would not be fp8 at all.
+  """
   _check_fp8(dtype, "quantize dtype")
   amax = x.abs().max().cast(dtypes.float32)
   scale = (amax / FP8_MAX[dtype]).maximum(1e-12)
-  return (x.cast(dtypes.float32) / scale).clip(-FP8_MAX[dtype], FP8_MAX[dtype]).cast(dtype), scale
+  return (x.cast(dtypes.float32) / scale).clip(-FP8_MAX[dtype], FP8_MAX[dtype]).cast(dtype).contiguous(), scale
 
 
 def scaled_mm(a: Tensor, b: Tensor, scale_a: Tensor | float = 1.0, scale_b: Tensor | float = 1.0,
