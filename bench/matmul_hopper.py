@@ -1,7 +1,8 @@
 """tinygrad matmul TFLOPS on an NVIDIA GPU against cuBLAS (fp16/bf16) and torch._scaled_mm (fp8), same process run.
 
   DEV=CUDA python bench/matmul_hopper.py [--sizes 4096 8192] [--dtypes fp16 bf16 fp8] [--reps 10]
-BEAM=2 in the environment makes tinygrad search kernels first (slow); figures print per size and dtype with the ratio.
+Each row: stock tinygrad 0.14.0, tinygrad with tinybounty.runtime.gemm installed (fp16/bf16), and torch, with ratios to
+torch. BEAM=2 in the environment makes stock tinygrad search its kernels first (slow). DEV=NV works the same way.
 """
 from __future__ import annotations
 
@@ -44,11 +45,13 @@ def time_torch(fn, reps: int) -> list[float]:
   return out
 
 
-def tinygrad_case(n: int, dtype: str):
+def tinygrad_case(n: int, dtype: str, ours: bool):
   """A jitted tinygrad product of fresh random inputs and a function that checks it against float64 numpy on a slice."""
   from tinygrad import Tensor, TinyJit, dtypes
 
+  from tinybounty.runtime import gemm
   from tinybounty.runtime.fp8 import quantize, scaled_mm
+  (gemm.install if ours else gemm.uninstall)()
   rng = np.random.default_rng(n)
   a_np, b_np = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
   if dtype == "fp8":
@@ -94,14 +97,17 @@ def main() -> None:
   rows = []
   for n in args.sizes:
     for dt in tqdm(args.dtypes, desc=f"n={n}"):
-      run, rel_err = tinygrad_case(n, dt)
-      tg = time_tinygrad(run, args.reps)
-      err = rel_err()
+      row = [n, dt]
+      for ours in ((False, True) if dt != "fp8" else (False,)):
+        run, rel_err = tinygrad_case(n, dt, ours)
+        tg = time_tinygrad(run, args.reps)
+        row += [f"{tflops(n, min(tg)):.1f}/{tflops(n, statistics.median(tg)):.1f}", tflops(n, statistics.median(tg)), rel_err()]
+      if dt == "fp8": row += ["-", 0.0, float("nan")]
       th = time_torch(torch_case(n, dt), args.reps)
-      rows.append((n, dt, tflops(n, min(tg)), tflops(n, statistics.median(tg)), tflops(n, min(th)), tflops(n, statistics.median(th)), err))
-  print(f"{'n':>6} {'dtype':>5} {'tinygrad TFLOPS best/median':>28} {'torch TFLOPS best/median':>26} {'ratio(median)':>14} {'rel err':>9}")
-  for n, dt, tmax, tmed, bmax, bmed, err in rows:
-    print(f"{n:>6} {dt:>5} {tmax:>13.1f} / {tmed:>10.1f} {bmax:>12.1f} / {bmed:>10.1f} {tmed / bmed:>14.3f} {err:>9.2e}")
+      rows.append(row + [f"{tflops(n, min(th)):.1f}/{tflops(n, statistics.median(th)):.1f}", tflops(n, statistics.median(th))])
+  print(f"{'n':>5} {'dtype':>5} | {'stock best/med':>15} {'ratio':>6} {'err':>8} | {'gemm best/med':>15} {'ratio':>6} {'err':>8} | {'torch best/med':>15}")
+  for n, dt, s_txt, s_med, s_err, g_txt, g_med, g_err, t_txt, t_med in rows:
+    print(f"{n:>5} {dt:>5} | {s_txt:>15} {s_med / t_med:>6.3f} {s_err:>8.1e} | {g_txt:>15} {g_med / t_med:>6.3f} {g_err:>8.1e} | {t_txt:>15}")
 
 
 if __name__ == "__main__":
