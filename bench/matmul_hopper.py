@@ -105,9 +105,10 @@ def main() -> None:
       if dt == "fp8": row += ["-", 0.0, float("nan")]
       th = time_torch(torch_case(n, dt), args.reps)
       rows.append(row + [f"{tflops(n, min(th)):.1f}/{tflops(n, statistics.median(th)):.1f}", tflops(n, statistics.median(th))])
-  print(f"{'n':>5} {'dtype':>5} | {'stock best/med':>15} {'ratio':>6} {'err':>8} | {'gemm best/med':>15} {'ratio':>6} {'err':>8} | {'torch best/med':>15}")
+  cols = f"{'best/med':>15} {'ratio':>6} {'err':>8}"
+  print(f"{'n':>5} {'dtype':>5} | stock {cols} | tinybounty {cols} | {'torch best/med':>15}")
   for n, dt, s_txt, s_med, s_err, g_txt, g_med, g_err, t_txt, t_med in rows:
-    print(f"{n:>5} {dt:>5} | {s_txt:>15} {s_med / t_med:>6.3f} {s_err:>8.1e} | {g_txt:>15} {g_med / t_med:>6.3f} {g_err:>8.1e} | {t_txt:>15}")
+    print(f"{n:>5} {dt:>5} | {s_txt:>21} {s_med / t_med:>6.3f} {s_err:>8.1e} | {g_txt:>26} {g_med / t_med:>6.3f} {g_err:>8.1e} | {t_txt:>15}")
 
 
 if __name__ == "__main__":
