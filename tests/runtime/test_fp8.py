@@ -6,7 +6,7 @@ import pytest
 from tinygrad import Device, Tensor, dtypes
 from tinygrad.codegen import to_program
 from tinygrad.helpers import Context
-from tinygrad.uop.ops import Ops
+from tinygrad.uop.ops import Ops, UOp
 
 from tinybounty.runtime.fp8 import FP8_MAX, quantize, scaled_mm
 
@@ -50,18 +50,35 @@ def test_bad_inputs_are_named():
   with pytest.raises(TypeError, match="quantize dtype"): quantize(Tensor.ones(4), dtypes.half)
 
 
+def kernels(t: Tensor) -> list[UOp]: return [u.src[0] for u in t.schedule_linear().toposort() if u.op is Ops.CALL]
+
+
 @needs_nvrtc
 @pytest.mark.parametrize("arch", ["sm_89", "sm_90"])
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_renders_one_fp8_mma_kernel(arch, fmt):
-  """The product, both scales and the bf16 cast are one kernel around mma.sync m16n8k32 with fp8 inputs, and NVRTC takes it."""
+def test_tile_aligned_products_take_the_pipelined_kernel(arch, fmt):
+  """(256, 512) @ (512, 128): one PROGRAM of the fp8 gemm (scales in its epilogue), and NVRTC compiles it for the arch."""
   with Context(DEV=f"NULL:CUDA:{arch}"):
-    a = Tensor.empty(256, 512, dtype=FORMATS[fmt], device="NULL")
-    b = Tensor.empty(512, 128, dtype=FORMATS[fmt], device="NULL")
+    a, bt = Tensor.empty(256, 512, dtype=FORMATS[fmt], device="NULL"), Tensor.empty(128, 512, dtype=FORMATS[fmt], device="NULL")
+    ks = kernels(scaled_mm(a, bt.T, Tensor.empty(1, device="NULL"), Tensor.empty(1, device="NULL")))
+    assert [k.arg.name for k in ks] == [f"gemm_{fmt}_bf16_256_128_512"]
+    prg = to_program(ks[0], Device["NULL"].renderer)
+  src, lib = (next(s.arg for s in prg.src if s.op is op) for op in (Ops.SOURCE, Ops.BINARY))
+  assert f"mma.sync.aligned.m16n8k32.row.col.f32.{fmt}.{fmt}.f32" in src and lib[:4] == b"\x7fELF"
+
+
+@needs_nvrtc
+@pytest.mark.parametrize("arch", ["sm_89", "sm_90"])
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_other_shapes_render_one_stock_fp8_mma_kernel(arch, fmt):
+  """(112, 96) @ (96, 56), off the 128 tiles: one stock tensor-core kernel (mma.sync m16n8k32), scales and bf16 cast fused."""
+  with Context(DEV=f"NULL:CUDA:{arch}"):
+    a = Tensor.empty(112, 96, dtype=FORMATS[fmt], device="NULL")
+    b = Tensor.empty(96, 56, dtype=FORMATS[fmt], device="NULL")
     sa, sb = Tensor.empty(1, device="NULL").reshape(()), Tensor.empty(1, device="NULL").reshape(())
-    kernels = [u.src[0] for u in scaled_mm(a, b, sa, sb).schedule_linear().toposort() if u.op is Ops.CALL]
-    assert len(kernels) == 1
-    prg = to_program(kernels[0], Device["NULL"].renderer)
+    ks = kernels(scaled_mm(a, b, sa, sb))
+    assert len(ks) == 1 and ks[0].op is Ops.SINK
+    prg = to_program(ks[0], Device["NULL"].renderer)
   src, lib = (next(s.arg for s in prg.src if s.op is op) for op in (Ops.SOURCE, Ops.BINARY))
   assert f"mma.sync.aligned.m16n8k32.row.col.f32.{fmt}.{fmt}.f32" in src
   assert "nv_bfloat16" in src and lib[:4] == b"\x7fELF"

@@ -1,14 +1,17 @@
 """FP8 matrix products with float accumulation on NVIDIA tensor cores, scaled the way `torch._scaled_mm` is.
 
-tinygrad 0.14.0 already routes fp8 x fp8 -> float reductions to `mma.sync ... .e4m3/.e5m2` (m16n8k32) on sm_89+. What
-users of PyTorch expect on top is per-tensor scaling: quantize each operand with its own scale, multiply in fp8 with
-fp32 accumulation, and undo both scales on the way out. `quantize` and `scaled_mm` do that with plain tinygrad ops, so
-the product stays one tensor-core kernel and the scaling fuses into its epilogue.
+tinygrad 0.14.0 already routes fp8 x fp8 -> float reductions to `mma.sync ... .e4m3/.e5m2` (m16n8k32) on sm_89+, at
+under 10% of torch._scaled_mm on Hopper. What users of PyTorch expect on top is per-tensor scaling: quantize each operand
+with its own scale, multiply in fp8 with fp32 accumulation, and undo both scales on the way out. `scaled_mm` runs
+tile-aligned products on sm_89+ through the pipelined fp8 kernel of `tinybounty.runtime.gemm` (scales applied in its
+epilogue), and everything else as one stock tinygrad tensor-core kernel with the scaling fused into it.
 """
 from __future__ import annotations
 
 from tinygrad import Tensor, dtypes
 from tinygrad.dtype import DType
+
+from tinybounty.runtime import gemm
 
 FP8_MAX = {dtypes.fp8e4m3: 448.0, dtypes.fp8e5m2: 57344.0}
 
@@ -31,8 +34,13 @@ def quantize(x: Tensor, dtype: DType = dtypes.fp8e4m3) -> tuple[Tensor, Tensor]:
 
 def scaled_mm(a: Tensor, b: Tensor, scale_a: Tensor | float = 1.0, scale_b: Tensor | float = 1.0,
               out_dtype: DType = dtypes.bfloat16) -> Tensor:
-  """(a @ b) * scale_a * scale_b for fp8 a (M, K) and b (K, N), accumulated in float32: torch._scaled_mm's contract."""
+  """(a @ b) * scale_a * scale_b for fp8 a (M, K) and b (K, N), accumulated in float32: torch._scaled_mm's contract.
+
+  As with torch, b is fastest stored column-major: pass `bt.T` for a contiguous (N, K) `bt` and no transpose is made.
+  """
   _check_fp8(a.dtype, "a")
   _check_fp8(b.dtype, "b")
   if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]: raise ValueError(f"scaled_mm needs (M, K) @ (K, N), got {a.shape} @ {b.shape}")
-  return (a.matmul(b, dtype=dtypes.float32) * (scale_a * scale_b)).cast(out_dtype)
+  sa, sb = (s if isinstance(s, Tensor) else Tensor(s, dtype=dtypes.float32, device=a.device) for s in (scale_a, scale_b))
+  if gemm.fp8_supported(a, b.T, out_dtype): return gemm.fp8_matmul(a, b.T, sa, sb, out_dtype)
+  return (a.matmul(b, dtype=dtypes.float32) * (sa * sb)).cast(out_dtype)
