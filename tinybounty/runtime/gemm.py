@@ -99,8 +99,14 @@ def fp8_matmul(a: Tensor, bt: Tensor, scale_a: Tensor, scale_b: Tensor, out_dtyp
   (m, k), n, dev = a.shape, bt.shape[0], a.device
   name = f"gemm_{MMA_TYPE[a.dtype]}_{OUT_NAME[out_dtype]}_{m}_{n}_{k}"
   fxn = lambda *p: _program(p, name, kernel_source(name, m, n, k, a.dtype, out_dtype), m, n, k, dev)
-  scales = [s.cast(dtypes.float32).reshape(1).contiguous() for s in (scale_a, scale_b)]
+  scales = [_buffer_scalar(s, dev) for s in (scale_a, scale_b)]
   return Tensor.empty(m, n, dtype=out_dtype, device=dev).custom_kernel(a.contiguous(), bt.contiguous(), *scales, fxn=fxn)[0]
+
+
+def _buffer_scalar(s: Tensor, device: str) -> Tensor:
+  """A one-element float32 buffer: a kernel input must live in memory, and 0.14.0 folds constant scalars into CONSTs."""
+  if s.uop.base.op is Ops.CONST: return Tensor([float(s.item())], dtype=dtypes.float32, device=device)
+  return s.cast(dtypes.float32).reshape(1).contiguous()
 
 
 _saved: dict[str, object] = {}
