@@ -32,10 +32,7 @@ extern "C" __global__ void __launch_bounds__(128) NAME(OUT_T* __restrict__ C, co
   __shared__ __align__(128) unsigned char sA[ST][BM * BK];
   __shared__ __align__(128) unsigned char sB[ST][BN * BK];
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  // grouped launch order: 8 block rows share each B column panel while it is in L2
-  const int pid = blockIdx.y * gridDim.x + blockIdx.x, per_group = 8 * (N / BN), first = pid / per_group * 8;
-  const int rows = min(M / BM - first, 8), bm = (first + pid % per_group % rows) * BM, bn = pid % per_group / rows * BN;
-  const int wm = (warp >> 1) * 64, wn = (warp & 1) * 64, KT = K / BK;
+  const int wm = (warp >> 1) * 64, wn = (warp & 1) * 64, bm = blockIdx.y * BM, bn = blockIdx.x * BN, KT = K / BK;
   float acc[4][8][4];
   #pragma unroll
   for (int mi = 0; mi < 4; mi++)

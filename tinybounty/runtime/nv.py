@@ -89,10 +89,6 @@ def _hopper_qmd_class():
     def write(self, **kwargs):
       if self.ver == 4:
         kwargs = {self._name(k): (4 if k == "qmd_major_version" else v) for k, v in kwargs.items() if k not in QMD4_DROPPED}
-        # 0.14.0 asks for the smallest shared-memory carveout that holds one CTA; on Hopper that kept a 48 KB kernel at one
-        # CTA per SM (the pipelined gemm: 266 TFLOPS, 358 with this). Aim for the largest it allows, as CUDA's driver does.
-        if "max_sm_config_shared_mem_size" in kwargs and "target_sm_config_shared_mem_size" in kwargs:
-          kwargs["target_sm_config_shared_mem_size"] = kwargs["max_sm_config_shared_mem_size"]
       return super().write(**kwargs)
     def read(self, k, val=0): return super().read(self._name(k), val)
     def field_offset(self, k): return super().field_offset(self._name(k))
