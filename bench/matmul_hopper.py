@@ -89,6 +89,8 @@ def main() -> None:
   from tqdm import tqdm
 
   from tinybounty.hardware import machine
+  from tinybounty.runtime import nv
+  nv.install()  # lets DEV=NV start on Hopper; no effect on DEV=CUDA
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--sizes", type=int, nargs="+", default=[4096, 8192])
   p.add_argument("--dtypes", nargs="+", default=["fp16", "bf16", "fp8"], choices=["fp16", "bf16", "fp8"])
