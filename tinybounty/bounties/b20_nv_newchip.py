@@ -34,7 +34,7 @@ def _smoke() -> Result:
   cases = {"elementwise": lambda d: (Tensor(x, device=d) * 2 + 1).exp().numpy(), "reduce": lambda d: Tensor(x, device=d).sum(1).numpy(),
            "matmul": lambda d: (Tensor(x, device=d) @ Tensor(w, device=d)).numpy(),
            "jit": lambda d: [TinyJit(lambda t: (t.relu() @ Tensor(w, device=d)).realize())(Tensor(x + i, device=d)) for i in range(3)][-1].numpy(),
-           "copy": lambda d: Tensor(x, device=d).to("CPU").numpy()}
+           "copy NV<->CUDA": lambda d: Tensor(x, device=d).to({"NV": "CUDA", "CUDA": "NV"}[d]).numpy()}
   passed = [k for k, f in cases.items() if np.allclose(f("NV"), f("CUDA"), rtol=1e-4, atol=1e-4)]
   dev = Device["NV"]
   return Result(Status.PASS if len(passed) == len(cases) else Status.FAIL, figure=len(passed), unit=f"of {len(cases)} ops match CUDA",

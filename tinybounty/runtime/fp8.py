@@ -8,6 +8,7 @@ epilogue), and everything else as one stock tinygrad tensor-core kernel with the
 """
 from __future__ import annotations
 
+import numpy as np
 from tinygrad import Tensor, dtypes
 from tinygrad.dtype import DType
 
@@ -41,6 +42,6 @@ def scaled_mm(a: Tensor, b: Tensor, scale_a: Tensor | float = 1.0, scale_b: Tens
   _check_fp8(a.dtype, "a")
   _check_fp8(b.dtype, "b")
   if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]: raise ValueError(f"scaled_mm needs (M, K) @ (K, N), got {a.shape} @ {b.shape}")
-  sa, sb = (s if isinstance(s, Tensor) else Tensor(s, dtype=dtypes.float32, device=a.device) for s in (scale_a, scale_b))
+  sa, sb = (s if isinstance(s, Tensor) else Tensor(np.array([s], dtype=np.float32), device=a.device).reshape(()) for s in (scale_a, scale_b))
   if gemm.fp8_supported(a, b.T, out_dtype): return gemm.fp8_matmul(a, b.T, sa, sb, out_dtype)
   return (a.matmul(b, dtype=dtypes.float32) * (sa * sb)).cast(out_dtype)

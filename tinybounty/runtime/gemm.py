@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import pathlib
 
+import numpy as np
 from tinygrad import Device, Tensor, dtypes
 from tinygrad.dtype import DType
 from tinygrad.renderer import Estimates
@@ -105,7 +106,7 @@ def fp8_matmul(a: Tensor, bt: Tensor, scale_a: Tensor, scale_b: Tensor, out_dtyp
 
 def _buffer_scalar(s: Tensor, device: str) -> Tensor:
   """A one-element float32 buffer: a kernel input must live in memory, and 0.14.0 folds constant scalars into CONSTs."""
-  if s.uop.base.op is Ops.CONST: return Tensor([float(s.item())], dtype=dtypes.float32, device=device)
+  if s.uop.base.op is Ops.CONST: return Tensor(np.array([s.item()], dtype=np.float32), device=device)
   return s.cast(dtypes.float32).reshape(1).contiguous()
 
 
