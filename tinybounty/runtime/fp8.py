@@ -44,4 +44,5 @@ def scaled_mm(a: Tensor, b: Tensor, scale_a: Tensor | float = 1.0, scale_b: Tens
   if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]: raise ValueError(f"scaled_mm needs (M, K) @ (K, N), got {a.shape} @ {b.shape}")
   sa, sb = (s if isinstance(s, Tensor) else Tensor(np.array([s], dtype=np.float32), device=a.device).reshape(()) for s in (scale_a, scale_b))
   if gemm.fp8_supported(a, b.T, out_dtype): return gemm.fp8_matmul(a, b.T, sa, sb, out_dtype)
-  return (a.matmul(b, dtype=dtypes.float32) * (sa * sb)).cast(out_dtype)
+  # the scale is its own kernel: 0.14.0 fusing a lazy amax-derived scale into the tensor-core kernel gave wrong results on CUDA
+  return (a.matmul(b, dtype=dtypes.float32) * (sa.cast(dtypes.float32) * sb.cast(dtypes.float32)).contiguous()).cast(out_dtype)

@@ -106,7 +106,7 @@ def fp8_matmul(a: Tensor, bt: Tensor, scale_a: Tensor, scale_b: Tensor, out_dtyp
 
 def _buffer_scalar(s: Tensor, device: str) -> Tensor:
   """A one-element float32 buffer: a kernel input must live in memory, and 0.14.0 folds constant scalars into CONSTs."""
-  if s.uop.base.op is Ops.CONST: return Tensor(np.array([s.item()], dtype=np.float32), device=device)
+  if s.uop.base.op is Ops.CONST: return Tensor(np.array([s.uop.base.arg], dtype=np.float32), device=device)  # no .item(): a CPU kernel
   return s.cast(dtypes.float32).reshape(1).contiguous()
 
 
