@@ -32,6 +32,9 @@ extern "C" __global__ void __launch_bounds__(128) NAME(unsigned* __restrict__ C,
   __shared__ __align__(128) unsigned short sB[ST][BK * BN];
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int wm = (warp >> 1) * 64, wn = (warp & 1) * 64, bm = blockIdx.y * BM, bn = blockIdx.x * BN, KT = K / BK;
+  // this lane's ldmatrix addresses for the first mma tile of the first K step; the others are a constant add or XOR away
+  const unsigned a_ld = smem_u32(sA[0] + a_off(wm + (lane & 15), lane >> 4));
+  const unsigned b_ld = smem_u32(sB[0] + b_off(lane & 15, (wn >> 3) + (lane >> 4)));
   float acc[4][8][4];
   #pragma unroll
   for (int mi = 0; mi < 4; mi++)
@@ -51,20 +54,20 @@ extern "C" __global__ void __launch_bounds__(128) NAME(unsigned* __restrict__ C,
     const int nk = kt + ST - 1;
     if (nk < KT) load_tile(sA[nk % ST], sB[nk % ST], A, B, bm, bn, nk * BK, tid);
     asm volatile("cp.async.commit_group;\n");
-    const unsigned short *a_s = sA[kt % ST], *b_s = sB[kt % ST];
+    const unsigned stage = (kt % ST) * (BM * BK * 2);  // both tiles are 8 KB a stage
     #pragma unroll
     for (int kk = 0; kk < BK; kk += 16) {
       unsigned af[4][4], bf[8][2];
       #pragma unroll
-      for (int mi = 0; mi < 4; mi++)
+      for (int mi = 0; mi < 4; mi++)  // 16 rows down keeps the swizzle; the next 16 K are chunk+2, i.e. byte offset ^ 32
         asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                      : "=r"(af[mi][0]), "=r"(af[mi][1]), "=r"(af[mi][2]), "=r"(af[mi][3])
-                     : "r"(smem_u32(a_s + a_off(wm + mi * 16 + (lane & 15), (kk >> 3) + (lane >> 4)))));
+                     : "r"((a_ld + stage + mi * 16 * BK * 2) ^ (kk ? 32 : 0)));
       #pragma unroll
-      for (int ni = 0; ni < 8; ni += 2)
+      for (int ni = 0; ni < 8; ni += 2)  // 16 K rows down keeps the swizzle; n8 tile ni is byte offset ^ (ni * 16)
         asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                      : "=r"(bf[ni][0]), "=r"(bf[ni][1]), "=r"(bf[ni + 1][0]), "=r"(bf[ni + 1][1])
-                     : "r"(smem_u32(b_s + b_off(kk + (lane & 15), ((wn + ni * 8) >> 3) + (lane >> 4)))));
+                     : "r"((b_ld + stage + kk * BN * 2) ^ (ni * 16)));
       #pragma unroll
       for (int mi = 0; mi < 4; mi++)
         #pragma unroll
