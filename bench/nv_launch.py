@@ -58,6 +58,7 @@ def gpt2_decode_step(device: str):
 
 def main() -> None:
   from tinygrad import Device
+  from tqdm import tqdm
 
   from tinybounty.hardware import machine
   from tinybounty.runtime import nv
@@ -67,7 +68,7 @@ def main() -> None:
   nv.install()
   print(f"machine: {machine()}")
   res = {}
-  for d in ("CUDA", "NV"):
+  for d in tqdm(("CUDA", "NV"), desc="devices"):
     dev = Device[d]
     res[d, "chain"] = [t / CHAIN * 1e6 for t in timed(chain_step(d), dev, args.reps)]
     step = gpt2_decode_step(d)
