@@ -2,6 +2,9 @@ import pytest
 from tinygrad.helpers import Context
 
 from tinybounty.runtime import cpugraph
+from tinybounty.runtime.nvrtc import use_pip_nvrtc
+
+use_pip_nvrtc()  # before any test module imports tinygrad's CUDA compiler
 
 BACKENDS = {"clang": "CPU", "llvm": "CPU:LLVM"}
 
