@@ -13,6 +13,7 @@ goes to stock tinygrad unchanged. `fp8.scaled_mm` uses the fp8 kernel where it f
 """
 from __future__ import annotations
 
+import functools
 import pathlib
 
 import numpy as np
@@ -23,7 +24,9 @@ from tinygrad.uop.ops import KernelInfo, Ops, ProgramInfo, UOp
 
 HERE = pathlib.Path(__file__).parent
 SOURCE_16, SOURCE_FP8 = (HERE / "gemm_sm80.cu").read_text(), (HERE / "gemm_fp8_sm89.cu").read_text()
+SOURCE_FP8_WGMMA = (HERE / "gemm_fp8_sm90a.cu").read_text()
 TILE_M, TILE_N, THREADS = 128, 128, 128
+WGMMA_THREADS, WGMMA_STAGES, WGMMA_INFLIGHT, WGMMA_MIN_BLOCKS = 256, 3, 0, 2  # Hopper fp8: 2 warpgroups, 128x128x64 tile, 48 KB shared
 TILE_K = {dtypes.half: 32, dtypes.bfloat16: 32, dtypes.fp8e4m3: 64, dtypes.fp8e5m2: 64}
 MMA_TYPE = {dtypes.half: "f16", dtypes.bfloat16: "bf16", dtypes.fp8e4m3: "e4m3", dtypes.fp8e5m2: "e5m2"}
 OUT_NAME = {dtypes.float32: "f32", dtypes.half: "f16", dtypes.bfloat16: "bf16"}
@@ -66,13 +69,41 @@ def kernel_source(name: str, m: int, n: int, k: int, dtype: DType, out_dtype: DT
   return head + SOURCE_FP8.replace("NAME", name).replace("FMT", MMA_TYPE[dtype]).replace("OUT_T", out_t).replace("STORE2", store2)
 
 
-def _program(params: tuple[UOp, ...], name: str, source: str, m: int, n: int, k: int, device: str) -> UOp:
-  """A PROGRAM that tinygrad compiles from `source` with the device's compiler: output in slot 0, inputs after it."""
+def wgmma_source(name: str, m: int, n: int, k: int, dtype: DType, out_dtype: DType) -> str:
+  """The CUDA source of one instance of the Hopper (sm_90a) fp8 kernel: wgmma m64n128k32 from shared memory."""
+  acc, (out_t, store2) = TILE_N // 2, FP8_OUT[out_dtype]
+  defs = {"M": m, "N": n, "K": k, "BN": TILE_N, "ST": WGMMA_STAGES, "INFLIGHT": WGMMA_INFLIGHT, "MINB": WGMMA_MIN_BLOCKS}
+  src = "".join(f"#define {key} {val}\n" for key, val in defs.items()) + SOURCE_FP8_WGMMA
+  fills = {"NAME": name, "FMT": MMA_TYPE[dtype], "OUT_T": out_t, "STORE2": store2, "BN_S": str(TILE_N), "DA_N": str(acc),
+           "DB_N": str(acc + 1), "PRED_N": str(acc + 2), "ACC_REGS": ", ".join(f"%{i}" for i in range(acc)),
+           "ACC_OPERANDS": ", ".join(f'"+f"(d[{i}])' for i in range(acc))}
+  for key, val in fills.items(): src = src.replace(key, val)
+  return src
+
+
+@functools.cache
+def _sm90a_compiler(ptx: bool):
+  """NVRTC for sm_90a (wgmma): tinygrad's own compiler targets plain sm_90. PTX for DEV=CUDA, a cubin for DEV=NV, as theirs."""
+  from tinygrad.runtime.support.compiler_cuda import NVRTCCompiler
+  return NVRTCCompiler("sm_90a", ptx=ptx, cache_key="tinybounty")
+
+
+def _program(params: tuple[UOp, ...], name: str, source: str, m: int, n: int, k: int, device: str, threads: int = THREADS,
+             binary: bytes | None = None) -> UOp:
+  """A PROGRAM compiled from `source` (by the device's compiler unless `binary` is given): output in slot 0, inputs after it."""
   est = Estimates(ops=2 * m * n * k, mem=sum(p.dtype.itemsize * p.max_numel() for p in params))
-  info = ProgramInfo(name, (n // TILE_N, m // TILE_M, 1), (THREADS, 1, 1), (), tuple(range(len(params))), (0,),
+  info = ProgramInfo(name, (n // TILE_N, m // TILE_M, 1), (threads, 1, 1), (), tuple(range(len(params))), (0,),
                      tuple(range(1, len(params))), Device[device].renderer.target)
-  return UOp(Ops.PROGRAM, src=(UOp.sink(*params, arg=KernelInfo(name=name, estimates=est)), UOp(Ops.LINEAR, src=params),
-                               UOp(Ops.SOURCE, arg=source)), arg=info)
+  srcs = (UOp.sink(*params, arg=KernelInfo(name=name, estimates=est)), UOp(Ops.LINEAR, src=params), UOp(Ops.SOURCE, arg=source))
+  return UOp(Ops.PROGRAM, src=srcs + ((UOp(Ops.BINARY, arg=binary),) if binary is not None else ()), arg=info)
+
+
+def _fp8_program(params: tuple[UOp, ...], name: str, m: int, n: int, k: int, dtype: DType, out_dtype: DType, device: str) -> UOp:
+  """The fp8 kernel for the device: wgmma on Hopper (sm_90, built for sm_90a), mma.sync on sm_89 and newer."""
+  if _sm(device) != 90: return _program(params, name, kernel_source(name, m, n, k, dtype, out_dtype), m, n, k, device)
+  src = wgmma_source(name, m, n, k, dtype, out_dtype)
+  lib = _sm90a_compiler(bool(getattr(Device[device].renderer.compiler, "ptx", True))).compile_cached(src)
+  return _program(params, name, src, m, n, k, device, WGMMA_THREADS, lib)
 
 
 def matmul(a: Tensor, b: Tensor) -> Tensor:
@@ -99,7 +130,7 @@ def fp8_matmul(a: Tensor, bt: Tensor, scale_a: Tensor, scale_b: Tensor, out_dtyp
                      f"device and a float32/half/bf16 output, got {a.dtype} {a.shape}, {bt.dtype} {bt.shape} -> {out_dtype} on {a.device}")
   (m, k), n, dev = a.shape, bt.shape[0], a.device
   name = f"gemm_{MMA_TYPE[a.dtype]}_{OUT_NAME[out_dtype]}_{m}_{n}_{k}"
-  fxn = lambda *p: _program(p, name, kernel_source(name, m, n, k, a.dtype, out_dtype), m, n, k, dev)
+  fxn = lambda *p: _fp8_program(p, name, m, n, k, a.dtype, out_dtype, dev)
   scales = [_buffer_scalar(s, dev) for s in (scale_a, scale_b)]
   return Tensor.empty(m, n, dtype=out_dtype, device=dev).custom_kernel(a.contiguous(), bt.contiguous(), *scales, fxn=fxn)[0]
 
