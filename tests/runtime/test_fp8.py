@@ -57,15 +57,25 @@ def kernels(t: Tensor) -> list[UOp]: return [u.src[0] for u in t.schedule_linear
 @pytest.mark.parametrize("arch", ["sm_89", "sm_90"])
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_tile_aligned_products_take_the_pipelined_kernel(arch, fmt):
-  """(256, 512) @ (512, 128): one PROGRAM of the fp8 gemm (scales in its epilogue; wgmma on Hopper), and NVRTC compiles it."""
+  """(256, 512) @ (512, 128): one PROGRAM of the fp8 gemm (scales in its epilogue), and NVRTC compiles it for the arch."""
   with Context(DEV=f"NULL:CUDA:{arch}"):
     a, bt = Tensor.empty(256, 512, dtype=FORMATS[fmt], device="NULL"), Tensor.empty(128, 512, dtype=FORMATS[fmt], device="NULL")
     ks = kernels(scaled_mm(a, bt.T, Tensor.empty(1, device="NULL"), Tensor.empty(1, device="NULL")))
     assert [k.arg.name for k in ks] == [f"gemm_{fmt}_bf16_256_128_512"]
     prg = to_program(ks[0], Device["NULL"].renderer)
   src, lib = (next(s.arg for s in prg.src if s.op is op) for op in (Ops.SOURCE, Ops.BINARY))
-  mma = f"wgmma.mma_async.sync.aligned.m64n128k32.f32.{fmt}.{fmt}" if arch == "sm_90" else f"mma.sync.aligned.m16n8k32.row.col.f32.{fmt}.{fmt}.f32"
-  assert mma in src and lib[:4] == b"\x7fELF"
+  assert f"mma.sync.aligned.m16n8k32.row.col.f32.{fmt}.{fmt}.f32" in src and lib[:4] == b"\x7fELF"
+
+
+@needs_nvrtc
+@pytest.mark.parametrize("fast_accum", [False, True], ids=["promoted", "fast"])
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_hopper_wgmma_kernel_compiles_for_sm90a(fmt, fast_accum):
+  """The DEV=CUDA Hopper kernel: NVRTC builds it for sm_90a; m64n64 wgmmas summed apart per stage, or m64n128 ones."""
+  from tinybounty.runtime import gemm
+  src = gemm.wgmma_source("gemm_test", 256, 384, 512, FORMATS[fmt], dtypes.bfloat16, fast_accum)
+  assert f"wgmma.mma_async.sync.aligned.m64n{128 if fast_accum else 64}k32.f32.{fmt}.{fmt}" in src
+  assert gemm._sm90a_compiler(False).compile(src)[:4] == b"\x7fELF"
 
 
 @needs_nvrtc

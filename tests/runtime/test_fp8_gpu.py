@@ -60,3 +60,20 @@ def test_scaled_mm_matches_torch(device, shape):
   tbt = Tensor(bt8.float().cpu().numpy(), device=device).cast(dtypes.fp8e4m3).realize()
   out = scaled_mm(ta, tbt.T, Tensor(sa.item(), device=device), Tensor(sb.item(), device=device)).float().numpy()
   assert np.linalg.norm(out - ref) / np.linalg.norm(ref) < 1e-2  # both round the fp32 sums to bf16
+
+
+def test_fast_accum_is_as_close_as_torchs(device):
+  """fast_accum against float64 on the same e4m3 values: no further off than torch._scaled_mm(use_fast_accum=True) is."""
+  torch = pytest.importorskip("torch")
+  from tinygrad import dtypes
+
+  from tinybounty.runtime.fp8 import scaled_mm
+  a, b, sa, sb, values = fp8_pair("e4m3", 1024, 4096, 512, device)
+  out = scaled_mm(a, b, sa, sb, out_dtype=dtypes.float32, fast_accum=True).numpy()
+  a64, b64 = values()
+  ref = a64 @ b64 * sa.item() * sb.item()
+  ta, tbt = (torch.from_numpy(x).cuda().to(torch.float8_e4m3fn) for x in (a64.astype(np.float32), b64.T.astype(np.float32)))
+  ts = [torch.tensor(s.item(), device="cuda") for s in (sa, sb)]
+  tout = torch._scaled_mm(ta, tbt.t(), scale_a=ts[0], scale_b=ts[1], out_dtype=torch.float32, use_fast_accum=True).cpu().numpy()
+  err, torch_err = (float(np.linalg.norm(x - ref) / np.linalg.norm(ref)) for x in (out, tout))
+  assert err <= 2 * torch_err + 1e-6, (err, torch_err)
