@@ -16,6 +16,11 @@ def device(request):
   nv.uninstall()
 
 
+def wgmma_path(device) -> bool:
+  from tinybounty.hardware import cuda_sm
+  return device == "CUDA" and cuda_sm() == 90
+
+
 def fp8_pair(fmt, m, k, n, device, lazy=False):
   """Quantized a (M, K) and b (K, N) on `device` (unrealized if lazy), the float64 values they hold, and their scales."""
   from tinygrad import Tensor, dtypes
@@ -36,6 +41,7 @@ def test_scaled_mm_is_exact_up_to_summation_order(device, fmt, shape, lazy):
   from tinygrad import dtypes
 
   from tinybounty.runtime.fp8 import scaled_mm
+  if shape[0] % 128 == 0 and wgmma_path(device): pytest.skip("Hopper's fp8 wgmma sums in fewer bits than fp32: see test_wgmma_*")
   a, b, sa, sb, values = fp8_pair(fmt, *shape, device, lazy)
   out = scaled_mm(a, b, sa, sb, out_dtype=dtypes.float32).numpy()
   a64, b64 = values()
@@ -62,18 +68,20 @@ def test_scaled_mm_matches_torch(device, shape):
   assert np.linalg.norm(out - ref) / np.linalg.norm(ref) < 1e-2  # both round the fp32 sums to bf16
 
 
-def test_fast_accum_is_as_close_as_torchs(device):
-  """fast_accum against float64 on the same e4m3 values: no further off than torch._scaled_mm(use_fast_accum=True) is."""
+@pytest.mark.parametrize("fast_accum", [False, True], ids=["default", "fast"])
+@pytest.mark.parametrize("shape", [(256, 512, 128), (1024, 2048, 1024), (512, 8192, 256)])
+def test_wgmma_is_as_close_as_torchs(device, shape, fast_accum):
+  """Against float64 on the same e4m3 values: no further off than torch._scaled_mm (same use_fast_accum) is on them."""
   torch = pytest.importorskip("torch")
   from tinygrad import dtypes
 
   from tinybounty.runtime.fp8 import scaled_mm
-  a, b, sa, sb, values = fp8_pair("e4m3", 1024, 4096, 512, device)
-  out = scaled_mm(a, b, sa, sb, out_dtype=dtypes.float32, fast_accum=True).numpy()
+  a, b, sa, sb, values = fp8_pair("e4m3", *shape, device)
+  out = scaled_mm(a, b, sa, sb, out_dtype=dtypes.float32, fast_accum=fast_accum).numpy()
   a64, b64 = values()
   ref = a64 @ b64 * sa.item() * sb.item()
   ta, tbt = (torch.from_numpy(x).cuda().to(torch.float8_e4m3fn) for x in (a64.astype(np.float32), b64.T.astype(np.float32)))
   ts = [torch.tensor(s.item(), device="cuda") for s in (sa, sb)]
-  tout = torch._scaled_mm(ta, tbt.t(), scale_a=ts[0], scale_b=ts[1], out_dtype=torch.float32, use_fast_accum=True).cpu().numpy()
+  tout = torch._scaled_mm(ta, tbt.t(), scale_a=ts[0], scale_b=ts[1], out_dtype=torch.float32, use_fast_accum=fast_accum).cpu().numpy()
   err, torch_err = (float(np.linalg.norm(x - ref) / np.linalg.norm(ref)) for x in (out, tout))
-  assert err <= 2 * torch_err + 1e-6, (err, torch_err)
+  assert err <= 1.5 * torch_err + 1e-6, (err, torch_err)

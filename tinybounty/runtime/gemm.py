@@ -28,7 +28,7 @@ SOURCE_FP8_WGMMA = (HERE / "gemm_fp8_sm90a.cu").read_text()
 TILE_M, TILE_N, THREADS = 128, 128, 128
 # Hopper fp8: 2 warpgroups, 128x128x64 tile, 3 stages (48 KB shared), 2 CTAs per SM; the precise (promoting) form runs
 # its wgmmas 64 columns at a time, so its stage sums fit in the registers that 2 CTAs per SM leave
-WGMMA_THREADS, WGMMA_STAGES, WGMMA_MIN_BLOCKS, WGMMA_PROMOTE_N = 256, 3, 2, 64
+WGMMA_THREADS, WGMMA_STAGES, WGMMA_MIN_BLOCKS, WGMMA_PROMOTE_N, WGMMA_PROMOTE_K = 256, 3, 2, 64, 2
 TILE_K = {dtypes.half: 32, dtypes.bfloat16: 32, dtypes.fp8e4m3: 64, dtypes.fp8e5m2: 64}
 MMA_TYPE = {dtypes.half: "f16", dtypes.bfloat16: "bf16", dtypes.fp8e4m3: "e4m3", dtypes.fp8e5m2: "e5m2"}
 OUT_NAME = {dtypes.float32: "f32", dtypes.half: "f16", dtypes.bfloat16: "bf16"}
@@ -79,7 +79,8 @@ def wgmma_source(name: str, m: int, n: int, k: int, dtype: DType, out_dtype: DTy
   """
   wn = TILE_N if fast_accum else WGMMA_PROMOTE_N
   acc, (out_t, store2) = wn // 2, FP8_OUT[out_dtype]
-  defs = {"M": m, "N": n, "K": k, "BN": TILE_N, "WN": wn, "ST": WGMMA_STAGES, "MINB": WGMMA_MIN_BLOCKS, "PROMOTE": int(not fast_accum)}
+  defs = {"M": m, "N": n, "K": k, "BN": TILE_N, "WN": wn, "ST": WGMMA_STAGES, "MINB": WGMMA_MIN_BLOCKS,
+          "PROMOTE": 0 if fast_accum else WGMMA_PROMOTE_K}
   src = "".join(f"#define {key} {val}\n" for key, val in defs.items()) + SOURCE_FP8_WGMMA
   fills = {"NAME": name, "FMT": MMA_TYPE[dtype], "OUT_T": out_t, "STORE2": store2, "WN_S": str(wn), "DA_N": str(acc),
            "DB_N": str(acc + 1), "PRED_N": str(acc + 2), "ACC_REGS": ", ".join(f"%{i}" for i in range(acc)),

@@ -3,7 +3,8 @@
 // of 64, ST stages of cp.async into shared memory laid out as wgmma's 64-byte-swizzled K-major form (row r, 16-byte chunk c
 // at r*64 + (c ^ (r/2)%4)*16: the same XOR the sm89 kernel uses for ldmatrix), read straight from shared memory by
 // m64nWNk32 wgmmas, 2 per stage and WN columns. 48 KB static shared memory and <= 128 registers: two CTAs per SM, so one
-// CTA's loads and barrier overlap the other's math. PROMOTE sums each stage in its own registers and adds that in fp32.
+// CTA's loads and barrier overlap the other's math. PROMOTE (1, 2) sums that many k32 steps in their own registers, then adds
+// them in fp32; 0 accumulates in the wgmmas throughout.
 // Filled in by gemm.py: NAME, M, N, K, BN, WN, ST, MINB, PROMOTE, FMT, OUT_T, STORE2 and the wgmma operand lists.
 #define BM 128
 #define BK 64
@@ -73,17 +74,19 @@ extern "C" __global__ void __launch_bounds__(THREADS, MINB) NAME(OUT_T* __restri
     asm volatile("cp.async.commit_group;\n");
     const unsigned a0 = smem_u32(sA[kt % ST] + wg * 64 * BK), b0 = smem_u32(sB[kt % ST]);
 #if PROMOTE
-    // fp8 wgmma keeps fewer bits than fp32 while it accumulates: sum each stage's 64 products apart, add them in fp32
+    // fp8 wgmma keeps fewer bits than fp32 while it accumulates: sum each PROMOTE k32 steps apart, add them in fp32
     #pragma unroll
-    for (int h = 0; h < BN / WN; h++) {
-      asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-      wgmma(part, desc(a0), desc(b0 + h * WN * BK), 0);
-      wgmma(part, desc(a0 + 32), desc(b0 + h * WN * BK + 32), 1);
-      asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-      asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+    for (int h = 0; h < BN / WN; h++)
       #pragma unroll
-      for (int i = 0; i < WN / 2; i++) acc[h * WN / 2 + i] += part[i];
-    }
+      for (int kk = 0; kk < 2; kk += PROMOTE) {
+        asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+        #pragma unroll
+        for (int j = 0; j < PROMOTE; j++) wgmma(part, desc(a0 + (kk + j) * 32), desc(b0 + h * WN * BK + (kk + j) * 32), j);
+        asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+        asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+        #pragma unroll
+        for (int i = 0; i < WN / 2; i++) acc[h * WN / 2 + i] += part[i];
+      }
 #else
     asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
     #pragma unroll
