@@ -16,11 +16,6 @@ def device(request):
   nv.uninstall()
 
 
-def wgmma_path(device) -> bool:
-  from tinybounty.hardware import cuda_sm
-  return device == "CUDA" and cuda_sm() == 90
-
-
 def fp8_pair(fmt, m, k, n, device, lazy=False):
   """Quantized a (M, K) and b (K, N) on `device` (unrealized if lazy), the float64 values they hold, and their scales."""
   from tinygrad import Tensor, dtypes
@@ -41,7 +36,8 @@ def test_scaled_mm_is_exact_up_to_summation_order(device, fmt, shape, lazy):
   from tinygrad import dtypes
 
   from tinybounty.runtime.fp8 import scaled_mm
-  if shape[0] % 128 == 0 and wgmma_path(device): pytest.skip("Hopper's fp8 wgmma sums in fewer bits than fp32: see test_wgmma_*")
+  from tinybounty.runtime.gemm import wgmma_device
+  if shape[0] % 128 == 0 and wgmma_device(device): pytest.skip("Hopper's fp8 wgmma sums in fewer bits than fp32: see test_wgmma_*")
   a, b, sa, sb, values = fp8_pair(fmt, *shape, device, lazy)
   out = scaled_mm(a, b, sa, sb, out_dtype=dtypes.float32).numpy()
   a64, b64 = values()

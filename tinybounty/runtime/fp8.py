@@ -4,7 +4,8 @@ tinygrad 0.14.0 already routes fp8 x fp8 -> float reductions to `mma.sync ... .e
 under 10% of torch._scaled_mm on Hopper. What users of PyTorch expect on top is per-tensor scaling: quantize each operand
 with its own scale, multiply in fp8 with fp32 accumulation, and undo both scales on the way out. `scaled_mm` runs
 tile-aligned products on sm_89+ through the pipelined fp8 kernel of `tinybounty.runtime.gemm` (scales applied in its
-epilogue), and everything else as one stock tinygrad tensor-core kernel with the scaling fused into it.
+epilogue; wgmma on Hopper under DEV=CUDA, whose fp8 sums keep fewer bits than fp32, as cuBLAS's do), and everything
+else as one stock tinygrad tensor-core kernel with the scaling fused into it.
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Large matmuls on NVIDIA tensor cores through pipelined shared-memory kernels: half/bf16 on sm_80+, fp8 on sm_89+.
+"""Large matmuls on NVIDIA tensor cores through pipelined shared-memory kernels: half/bf16 on sm_80+, fp8 on sm_89+
+(wgmma on Hopper).
 
 Why stock 0.14.0 sits under 10% of cuBLAS on Hopper: its tensor-core kernels load every mma fragment straight from
 global memory (no shared-memory staging, so each element is fetched by many warps and the loads are 4-byte scattered
@@ -9,7 +10,9 @@ the device's own compiler), so they run on DEV=CUDA and DEV=NV, inside TinyJit, 
 
 `install()` routes `Tensor.dot` / `@` to the 16-bit kernel for 2-D half/bf16 products whose M, N are multiples of 128
 and K of 32 on devices that render CUDA C for sm_80 or newer (its backward is two more such products); everything else
-goes to stock tinygrad unchanged. `fp8.scaled_mm` uses the fp8 kernel where it fits.
+goes to stock tinygrad unchanged. `fp8.scaled_mm` uses the fp8 kernel where it fits; on Hopper under DEV=CUDA that is
+a wgmma kernel (sm_90a, built here by NVRTC since tinygrad's compiler targets plain sm_90) reading both operands straight
+from the same swizzled shared memory, with fp32 promotion of each 64-deep K stage unless fast_accum is asked for.
 """
 from __future__ import annotations
 
@@ -106,11 +109,16 @@ def _program(params: tuple[UOp, ...], name: str, source: str, m: int, n: int, k:
   return UOp(Ops.PROGRAM, src=srcs + ((UOp(Ops.BINARY, arg=binary),) if binary is not None else ()), arg=info)
 
 
+def wgmma_device(device: str) -> bool:
+  """Whether fp8 products on `device` take the wgmma kernel: Hopper under DEV=CUDA (on DEV=NV it gave wrong results, not
+  understood yet, so NV keeps the mma.sync kernel)."""
+  return _sm(device) == 90 and device.split(":")[0] == "CUDA"
+
+
 def _fp8_program(params: tuple[UOp, ...], name: str, m: int, n: int, k: int, dtype: DType, out_dtype: DType, device: str,
                  fast_accum: bool) -> UOp:
   """The fp8 kernel for the device: wgmma on Hopper under DEV=CUDA (built for sm_90a), mma.sync otherwise (sm_89+)."""
-  if _sm(device) != 90 or device.split(":")[0] != "CUDA":  # on DEV=NV the wgmma kernel gave wrong results: not understood yet
-    return _program(params, name, kernel_source(name, m, n, k, dtype, out_dtype), m, n, k, device)
+  if not wgmma_device(device): return _program(params, name, kernel_source(name, m, n, k, dtype, out_dtype), m, n, k, device)
   src = wgmma_source(name, m, n, k, dtype, out_dtype, fast_accum)
   lib = _sm90a_compiler(bool(getattr(Device[device].renderer.compiler, "ptx", True))).compile_cached(src)
   return _program(params, name, src, m, n, k, device, WGMMA_THREADS, lib)
