@@ -1,8 +1,9 @@
 """tinygrad matmul TFLOPS on an NVIDIA GPU against cuBLAS (fp16/bf16) and torch._scaled_mm (fp8), same process run.
 
-  DEV=CUDA python bench/matmul_hopper.py [--sizes 4096 8192] [--dtypes fp16 bf16 fp8] [--reps 10]
+  DEV=CUDA python bench/matmul_hopper.py [--sizes 4096 8192] [--dtypes fp16 bf16 fp8 fp8fast] [--reps 10]
 Each row: stock tinygrad 0.14.0, tinygrad with tinybounty.runtime.gemm installed (fp16/bf16), and torch, with ratios to
-torch. BEAM=2 in the environment makes stock tinygrad search its kernels first (slow). DEV=NV works the same way.
+torch. fp8fast: both sides with fast accumulation (scaled_mm's fast_accum, torch's use_fast_accum).
+BEAM=2 in the environment makes stock tinygrad search its kernels first (slow). DEV=NV works the same way.
 """
 from __future__ import annotations
 
@@ -54,11 +55,12 @@ def tinygrad_case(n: int, dtype: str, ours: bool):
   (gemm.install if ours else gemm.uninstall)()
   rng = np.random.default_rng(n)
   a_np, b_np = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
-  if dtype == "fp8":  # b held column-major (a contiguous b.T), as torch._scaled_mm wants it too
+  if dtype.startswith("fp8"):  # b held column-major (a contiguous b.T), as torch._scaled_mm wants it too
     (a, sa), (bt, sb) = quantize(Tensor(a_np)), quantize(Tensor(b_np.T.copy()))
     a, bt, sa, sb = a.realize(), bt.realize(), sa.realize(), sb.realize()
     stock = lambda: (a.matmul(bt.T, dtype=dtypes.float32) * (sa * sb)).cast(dtypes.bfloat16)  # 0.14.0's own fp8 tensor cores
-    run = TinyJit(lambda: (scaled_mm(a, bt.T, sa, sb, out_dtype=dtypes.bfloat16) if ours else stock()).realize())
+    fast = dtype == "fp8fast"
+    run = TinyJit(lambda: (scaled_mm(a, bt.T, sa, sb, out_dtype=dtypes.bfloat16, fast_accum=fast) if ours else stock()).realize())
   else:
     dt = {"fp16": dtypes.half, "bf16": dtypes.bfloat16}[dtype]
     a, b = Tensor(a_np).cast(dt).realize(), Tensor(b_np).cast(dt).realize()
@@ -75,10 +77,10 @@ def torch_case(n: int, dtype: str):
   g = torch.Generator(device="cuda").manual_seed(n)
   a = torch.randn(n, n, device="cuda", generator=g)
   b = torch.randn(n, n, device="cuda", generator=g)
-  if dtype == "fp8":
+  if dtype.startswith("fp8"):
     sa, sb = (a.abs().max() / 448).float(), (b.abs().max() / 448).float()
     a8, b8 = (a / sa).to(torch.float8_e4m3fn), (b / sb).to(torch.float8_e4m3fn).t().contiguous().t()
-    return lambda: torch._scaled_mm(a8, b8, scale_a=sa, scale_b=sb, out_dtype=torch.bfloat16)
+    return lambda: torch._scaled_mm(a8, b8, scale_a=sa, scale_b=sb, out_dtype=torch.bfloat16, use_fast_accum=dtype == "fp8fast")
   dt = {"fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
   a, b = a.to(dt), b.to(dt)
   return lambda: a @ b
@@ -93,7 +95,7 @@ def main() -> None:
   nv.install()  # lets DEV=NV start on Hopper; no effect on DEV=CUDA
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--sizes", type=int, nargs="+", default=[4096, 8192])
-  p.add_argument("--dtypes", nargs="+", default=["fp16", "bf16", "fp8"], choices=["fp16", "bf16", "fp8"])
+  p.add_argument("--dtypes", nargs="+", default=["fp16", "bf16", "fp8"], choices=["fp16", "bf16", "fp8", "fp8fast"])
   p.add_argument("--reps", type=int, default=10)
   args = p.parse_args()
   print(f"machine: {machine()}  BEAM={getenv('BEAM', 0)}")

@@ -68,6 +68,17 @@ def test_tile_aligned_products_take_the_pipelined_kernel(arch, fmt):
 
 
 @needs_nvrtc
+@pytest.mark.parametrize("fast_accum", [False, True], ids=["promoted", "fast"])
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_hopper_wgmma_kernel_compiles_for_sm90a(fmt, fast_accum):
+  """The DEV=CUDA Hopper kernel: NVRTC builds it for sm_90a; m64n64 wgmmas summed apart per stage, or m64n128 ones."""
+  from tinybounty.runtime import gemm
+  src = gemm.wgmma_source("gemm_test", 256, 384, 512, FORMATS[fmt], dtypes.bfloat16, fast_accum)
+  assert f"wgmma.mma_async.sync.aligned.m64n{128 if fast_accum else 64}k32.f32.{fmt}.{fmt}" in src
+  assert gemm._sm90a_compiler(False).compile(src)[:4] == b"\x7fELF"
+
+
+@needs_nvrtc
 @pytest.mark.parametrize("arch", ["sm_89", "sm_90"])
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_other_shapes_render_one_stock_fp8_mma_kernel(arch, fmt):

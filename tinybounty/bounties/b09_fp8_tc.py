@@ -20,6 +20,7 @@ def _gpu_check() -> Result:
   from tinygrad import Tensor, dtypes
 
   from tinybounty.runtime.fp8 import quantize, scaled_mm
+  from tinybounty.runtime.gemm import wgmma_device
   rng, worst = np.random.default_rng(0), 0.0
   for m, k, n in ((1024, 2048, 512), (112, 96, 56)):
     (a, sa), (bt, sb) = quantize(Tensor(rng.standard_normal((m, k), dtype=np.float32), device="CUDA")), \
@@ -27,8 +28,12 @@ def _gpu_check() -> Result:
     out = scaled_mm(a, bt.T, sa, sb, out_dtype=dtypes.float32).numpy()
     ref = a.float().numpy().astype(np.float64) @ bt.float().numpy().astype(np.float64).T * sa.item() * sb.item()
     worst = max(worst, float(np.linalg.norm(out - ref) / np.linalg.norm(ref)))
-  ran = "fp8 e4m3 scaled_mm on CUDA (1024x2048x512 pipelined kernel, 112x96x56 stock) vs float64 on the same fp8 values"
-  if worst > 1e-5: return Result(Status.FAIL, ran=ran, figure=worst, unit="relative error", detail="fp8 product is wrong")
+  # Hopper's fp8 wgmma sums in fewer bits than fp32 (cuBLAS's too: torch._scaled_mm is off by 1.3e-4 on such data, ours 7.6e-5)
+  wgmma = wgmma_device("CUDA")
+  tol = 2e-4 if wgmma else 1e-5
+  ran = (f"fp8 e4m3 scaled_mm on CUDA (1024x2048x512 pipelined {'wgmma' if wgmma else 'mma.sync'} kernel, 112x96x56 stock) "
+         f"vs float64 on the same fp8 values (bound {tol:g})")
+  if worst > tol: return Result(Status.FAIL, ran=ran, figure=worst, unit="relative error", detail="fp8 product is wrong")
   if (q := _quoted()) is None: return Result(Status.PARTIAL, ran=ran, detail=f"correct (rel err {worst:.1e}); no {BENCH} record yet")
   return from_ratio(ran + f"; speed quoted from docs/benchmarks.md ({BENCH})", q[0], TARGET, "x torch._scaled_mm", q[1],
                     detail=f"correct (rel err {worst:.1e}); target {TARGET}x torch._scaled_mm at 8192")
@@ -45,8 +50,10 @@ def _render_check() -> Result:
   for arch in ("sm_89", "sm_90"):
     with Context(DEV=f"NULL:CUDA:{arch}"):
       Device["NULL"].renderer.compiler.compile(gemm.kernel_source("fp8_check", 256, 256, 256, dtypes.fp8e4m3, dtypes.bfloat16))
+  gemm._sm90a_compiler(False).compile(gemm.wgmma_source("fp8_check", 256, 256, 256, dtypes.fp8e4m3, dtypes.bfloat16))
   q = _quoted()
-  ran = "pipelined fp8 gemm (mma.sync m16n8k32 e4m3) compiled by NVRTC for sm_89 and sm_90" + (f"; speed quoted from {BENCH}" if q else "")
+  ran = ("pipelined fp8 gemm (mma.sync m16n8k32 e4m3) compiled by NVRTC for sm_89 and sm_90, the Hopper wgmma one for sm_90a"
+         + (f"; speed quoted from {BENCH}" if q else ""))
   if q is None: return Result(Status.PARTIAL, ran=ran, detail=f"no {BENCH} record yet")
   return from_ratio(ran, q[0], TARGET, "x torch._scaled_mm", q[1])
 

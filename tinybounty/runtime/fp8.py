@@ -4,7 +4,8 @@ tinygrad 0.14.0 already routes fp8 x fp8 -> float reductions to `mma.sync ... .e
 under 10% of torch._scaled_mm on Hopper. What users of PyTorch expect on top is per-tensor scaling: quantize each operand
 with its own scale, multiply in fp8 with fp32 accumulation, and undo both scales on the way out. `scaled_mm` runs
 tile-aligned products on sm_89+ through the pipelined fp8 kernel of `tinybounty.runtime.gemm` (scales applied in its
-epilogue), and everything else as one stock tinygrad tensor-core kernel with the scaling fused into it.
+epilogue; wgmma on Hopper under DEV=CUDA, whose fp8 sums keep fewer bits than fp32, as cuBLAS's do), and everything
+else as one stock tinygrad tensor-core kernel with the scaling fused into it.
 """
 from __future__ import annotations
 
@@ -34,15 +35,17 @@ def quantize(x: Tensor, dtype: DType = dtypes.fp8e4m3) -> tuple[Tensor, Tensor]:
 
 
 def scaled_mm(a: Tensor, b: Tensor, scale_a: Tensor | float = 1.0, scale_b: Tensor | float = 1.0,
-              out_dtype: DType = dtypes.bfloat16) -> Tensor:
+              out_dtype: DType = dtypes.bfloat16, fast_accum: bool = False) -> Tensor:
   """(a @ b) * scale_a * scale_b for fp8 a (M, K) and b (K, N), accumulated in float32: torch._scaled_mm's contract.
 
   As with torch, b is fastest stored column-major: pass `bt.T` for a contiguous (N, K) `bt` and no transpose is made.
+  fast_accum is torch's use_fast_accum: on Hopper the tensor cores then accumulate across all of K in their own, narrower
+  format (faster, less exact); elsewhere it changes nothing.
   """
   _check_fp8(a.dtype, "a")
   _check_fp8(b.dtype, "b")
   if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]: raise ValueError(f"scaled_mm needs (M, K) @ (K, N), got {a.shape} @ {b.shape}")
   sa, sb = (s if isinstance(s, Tensor) else Tensor(np.array([s], dtype=np.float32), device=a.device).reshape(()) for s in (scale_a, scale_b))
-  if gemm.fp8_supported(a, b.T, out_dtype): return gemm.fp8_matmul(a, b.T, sa, sb, out_dtype)
+  if gemm.fp8_supported(a, b.T, out_dtype): return gemm.fp8_matmul(a, b.T, sa, sb, out_dtype, fast_accum)
   # the scale is its own kernel: 0.14.0 fusing a lazy amax-derived scale into the tensor-core kernel gave wrong results on CUDA
   return (a.matmul(b, dtype=dtypes.float32) * (sa.cast(dtypes.float32) * sb.cast(dtypes.float32)).contiguous()).cast(out_dtype)

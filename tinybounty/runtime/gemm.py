@@ -1,4 +1,5 @@
-"""Large matmuls on NVIDIA tensor cores through pipelined shared-memory kernels: half/bf16 on sm_80+, fp8 on sm_89+.
+"""Large matmuls on NVIDIA tensor cores through pipelined shared-memory kernels: half/bf16 on sm_80+, fp8 on sm_89+
+(wgmma on Hopper).
 
 Why stock 0.14.0 sits under 10% of cuBLAS on Hopper: its tensor-core kernels load every mma fragment straight from
 global memory (no shared-memory staging, so each element is fetched by many warps and the loads are 4-byte scattered
@@ -9,10 +10,13 @@ the device's own compiler), so they run on DEV=CUDA and DEV=NV, inside TinyJit, 
 
 `install()` routes `Tensor.dot` / `@` to the 16-bit kernel for 2-D half/bf16 products whose M, N are multiples of 128
 and K of 32 on devices that render CUDA C for sm_80 or newer (its backward is two more such products); everything else
-goes to stock tinygrad unchanged. `fp8.scaled_mm` uses the fp8 kernel where it fits.
+goes to stock tinygrad unchanged. `fp8.scaled_mm` uses the fp8 kernel where it fits; on Hopper under DEV=CUDA that is
+a wgmma kernel (sm_90a, built here by NVRTC since tinygrad's compiler targets plain sm_90) reading both operands straight
+from the same swizzled shared memory, with fp32 promotion of each 64-deep K stage unless fast_accum is asked for.
 """
 from __future__ import annotations
 
+import functools
 import pathlib
 
 import numpy as np
@@ -23,7 +27,11 @@ from tinygrad.uop.ops import KernelInfo, Ops, ProgramInfo, UOp
 
 HERE = pathlib.Path(__file__).parent
 SOURCE_16, SOURCE_FP8 = (HERE / "gemm_sm80.cu").read_text(), (HERE / "gemm_fp8_sm89.cu").read_text()
+SOURCE_FP8_WGMMA = (HERE / "gemm_fp8_sm90a.cu").read_text()
 TILE_M, TILE_N, THREADS = 128, 128, 128
+# Hopper fp8: 2 warpgroups, 128x128x64 tile, 3 stages (48 KB shared), 2 CTAs per SM; the precise (promoting) form runs
+# its wgmmas 64 columns at a time, so its stage sums fit in the registers that 2 CTAs per SM leave
+WGMMA_THREADS, WGMMA_STAGES, WGMMA_MIN_BLOCKS, WGMMA_PROMOTE_N, WGMMA_PROMOTE_K = 256, 3, 2, 64, 2
 TILE_K = {dtypes.half: 32, dtypes.bfloat16: 32, dtypes.fp8e4m3: 64, dtypes.fp8e5m2: 64}
 MMA_TYPE = {dtypes.half: "f16", dtypes.bfloat16: "bf16", dtypes.fp8e4m3: "e4m3", dtypes.fp8e5m2: "e5m2"}
 OUT_NAME = {dtypes.float32: "f32", dtypes.half: "f16", dtypes.bfloat16: "bf16"}
@@ -66,13 +74,54 @@ def kernel_source(name: str, m: int, n: int, k: int, dtype: DType, out_dtype: DT
   return head + SOURCE_FP8.replace("NAME", name).replace("FMT", MMA_TYPE[dtype]).replace("OUT_T", out_t).replace("STORE2", store2)
 
 
-def _program(params: tuple[UOp, ...], name: str, source: str, m: int, n: int, k: int, device: str) -> UOp:
-  """A PROGRAM that tinygrad compiles from `source` with the device's compiler: output in slot 0, inputs after it."""
+def wgmma_source(name: str, m: int, n: int, k: int, dtype: DType, out_dtype: DType, fast_accum: bool = False) -> str:
+  """The CUDA source of one instance of the Hopper (sm_90a) fp8 kernel: wgmma from shared memory.
+
+  fast_accum (torch's use_fast_accum) lets the tensor cores accumulate the whole K; otherwise each 64-deep stage is summed
+  apart and added in fp32 (fp8 wgmma keeps fewer bits than fp32 while accumulating, so the error would grow with K).
+  """
+  wn = TILE_N if fast_accum else WGMMA_PROMOTE_N
+  acc, (out_t, store2) = wn // 2, FP8_OUT[out_dtype]
+  defs = {"M": m, "N": n, "K": k, "BN": TILE_N, "WN": wn, "ST": WGMMA_STAGES, "MINB": WGMMA_MIN_BLOCKS,
+          "PROMOTE": 0 if fast_accum else WGMMA_PROMOTE_K}
+  src = "".join(f"#define {key} {val}\n" for key, val in defs.items()) + SOURCE_FP8_WGMMA
+  fills = {"NAME": name, "FMT": MMA_TYPE[dtype], "OUT_T": out_t, "STORE2": store2, "WN_S": str(wn), "DA_N": str(acc),
+           "DB_N": str(acc + 1), "PRED_N": str(acc + 2), "ACC_REGS": ", ".join(f"%{i}" for i in range(acc)),
+           "ACC_OPERANDS": ", ".join(f'"+f"(d[{i}])' for i in range(acc))}
+  for key, val in fills.items(): src = src.replace(key, val)
+  return src
+
+
+@functools.cache
+def _sm90a_compiler(ptx: bool):
+  """NVRTC for sm_90a (wgmma): tinygrad's own compiler targets plain sm_90. PTX for DEV=CUDA, a cubin for DEV=NV, as theirs."""
+  from tinygrad.runtime.support.compiler_cuda import NVRTCCompiler
+  return NVRTCCompiler("sm_90a", ptx=ptx, cache_key="tinybounty")
+
+
+def _program(params: tuple[UOp, ...], name: str, source: str, m: int, n: int, k: int, device: str, threads: int = THREADS,
+             binary: bytes | None = None) -> UOp:
+  """A PROGRAM compiled from `source` (by the device's compiler unless `binary` is given): output in slot 0, inputs after it."""
   est = Estimates(ops=2 * m * n * k, mem=sum(p.dtype.itemsize * p.max_numel() for p in params))
-  info = ProgramInfo(name, (n // TILE_N, m // TILE_M, 1), (THREADS, 1, 1), (), tuple(range(len(params))), (0,),
+  info = ProgramInfo(name, (n // TILE_N, m // TILE_M, 1), (threads, 1, 1), (), tuple(range(len(params))), (0,),
                      tuple(range(1, len(params))), Device[device].renderer.target)
-  return UOp(Ops.PROGRAM, src=(UOp.sink(*params, arg=KernelInfo(name=name, estimates=est)), UOp(Ops.LINEAR, src=params),
-                               UOp(Ops.SOURCE, arg=source)), arg=info)
+  srcs = (UOp.sink(*params, arg=KernelInfo(name=name, estimates=est)), UOp(Ops.LINEAR, src=params), UOp(Ops.SOURCE, arg=source))
+  return UOp(Ops.PROGRAM, src=srcs + ((UOp(Ops.BINARY, arg=binary),) if binary is not None else ()), arg=info)
+
+
+def wgmma_device(device: str) -> bool:
+  """Whether fp8 products on `device` take the wgmma kernel: Hopper under DEV=CUDA (on DEV=NV it gave wrong results, not
+  understood yet, so NV keeps the mma.sync kernel)."""
+  return _sm(device) == 90 and device.split(":")[0] == "CUDA"
+
+
+def _fp8_program(params: tuple[UOp, ...], name: str, m: int, n: int, k: int, dtype: DType, out_dtype: DType, device: str,
+                 fast_accum: bool) -> UOp:
+  """The fp8 kernel for the device: wgmma on Hopper under DEV=CUDA (built for sm_90a), mma.sync otherwise (sm_89+)."""
+  if not wgmma_device(device): return _program(params, name, kernel_source(name, m, n, k, dtype, out_dtype), m, n, k, device)
+  src = wgmma_source(name, m, n, k, dtype, out_dtype, fast_accum)
+  lib = _sm90a_compiler(bool(getattr(Device[device].renderer.compiler, "ptx", True))).compile_cached(src)
+  return _program(params, name, src, m, n, k, device, WGMMA_THREADS, lib)
 
 
 def matmul(a: Tensor, b: Tensor) -> Tensor:
@@ -92,14 +141,17 @@ def _backward(grad: UOp, call: UOp) -> tuple[UOp | None, ...]:
   return (None, (g @ b.T).uop, (a.T @ g).uop)
 
 
-def fp8_matmul(a: Tensor, bt: Tensor, scale_a: Tensor, scale_b: Tensor, out_dtype: DType = dtypes.bfloat16) -> Tensor:
-  """(a @ bt.T) * scale_a * scale_b for fp8 a (M, K) and bt (N, K), fp32 accumulation, through the pipelined fp8 kernel."""
+def fp8_matmul(a: Tensor, bt: Tensor, scale_a: Tensor, scale_b: Tensor, out_dtype: DType = dtypes.bfloat16, fast_accum: bool = False) -> Tensor:
+  """(a @ bt.T) * scale_a * scale_b for fp8 a (M, K) and bt (N, K), fp32 accumulation, through the pipelined fp8 kernel.
+
+  fast_accum (torch's use_fast_accum): on Hopper, let the tensor cores accumulate across K with their fewer bits; faster.
+  """
   if not fp8_supported(a, bt, out_dtype):
     raise ValueError(f"fp8 gemm needs (M,K) and (N,K) of one fp8 format with M,N % 128 == 0 and K % 64 == 0 on a CUDA/NV sm_89+ "
                      f"device and a float32/half/bf16 output, got {a.dtype} {a.shape}, {bt.dtype} {bt.shape} -> {out_dtype} on {a.device}")
   (m, k), n, dev = a.shape, bt.shape[0], a.device
-  name = f"gemm_{MMA_TYPE[a.dtype]}_{OUT_NAME[out_dtype]}_{m}_{n}_{k}"
-  fxn = lambda *p: _program(p, name, kernel_source(name, m, n, k, a.dtype, out_dtype), m, n, k, dev)
+  name = f"gemm_{MMA_TYPE[a.dtype]}_{OUT_NAME[out_dtype]}_{m}_{n}_{k}" + ("_fast" if fast_accum else "")
+  fxn = lambda *p: _fp8_program(p, name, m, n, k, a.dtype, out_dtype, dev, fast_accum)
   scales = [_buffer_scalar(s, dev) for s in (scale_a, scale_b)]
   return Tensor.empty(m, n, dtype=out_dtype, device=dev).custom_kernel(a.contiguous(), bt.contiguous(), *scales, fxn=fxn)[0]
 
