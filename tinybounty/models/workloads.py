@@ -1,6 +1,6 @@
 """Named workloads: a model, deterministic random weights and inputs, and the unrealized tensors of one step.
 
-`WORKLOADS[name].build(size, seed)` returns the tensors whose schedule a tool captures (`Tensor.schedule(*outs)`) or runs
+`WORKLOADS[name].build(size, seed)` returns the tensors whose schedule a tool captures (`Tensor.linear_with_vars(*outs)` in tinygrad 0.14) or runs
 (`Tensor.realize(*outs)`). Weights and inputs are realized before returning, so the outputs' schedule is exactly one step:
 a forward, a decode step (KV-cache writes included), or a training step (forward, loss, backward and optimizer update:
 the loss first, then every updated parameter, optimizer state and BatchNorm buffer). "full" is the real size, "small"
