@@ -46,7 +46,7 @@ def _failure53(device: str, show_source: bool, compile_only: bool = False) -> tu
   from tinybounty.validate import failure53
   from tinybounty.validate.targets import lower, render
   ren = Device[device].renderer
-  src = render(lower(failure53.kernel_ast(), ren), ren)
+  src = render(lower(failure53.kernel_ast(device=device), ren), ren)
   if show_source: print(f"--- failure 53 source for {device} ({type(ren).__name__}) ---\n{src}\n---")
   if compile_only: return True, f"GROUPTOP(0, 16) kernel rendered and compiled, {len(ren.compiler.compile(src))} bytes"
   wrong = failure53.run(device)
@@ -76,6 +76,7 @@ def _opens(device: str) -> bool:
 
 def main() -> int:
   from tinybounty.hardware import machine
+  from tinybounty.runtime import nv
   from tinybounty.validate import metadata
   os.environ.setdefault("DEV", "CUDA")
   print(f"machine: {machine()}\ntinygrad: {importlib.metadata.version('tinygrad')}")
@@ -84,6 +85,7 @@ def main() -> int:
     results.append(_run(f"21 AvgPool3D compile {os.environ['DEV']}", _avgpool, "NULL", True))
     results.append(_run(f"22 failure 53 compile {os.environ['DEV']}", _failure53, "NULL", False, True))
   for device in () if results else ("CUDA", "NV"):
+    if device == "NV": nv.install()  # stock 0.14.0's NV backend does not start on Hopper (bounty 20's patch)
     if not _opens(device): continue
     for patched in (False, True):
       if patched: metadata.install()

@@ -53,9 +53,9 @@ def schedule(device: str, seed: int = 53, opts: tuple[Opt, ...] | None = OPTS) -
   return linear, var_vals, v[i], out
 
 
-def kernel_ast(opts: tuple[Opt, ...] | None = OPTS) -> UOp:
-  """The one kernel of failure 53 (scheduled on the CPU; the AST is device-neutral), with `opts` to apply."""
-  linear = schedule("CPU", opts=opts)[0]
+def kernel_ast(opts: tuple[Opt, ...] | None = OPTS, device: str = "CPU") -> UOp:
+  """The one kernel of failure 53 (the AST is device-neutral: schedule it where its inputs can live), with `opts`."""
+  linear = schedule(device, opts=opts)[0]
   return next(c.src[0] for c in linear.src if c.src[0].op is Ops.SINK)
 
 
