@@ -13,6 +13,7 @@ from typing import Iterator
 
 from tinygrad.uop import ops
 
+from tinybounty.engine.hot import PATCHES, STOCK
 from tinybounty.engine.rewrite import clear_memo, unified_rewrite
 
 _STOCK = {"unified_rewrite": ops.RewriteContext.unified_rewrite}
@@ -31,11 +32,13 @@ def installed() -> bool:
 def install() -> None:
   """Make every tinygrad graph_rewrite run on our engine (idempotent)."""
   ops.RewriteContext.unified_rewrite = _engine_unified_rewrite
+  for owner, attr, ours in PATCHES.values(): setattr(owner, attr, ours)
 
 
 def uninstall() -> None:
   """Restore tinygrad's stock rewrite engine exactly and drop our memo (idempotent)."""
   ops.RewriteContext.unified_rewrite = _STOCK["unified_rewrite"]
+  for name, (owner, attr, _) in PATCHES.items(): setattr(owner, attr, STOCK[name])
   clear_memo()
 
 
