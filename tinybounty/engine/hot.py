@@ -16,9 +16,9 @@ import weakref
 from typing import Any, Callable
 
 from tinygrad.dtype import dtypes, least_upper_dtype
-from tinygrad.helpers import SPEC
+from tinygrad.helpers import DISALLOW_BROADCAST, SPEC
 from tinygrad.uop import GroupOp, Ops
-from tinygrad.uop.ops import UOp, UOpMetaClass, dtype_from_uop, recursive_property
+from tinygrad.uop.ops import UOp, UOpMetaClass, _broadcast_shape, dtype_from_uop, recursive_property
 
 _FIRST, _PROMO, _STOCK = object(), object(), object()
 
@@ -99,6 +99,42 @@ def recursive_property_get(self: recursive_property, x: UOp | None, owner=None) 
   return d[nm]
 
 
+_SHAPE_PROP: recursive_property = UOp.__dict__["_shape"]
+_STOCK_SHAPE = _SHAPE_PROP.fxn
+# ops that UOp._shape's `match` names: only the others reach its Unary / Broadcastable tail
+_SHAPE_NAMED = {Ops.IF, Ops.BARRIER, Ops.SINK, Ops.REWRITE_ERROR, Ops.ENDIF, Ops.GROUP, Ops.LINEAR, Ops.PROGRAM, Ops.SOURCE, Ops.TUPLE,
+                Ops.FUNCTION, Ops.CALL, Ops.INS, Ops.RESHAPE, Ops.NOOP, Ops.GETTUPLE, Ops.INDEX, Ops.STACK, Ops.CONST, Ops.GETADDR,
+                Ops.RANGE, Ops.SPECIAL, Ops.BINARY, Ops.BUFFER, Ops.CUSTOM, Ops.CUSTOMI, Ops.CUSTOM_FUNCTION, Ops.PYLITERAL, Ops.STAGE,
+                Ops.PARAM, Ops.WMMA, Ops.MSTACK, Ops.MSELECT, Ops.DETACH, Ops.CONTIGUOUS, Ops.CONTIGUOUS_BACKWARD, Ops.AFTER, Ops.LOAD,
+                Ops.COPY, Ops.ALLREDUCE, Ops.STORE, Ops.END, Ops.BITCAST, Ops.UNSHARD}
+_SCALAR = frozenset({Ops.CONST, Ops.GETADDR, Ops.RANGE, Ops.SPECIAL})
+_PASSTHROUGH = frozenset({Ops.MSTACK, Ops.MSELECT, Ops.DETACH, Ops.CONTIGUOUS, Ops.CONTIGUOUS_BACKWARD, Ops.AFTER, Ops.LOAD, Ops.COPY,
+                          Ops.ALLREDUCE, Ops.STORE, Ops.END})
+_UNARY_TAIL = frozenset((GroupOp.Unary | {Ops.CAST}) - _SHAPE_NAMED - GroupOp.Movement - {Ops.REDUCE})
+_ELEMENTWISE_TAIL = frozenset(GroupOp.Broadcastable - _SHAPE_NAMED - GroupOp.Movement - {Ops.REDUCE} - _UNARY_TAIL)
+
+
+def shape_of(u: UOp) -> Any:
+  """UOp._shape's rule for one node (sources already computed): scalar, pass-through, unary and elementwise ops inline, the rest stock's."""
+  op = u.op
+  if op in _SCALAR: return ()
+  if op in _PASSTHROUGH: return u.src[0]._shape
+  if op in _ELEMENTWISE_TAIL and not DISALLOW_BROADCAST.value:
+    shapes = [x._shape for x in u.src]
+    if shapes and None not in shapes: return _broadcast_shape(*shapes)
+  elif op in _UNARY_TAIL and len(u.src) == 1: return u.src[0]._shape
+  return _STOCK_SHAPE(u)  # and its errors
+
+
+_MOVEMENT_OR_DETACH = frozenset(GroupOp.Movement | {Ops.DETACH})
+
+
+def base(self: UOp) -> UOp:
+  """UOp.base: the first node under movement ops and DETACH."""
+  while self.op in _MOVEMENT_OR_DETACH: self = self.src[0]
+  return self
+
+
 _CALLS = frozenset({Ops.CALL, Ops.FUNCTION})
 
 
@@ -117,9 +153,11 @@ def toposort(self: UOp, gate: Callable | None = None, enter_calls: bool = True) 
   return cache
 
 
-PATCHES: dict[str, tuple[type, str, Callable]] = {
+PATCHES: dict[str, tuple[Any, str, Any]] = {
   "uop_call": (UOpMetaClass, "__call__", uop_call),
   "recursive_property": (recursive_property, "__get__", recursive_property_get),
   "toposort": (UOp, "toposort", toposort),
+  "shape": (_SHAPE_PROP, "fxn", shape_of),
+  "base": (UOp, "base", property(base)),
 }
-STOCK: dict[str, Callable] = {name: owner.__dict__[attr] for name, (owner, attr, _) in PATCHES.items()}
+STOCK: dict[str, Any] = {name: owner.__dict__[attr] for name, (owner, attr, _) in PATCHES.items()}
