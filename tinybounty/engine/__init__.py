@@ -1,7 +1,8 @@
 """tinybounty.engine: a faster rewrite engine for tinygrad 0.14.0, with exactly stock's results.
 
-`install()` swaps tinygrad's `RewriteContext.unified_rewrite` (the loop behind every `graph_rewrite`) for ours;
-`uninstall()` puts stock's back. `TINYBOUNTY_ENGINE=1` installs it when tinybounty.engine is imported, and
+`install()` swaps tinygrad's `RewriteContext.unified_rewrite` (the loop behind every `graph_rewrite`) for ours, runs
+rewrites without cyclic GC passes, and installs exact fast paths for what the rules call (engine/hot.py);
+`uninstall()` puts stock's objects back. `TINYBOUNTY_ENGINE=1` installs it when tinybounty.engine is imported, and
 `python -m tinybounty.engine script.py` runs a script with it. While tinygrad
 tracks matches (TRACK_MATCH_STATS, VIZ) the stock loop runs, so the tracker sees every rule call. See docs/engine.md.
 """
@@ -35,7 +36,7 @@ def installed() -> bool:
 
 
 def install() -> None:
-  """Make every tinygrad graph_rewrite run on our engine (idempotent)."""
+  """Make every tinygrad graph_rewrite run on our engine, with the fast paths under the rules (idempotent)."""
   ops.RewriteContext.unified_rewrite = _engine_unified_rewrite
   for owner, attr, ours in PATCHES.values(): setattr(owner, attr, ours)
 
