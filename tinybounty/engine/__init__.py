@@ -1,18 +1,21 @@
 """tinybounty.engine: a faster rewrite engine for tinygrad 0.14.0, with exactly stock's results.
 
-`install()` swaps tinygrad's `RewriteContext.unified_rewrite` (the loop behind every `graph_rewrite`) for ours;
-`uninstall()` puts stock's back. `TINYBOUNTY_ENGINE=1` installs it when tinybounty.engine is imported, and
+`install()` swaps tinygrad's `RewriteContext.unified_rewrite` (the loop behind every `graph_rewrite`) for ours, runs
+rewrites without cyclic GC passes, and installs exact fast paths for what the rules call (engine/hot.py);
+`uninstall()` puts stock's objects back. `TINYBOUNTY_ENGINE=1` installs it when tinybounty.engine is imported, and
 `python -m tinybounty.engine script.py` runs a script with it. While tinygrad
 tracks matches (TRACK_MATCH_STATS, VIZ) the stock loop runs, so the tracker sees every rule call. See docs/engine.md.
 """
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 from typing import Iterator
 
 from tinygrad.uop import ops
 
+from tinybounty.engine.hot import PATCHES, STOCK
 from tinybounty.engine.rewrite import clear_memo, unified_rewrite
 
 _STOCK = {"unified_rewrite": ops.RewriteContext.unified_rewrite}
@@ -20,7 +23,11 @@ _STOCK = {"unified_rewrite": ops.RewriteContext.unified_rewrite}
 
 def _engine_unified_rewrite(self: ops.RewriteContext, root: ops.UOp) -> ops.UOp:
   if ops.TRACK_MATCH_STATS.value: return _STOCK["unified_rewrite"](self, root)
-  return unified_rewrite(self, root)
+  if not gc.isenabled(): return unified_rewrite(self, root)
+  # a rewrite allocates ~10 short-lived objects per node, freed by refcount: cyclic GC passes during it find nothing
+  gc.disable()
+  try: return unified_rewrite(self, root)
+  finally: gc.enable()
 
 
 def installed() -> bool:
@@ -29,13 +36,15 @@ def installed() -> bool:
 
 
 def install() -> None:
-  """Make every tinygrad graph_rewrite run on our engine (idempotent)."""
+  """Make every tinygrad graph_rewrite run on our engine, with the fast paths under the rules (idempotent)."""
   ops.RewriteContext.unified_rewrite = _engine_unified_rewrite
+  for owner, attr, ours in PATCHES.values(): setattr(owner, attr, ours)
 
 
 def uninstall() -> None:
   """Restore tinygrad's stock rewrite engine exactly and drop our memo (idempotent)."""
   ops.RewriteContext.unified_rewrite = _STOCK["unified_rewrite"]
+  for name, (owner, attr, _) in PATCHES.items(): setattr(owner, attr, STOCK[name])
   clear_memo()
 
 

@@ -19,9 +19,10 @@ import operator
 
 from tinygrad.dtype import AddrSpace
 from tinygrad.helpers import ContextVar
-from tinygrad.uop.ops import REWRITE_STACK_LIMIT, BottomUpGate, Ops, RewriteContext, UOp, _rebuild_dtype
+from tinygrad.uop.ops import REWRITE_STACK_LIMIT, BottomUpGate, Ops, RewriteContext, UOp
 
 from tinybounty.engine.dispatch import dispatcher
+from tinybounty.engine.hot import rebuild_dtype
 
 _MISS = object()
 _OPAQUE_BODIES = UOp._OPAQUE_CALL_BODIES
@@ -113,7 +114,7 @@ def unified_rewrite(self: RewriteContext, root: UOp) -> UOp:
             if n in waitlist: stack.extend(waitlist.pop(n))
             continue
         else:
-          new_src_n = UOp(new_n.op, _rebuild_dtype(new_n, new_src), new_src, new_n.arg, new_n.tag)
+          new_src_n = UOp(new_n.op, rebuild_dtype(new_n, new_src), new_src, new_n.arg, new_n.tag)
         push((n, 2, new_src_n))
         push((new_src_n, 0, new_src_n))
     elif stage == 2:
