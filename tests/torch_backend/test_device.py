@@ -1,0 +1,118 @@
+import io
+
+import pytest
+import torch
+from tinygrad import Device
+
+import tinybounty.torch_backend as tb
+from tinybounty.torch_backend import ops, threads
+
+
+def test_device_module():
+  assert torch.device("tiny").type == "tiny" and torch.tiny.is_available() and torch.tiny.device_count() == 1
+  torch.tiny.synchronize()
+  assert Device.DEFAULT in torch.tiny.get_device_name()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.int64, torch.int32, torch.uint8, torch.bool])
+def test_copy_roundtrip_and_casts(dtype):
+  x = (torch.randn(3, 5) * 10).to(dtype)
+  t = x.to("tiny")
+  assert t.device.type == "tiny" and t.dtype == dtype and t.shape == x.shape and t.stride() == x.stride()
+  assert torch.equal(t.cpu(), x)
+  assert torch.equal(t.to(torch.float32).cpu(), x.to(torch.float32))
+  dst = torch.zeros(3, 5, dtype=torch.float64, device="tiny")
+  dst.copy_(x)
+  assert torch.equal(dst.cpu(), x.to(torch.float64))
+  back = torch.empty(3, 5, dtype=torch.float32)
+  back.copy_(t)
+  assert torch.equal(back, x.to(torch.float32))
+
+
+def test_creation():
+  assert torch.equal(torch.zeros(2, 3, device="tiny").cpu(), torch.zeros(2, 3))
+  assert torch.equal(torch.ones(4, dtype=torch.int32, device="tiny").cpu(), torch.ones(4, dtype=torch.int32))
+  assert torch.equal(torch.full((2, 2), 7.5, device="tiny").cpu(), torch.full((2, 2), 7.5))
+  for args in [(5,), (2, 9, 3), (0.5, 2.0, 0.25)]:
+    a, b = torch.arange(*args, device="tiny").cpu(), torch.arange(*args)
+    assert a.dtype == b.dtype and torch.allclose(a, b)
+  e = torch.empty(3, 4, device="tiny")
+  assert e.shape == (3, 4) and e.stride() == (4, 1)
+  assert torch.empty_strided((2, 3), (1, 2), device="tiny").stride() == (1, 2)
+  assert torch.tensor([1, 2, 3], device="tiny").cpu().tolist() == [1, 2, 3]
+  assert torch.zeros(3, device="tiny").add(1).sum().item() == 3.0
+
+
+def test_random_seeding_and_moments():
+  torch.manual_seed(7)
+  a = torch.rand(10000, device="tiny").cpu()
+  torch.manual_seed(7)
+  assert torch.equal(a, torch.rand(10000, device="tiny").cpu())
+  assert not torch.equal(a, torch.rand(10000, device="tiny").cpu())
+  assert 0 <= a.min() and a.max() < 1 and abs(a.mean() - 0.5) < 0.02 and abs(a.var() - 1 / 12) < 0.01
+  n = torch.randn(20000, device="tiny").cpu()
+  assert abs(n.mean()) < 0.03 and abs(n.std() - 1) < 0.03
+  state = torch.tiny.get_rng_state()
+  x = torch.randn(5, device="tiny").cpu()
+  torch.tiny.set_rng_state(state)
+  assert torch.equal(x, torch.randn(5, device="tiny").cpu())
+  g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+  assert torch.equal(torch.rand(6, generator=g1, device="tiny").cpu(), torch.rand(6, generator=g2, device="tiny").cpu())
+
+
+def test_unsupported_op_names_op_and_overload(monkeypatch):
+  monkeypatch.delenv("TINY_CPU_FALLBACK", raising=False)
+  x = torch.randn(4, 4).to("tiny")
+  with pytest.raises(NotImplementedError, match=r"aten::linalg_cholesky_ex \(overload 'L'\)"):
+    torch.linalg.cholesky(x)
+  with pytest.raises(NotImplementedError, match=r"aten::frobnicate \(overload 'default'\)"):
+    ops.lookup("aten::frobnicate")
+
+
+def test_cpu_fallback_opt_in_warns_once_and_counts(monkeypatch):
+  monkeypatch.setenv("TINY_CPU_FALLBACK", "1")
+  a = torch.randn(4, 4)
+  spd = a @ a.T + 4 * torch.eye(4)
+  tb.reset_stats()
+  with pytest.warns(UserWarning, match="linalg_cholesky_ex"):
+    out = torch.linalg.cholesky(spd.to("tiny"))
+  torch.linalg.cholesky(spd.to("tiny"))
+  assert out.device.type == "tiny" and torch.allclose(out.cpu(), torch.linalg.cholesky(spd), atol=1e-5)
+  assert tb.stats()["fallbacks"] == 2
+
+
+def test_module_state_dict_and_save_roundtrip():
+  torch.manual_seed(0)
+  m = torch.nn.Linear(3, 2)
+  t = torch.nn.Linear(3, 2).to("tiny")
+  t.load_state_dict(m.state_dict())
+  assert all(v.device.type == "tiny" for v in t.state_dict().values())
+  buf = io.BytesIO()
+  tb.save(t.state_dict(), buf)
+  buf.seek(0)
+  loaded = torch.load(buf)
+  assert all(torch.equal(loaded[k], m.state_dict()[k]) for k in loaded)
+  x = torch.randn(5, 3)
+  assert torch.allclose(t(x.to("tiny")).cpu(), m(x), atol=1e-6)
+
+
+def test_no_grad_and_requires_grad():
+  w = torch.randn(3, requires_grad=True)
+  wt = w.detach().to("tiny").requires_grad_()
+  with torch.no_grad():
+    y = wt * 2
+  assert not y.requires_grad
+  (wt * wt).sum().backward()
+  assert torch.allclose(wt.grad.cpu(), 2 * w.detach())
+
+
+def test_threads_install_is_reversible():
+  from tinygrad import helpers
+  assert threads.installed()
+  ours = helpers._db_connection
+  threads.uninstall()
+  try:
+    assert helpers._db_connection is not ours and not threads.installed()
+  finally:
+    threads.install()
+  assert threads.installed() and helpers._db_connection is not ours

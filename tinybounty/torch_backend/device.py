@@ -1,0 +1,313 @@
+"""The eager `tiny` device: PyTorch's Python-backend seam (PrivateUse1 renamed "tiny") over the op table in ops.py.
+
+Representation (docs/torch_backend.md): a torch tensor on "tiny" is a real PyTorch TensorImpl (sizes, strides,
+storage_offset, version counter, autograd views) whose storage has no bytes; the storage's Python object carries a
+`TinyStorage`, whose `buf` is a flat tinygrad Tensor of the storage's elements. Views share the torch storage, so they
+share `buf`. Reading a tensor builds its strided view of `buf` with movement ops; an in-place op writes its result
+back into `buf` through the same layout (strided.py) and realizes it, so every view of that storage sees the write.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import warnings
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from tinygrad import Tensor, dtypes
+
+from tinybounty.torch_backend import ops
+from tinybounty.torch_backend.stats import count, to_host
+from tinybounty.torch_backend.strided import strided_read, strided_write
+
+BACKEND = "tiny"
+_META = torch._C.DispatchKeySet(torch._C.DispatchKey.Meta)
+
+
+class TinyStorage:
+  """The memory behind one torch storage: a flat tinygrad Tensor, replaced (never mutated) by each write."""
+  __slots__ = ("buf",)
+
+  def __init__(self, buf: Tensor) -> None:
+    self.buf = buf
+
+
+def _storage(t: torch.Tensor) -> TinyStorage:
+  try:
+    return t.untyped_storage()._tiny
+  except AttributeError:
+    raise RuntimeError(f"tiny: tensor of shape {tuple(t.shape)} on {t.device} has no tinygrad storage") from None
+
+
+def _new(shape: tuple[int, ...], dtype: torch.dtype, buf: Tensor) -> torch.Tensor:
+  t = torch._C._acc.create_empty_tensor(shape, dtype)
+  t.untyped_storage()._tiny = TinyStorage(buf)
+  return t
+
+
+def wrap(x: Tensor) -> torch.Tensor:
+  """A new tiny torch tensor (own storage) holding the tinygrad tensor `x`."""
+  return _new(tuple(x.shape), ops.to_torch_dtype(x.dtype), x.reshape(-1))
+
+
+def unwrap(t: torch.Tensor) -> Tensor:
+  """The tinygrad value of a tiny torch tensor, read through its strides."""
+  buf = _storage(t).buf
+  if (want := ops.to_tiny_dtype(t.dtype)) != buf.dtype:
+    if want.itemsize != buf.dtype.itemsize: raise NotImplementedError(f"tiny: viewing {buf.dtype} storage as {t.dtype}")
+    buf = buf.bitcast(want)
+  size, n, off = tuple(t.shape), t.numel(), t.storage_offset()
+  if t.is_contiguous():
+    if off == 0 and n == buf.shape[0]: return buf.reshape(size)
+    return buf.shrink(((off, off + n),)).reshape(size)
+  return strided_read(buf, size, t.stride(), off)
+
+
+def write(t: torch.Tensor, value: Tensor) -> torch.Tensor:
+  """Write `value` (broadcast to t's shape) into t's storage through t's layout; every view of it sees the write."""
+  st = _storage(t)
+  if ops.to_tiny_dtype(t.dtype) != st.buf.dtype: raise NotImplementedError(f"tiny: writing {t.dtype} into {st.buf.dtype} storage")
+  value = value.cast(st.buf.dtype)
+  if tuple(value.shape) != tuple(t.shape): value = value.expand(tuple(t.shape)) if t.ndim else value.reshape(())
+  st.buf = strided_write(st.buf, value, tuple(t.shape), t.stride(), t.storage_offset()).contiguous().realize()
+  return t
+
+
+def _is_tiny(a: Any) -> bool:
+  return isinstance(a, torch.Tensor) and a.device.type == BACKEND
+
+
+def from_cpu(t: torch.Tensor) -> Tensor:
+  """A tinygrad tensor on the default device with a CPU tensor's contents (host to device)."""
+  t = t.detach().contiguous()
+  if t.dtype == torch.bfloat16: return Tensor(t.view(torch.int16).numpy()).bitcast(dtypes.bfloat16).reshape(tuple(t.shape))
+  return Tensor(t.numpy(), dtype=ops.to_tiny_dtype(t.dtype)).reshape(tuple(t.shape))
+
+
+def to_cpu(x: Tensor, dtype: torch.dtype) -> torch.Tensor:
+  """A CPU torch tensor with a tinygrad tensor's contents (one counted device-to-host transfer)."""
+  if x.dtype == dtypes.bfloat16: return torch.from_numpy(to_host(x.bitcast(dtypes.int16).contiguous()).copy()).view(torch.bfloat16)
+  return torch.from_numpy(np.ascontiguousarray(to_host(x.contiguous()))).to(dtype)
+
+
+def _unwrap_args(a: Any) -> Any:
+  if isinstance(a, torch.Tensor):
+    if a.device.type == BACKEND: return unwrap(a)
+    if a.device.type == "cpu" and a.ndim == 0: return from_cpu(a)
+    raise RuntimeError(f"tiny: expected all tensors on {BACKEND}, got one on {a.device} of shape {tuple(a.shape)}")
+  if isinstance(a, (list, tuple)): return type(a)(_unwrap_args(x) for x in a)
+  return a
+
+
+def _wrap_results(r: Any) -> Any:
+  if isinstance(r, Tensor): return wrap(r)
+  if isinstance(r, (list, tuple)): return type(r)(_wrap_results(x) for x in r)
+  return r
+
+
+def _set_like(dst: torch.Tensor, src: torch.Tensor) -> None:
+  """Make `dst` (an out= tensor of another shape) alias `src`'s storage and shape, like resize_ then copy_."""
+  with torch.no_grad(): dst.data = src
+
+
+def _assign_out(out: torch.Tensor, value: Tensor) -> None:
+  if tuple(out.shape) != tuple(value.shape): _set_like(out, wrap(value.cast(ops.to_tiny_dtype(out.dtype))))
+  else: write(out, value)
+
+
+# ***** kernels derived from the table *****
+
+def functional_kernel(fn: Callable) -> Callable:
+  def kernel(*args: Any, **kwargs: Any) -> Any: return _wrap_results(fn(*_unwrap_args(args), **_unwrap_args(kwargs)))
+  return kernel
+
+
+def inplace_kernel(fn: Callable) -> Callable:
+  def kernel(self: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    return write(self, fn(unwrap(self), *_unwrap_args(args), **_unwrap_args(kwargs)))
+  return kernel
+
+
+def out_kernel(fn: Callable, out_names: list[str]) -> Callable:
+  def kernel(*args: Any, **kwargs: Any) -> Any:
+    outs = [kwargs.pop(n) for n in out_names]
+    res = fn(*_unwrap_args(args), **_unwrap_args(kwargs))
+    res = res if isinstance(res, (tuple, list)) else (res,)
+    for o, r in zip(outs, res): _assign_out(o, r)
+    return outs[0] if len(outs) == 1 else tuple(outs)
+  return kernel
+
+
+# ***** kernels the device itself provides: views, copies, allocation, scalars *****
+
+def _meta_view(op: torch._ops.OpOverload) -> Callable:
+  return lambda *args, **kwargs: op.redispatch(_META, *args, **kwargs)
+
+
+def _empty_strided(size: list[int], stride: list[int], *, dtype: torch.dtype | None = None, **_: Any) -> torch.Tensor:
+  dtype = dtype or torch.get_default_dtype()
+  extent = 1 + sum((n - 1) * s for n, s in zip(size, stride)) if all(size) else 0
+  base = _new((extent,), dtype, Tensor.empty(extent, dtype=ops.to_tiny_dtype(dtype)))
+  return torch.ops.aten.as_strided.default.redispatch(_META, base, size, stride, 0)
+
+
+def _copy(dst: torch.Tensor, src: torch.Tensor, non_blocking: bool = False) -> torch.Tensor:
+  if _is_tiny(dst):
+    value = unwrap(src) if _is_tiny(src) else from_cpu(src)
+    return write(dst, value.cast(ops.to_tiny_dtype(dst.dtype)))
+  if dst.device.type != "cpu": raise NotImplementedError(f"tiny: copy from {src.device} to {dst.device}")
+  with torch.no_grad(): dst.copy_(to_cpu(unwrap(src).cast(ops.to_tiny_dtype(dst.dtype)), dst.dtype))
+  return dst
+
+
+def _to_copy(self: torch.Tensor, *, dtype: torch.dtype | None = None, device: Any = None, **_: Any) -> torch.Tensor:
+  dtype = dtype or self.dtype
+  value = unwrap(self) if _is_tiny(self) else from_cpu(self)
+  if device is not None and torch.device(device).type == "cpu": return to_cpu(value.cast(ops.to_tiny_dtype(dtype)), dtype)
+  return wrap(value.cast(ops.to_tiny_dtype(dtype)))
+
+
+def _resize(self: torch.Tensor, size: list[int], memory_format: Any = None) -> torch.Tensor:
+  if tuple(self.shape) == tuple(size): return self
+  n = int(np.prod(size)) if size else 1
+  flat = unwrap(self).reshape(-1)
+  flat = flat[:n] if flat.shape[0] >= n else flat.pad(((0, n - flat.shape[0]),))
+  _set_like(self, _new(tuple(size), self.dtype, flat))
+  return self
+
+
+def _local_scalar_dense(self: torch.Tensor) -> Any:
+  return to_host(unwrap(self)).item()
+
+
+DEVICE_KERNELS: dict[str, Callable] = {
+  "empty.memory_format": lambda size, *, dtype=None, **_: wrap(Tensor.empty(*size, dtype=ops.to_tiny_dtype(dtype or torch.get_default_dtype()))),
+  "empty_strided": _empty_strided, "copy_": _copy, "_copy_from": lambda src, dst, non_blocking=False: _copy(dst, src),
+  "_copy_from_and_resize": lambda src, dst: _copy(_resize(dst, list(src.shape)), src), "_to_copy": _to_copy,
+  "resize_": _resize, "_local_scalar_dense": _local_scalar_dense,
+  **{name: _meta_view(getattr(torch.ops.aten, name.split(".")[0]).__getattr__(name.split(".")[1] if "." in name else "default"))
+     for name in ("view", "view.dtype", "as_strided", "_reshape_alias", "unfold")},
+}
+# in-place ops whose functional twin has another name
+INPLACE_OF = {"normal_.default": "normal_functional.default", "bernoulli_.float": "bernoulli.p", "bernoulli_.Tensor": "bernoulli.Tensor"}
+
+
+# ***** registration *****
+
+_lib = torch.library.Library("aten", "IMPL")
+_fallback_lib = torch.library.Library("_", "IMPL")
+registered: set[str] = set()
+
+
+def _schema_args(op: torch._ops.OpOverload) -> list[torch.Argument]:
+  return list(op._schema.arguments)
+
+
+def _is_view(op: torch._ops.OpOverload) -> bool:
+  return any(r.alias_info is not None and not r.alias_info.is_write for r in op._schema.returns)
+
+
+def _impl(name: str, kernel: Callable) -> None:
+  name = name.removesuffix(".default")
+  if name in registered: return
+  _lib.impl(name, kernel, "PrivateUse1")
+  registered.add(name)
+
+
+def _overload(name: str) -> torch._ops.OpOverload | None:
+  op, ov = name.split(".", 1) if "." in name else (name, "default")
+  packet = getattr(torch.ops.aten, op, None)
+  return getattr(packet, ov, None) if packet is not None and ov in packet.overloads() else None
+
+
+def _out_overloads(op_name: str, fn_args: dict[str, bool]) -> list[tuple[str, list[str]]]:
+  """(overload name, out arg names) of `op_name`'s out= overloads whose inputs the functional signature covers."""
+  packet, found = getattr(torch.ops.aten, op_name), []
+  for ov in packet.overloads():
+    args = _schema_args(getattr(packet, ov))
+    outs = [a.name for a in args if a.alias_info is not None and a.alias_info.is_write and a.kwarg_only]
+    ins = [a.name for a in args if a.name not in outs]
+    if outs and set(ins) <= set(fn_args) and all(has_default or n in ins for n, has_default in fn_args.items()):
+      found.append((f"{op_name}.{ov}", outs))
+  return found
+
+
+def _register_table() -> None:
+  for name, kernel in DEVICE_KERNELS.items(): _impl(name, kernel)
+  for name in ops.names():
+    op = _overload(name)
+    if op is None or _is_view(op): continue
+    fn = ops.lookup(name)
+    _impl(name, functional_kernel(fn))
+    base, ov = name.split(".", 1)
+    if _overload(f"{base}_.{ov}") is not None: _impl(f"{base}_.{ov}", inplace_kernel(fn))
+    params = {a.name: a.has_default_value() or a.kwarg_only and a.type.kind() == "OptionalType" for a in _schema_args(op)}
+    for out_name, outs in _out_overloads(base, params): _impl(out_name, out_kernel(fn, outs))
+  for inplace, functional in INPLACE_OF.items(): _impl(inplace, inplace_kernel(ops.lookup(functional)))
+
+
+def _has_composite(name: str) -> bool:
+  return any(torch._C._dispatch_has_kernel_for_dispatch_key(name, k) for k in
+             ("CompositeImplicitAutograd", "CompositeExplicitAutograd", "CompositeExplicitAutogradNonFunctional"))
+
+
+def _register_decompositions() -> None:
+  """PyTorch's own decompositions for ops the table lacks: they re-enter the dispatcher with ops we implement."""
+  from torch._decomp import decomposition_table
+  for op, decomp in decomposition_table.items():
+    if not isinstance(op, torch._ops.OpOverload) or op.namespace != "aten": continue
+    name = op._schema.name.removeprefix("aten::") + ("." + op._overloadname if op._overloadname != "default" else "")
+    if name in registered or _has_composite(op.name()) or _is_view(op): continue
+    _impl(name, decomp)
+
+
+# ***** unsupported ops: a clear error, or an opt-in counted CPU fallback *****
+
+_warned: set[str] = set()
+
+
+def _to_cpu_args(a: Any) -> Any:
+  if _is_tiny(a): return to_cpu(unwrap(a), a.dtype)
+  if isinstance(a, (list, tuple)): return type(a)(_to_cpu_args(x) for x in a)
+  if isinstance(a, dict): return {k: _to_cpu_args(v) for k, v in a.items()}
+  if isinstance(a, torch.device) and a.type == BACKEND: return torch.device("cpu")
+  return a
+
+
+def _fallback(op: torch._ops.OpOverload, *args: Any, **kwargs: Any) -> Any:
+  name = f"aten::{op._schema.name.removeprefix('aten::')}"
+  if os.environ.get("TINY_CPU_FALLBACK", "0") != "1":
+    raise NotImplementedError(f"tiny: {name} (overload '{op._overloadname}') is not implemented on the tinygrad device "
+                              "(set TINY_CPU_FALLBACK=1 to run it on the CPU, counted in stats()['fallbacks'])")
+  if name not in _warned:
+    _warned.add(name)
+    warnings.warn(f"tiny: {name}.{op._overloadname} runs on the CPU (TINY_CPU_FALLBACK=1)", stacklevel=2)
+  count("fallbacks")
+  cargs, ckwargs = _to_cpu_args(args), _to_cpu_args(kwargs)
+  res = op(*cargs, **ckwargs)
+  mutated = {}
+  for orig, c in zip(list(args) + list(kwargs.values()), list(cargs) + list(ckwargs.values())):
+    if _is_tiny(orig) and isinstance(c, torch.Tensor) and op._schema.is_mutable:
+      _assign_out(orig, from_cpu(c))
+      mutated[id(c)] = orig
+  def back(r: Any) -> Any:
+    if not isinstance(r, torch.Tensor) or r.device.type != "cpu": return r
+    return mutated[id(r)] if id(r) in mutated else wrap(from_cpu(r))
+  return torch.utils._pytree.tree_map(back, res)
+
+
+@functools.cache
+def register() -> None:
+  """Rename PrivateUse1 to "tiny", install the backend module and every kernel. Idempotent."""
+  from torch.utils.backend_registration import _setup_privateuseone_for_python_backend
+
+  from tinybounty.torch_backend import threads
+  from tinybounty.torch_backend.module import TinyModule
+  threads.install()
+  _setup_privateuseone_for_python_backend(BACKEND, backend_module=TinyModule())
+  _register_table()
+  _register_decompositions()
+  _fallback_lib.fallback(_fallback, "PrivateUse1")
+
+

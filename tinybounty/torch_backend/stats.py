@@ -1,0 +1,41 @@
+"""Counters of host round-trips made by the tiny device.
+
+`d2h`: tensor contents copied from the tinygrad device to the host (`.cpu()`, `.item()`, `.numpy()`, a CPU fallback).
+`size_syncs`: single integers read back because an op's output *shape* depends on data (masked_select, nonzero,
+boolean indexing); PyTorch's eager API needs the size before it returns. `fallbacks`: ops run on the CPU under
+TINY_CPU_FALLBACK=1. Every read of device memory by the backend goes through `to_host` or `size_sync`.
+"""
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+from tinygrad import Tensor
+
+_counts: Counter = Counter()
+
+
+def to_host(t: Tensor) -> np.ndarray:
+  """Copy a tinygrad tensor's contents to a numpy array, counted as one device-to-host transfer."""
+  _counts["d2h"] += 1
+  _counts["d2h_bytes"] += t.nbytes()
+  return t.numpy()
+
+
+def size_sync(t: Tensor) -> int:
+  """Read one integer that sizes a data-dependent output, counted as a size sync (not a data transfer)."""
+  _counts["size_syncs"] += 1
+  return int(t.item())
+
+
+def count(name: str, n: int = 1) -> None:
+  _counts[name] += n
+
+
+def stats() -> dict[str, int]:
+  """The counters since the last reset: d2h, d2h_bytes, size_syncs, fallbacks."""
+  return {k: _counts.get(k, 0) for k in ("d2h", "d2h_bytes", "size_syncs", "fallbacks")}
+
+
+def reset_stats() -> None:
+  _counts.clear()
