@@ -14,6 +14,7 @@ lacks runs on the eager tiny device instead (counted as a fallback), never on th
 from __future__ import annotations
 
 import operator
+import warnings
 from collections import Counter
 from typing import Any, Callable, Sequence
 
@@ -52,7 +53,41 @@ def _const(v: Any) -> Any:
   return device.unwrap(v) if v.device.type == device.BACKEND else device.from_cpu(v)
 
 
+def _copy_into(dst: Tensor, src: Tensor) -> Tensor:
+  """The value `copy_` gives its destination (the write itself happens after the JIT, into the torch tensor)."""
+  src = src.cast(dst.dtype)
+  if src.shape == dst.shape: return src
+  return src.reshape(dst.shape) if src.numel() == dst.numel() else src.expand(dst.shape)
+
+
+def _foreach(op: torch._ops.OpOverload) -> Callable:
+  """A functional `_foreach_<op>` overload as the table's <op> applied element by element (the optimizers' multi-tensor path)."""
+  base = op._schema.name.removeprefix("aten::_foreach_")
+  fn = next((f for ov in ("Tensor", "Scalar", "default") if (f := _lookup_or_none(f"{base}.{ov}")) is not None), None)
+  if fn is None: ops.lookup(op)  # raises, naming the op
+  args = op._schema.arguments
+  per_elem = [a.name == "scalars" or isinstance(a.type, torch.ListType) for a in args]
+  kw_only = {a.name for a in args if a.kwarg_only} | ({"value"} if base in ("addcmul", "addcdiv") else set())
+  names = ["value" if a.name == "scalars" else a.name for a in args]
+
+  def impl(*xs: Any, **kwargs: Any) -> list[Tensor]:
+    vals = dict(zip(names, xs), **kwargs)
+    out = []
+    for i in range(len(next(x for x in xs if isinstance(x, (list, tuple))))):
+      at = {k: (v[i] if per_elem[names.index(k)] else v) for k, v in vals.items()}
+      out.append(fn(*(at[n] for n in names if n in at and n not in kw_only), **{n: at[n] for n in names if n in at and n in kw_only}))
+    return out
+  return impl
+
+
+def _lookup_or_none(name: str) -> Callable | None:
+  try: return ops.lookup(name)
+  except NotImplementedError: return None
+
+
 def _target(node: torch.fx.Node) -> Callable:
+  if node.target is torch.ops.aten.copy_.default and node.args[0].op == "placeholder": return _copy_into
+  if isinstance(node.target, torch._ops.OpOverload) and node.target._schema.name.startswith("aten::_foreach_"): return _foreach(node.target)
   if isinstance(node.target, torch._ops.OpOverload): return ops.lookup(node.target)
   if node.target is operator.getitem or getattr(node.target, "__module__", None) in ("_operator", "math", "builtins"): return node.target
   if isinstance(node.target, torch._ops.OpOverloadPacket): return ops.lookup(node.target.default)
@@ -67,9 +102,13 @@ class TinyGraph:
     self.consts = {n: _const(getattr(gm, n.target)) for n in self.nodes if n.op == "get_attr"}
     self.jits: dict[tuple, TinyJit] = {}
     self.extras: dict[tuple, list] = {}  # per signature: the graph's non-tensor outputs (sizes), which the JIT cannot return
+    # input mutations aot_autograd left in the graph (BatchNorm running stats, optimizer state): copy_(placeholder, value)
+    placeholders = [n for n in self.nodes if n.op == "placeholder"]
+    self.copies = [n for n in self.nodes if self.fns.get(n) is _copy_into]
+    self.mutated = [placeholders.index(n.args[0]) for n in self.copies]
 
-  def interpret(self, *args: Any) -> list[Any]:
-    """Evaluate the graph on tinygrad Tensors and Python numbers; returns the graph's outputs."""
+  def interpret(self, *args: Any) -> tuple[list[Any], list[Tensor]]:
+    """Evaluate the graph on tinygrad Tensors and Python numbers: its outputs, and the new values of mutated inputs."""
     env: dict[torch.fx.Node, Any] = {}
     placeholders = iter(args)
     for n in self.nodes:
@@ -81,18 +120,18 @@ class TinyGraph:
         except Exception as e:
           shapes = [tuple(a.shape) if isinstance(a, Tensor) else a for a in args_]
           raise type(e)(f"tiny compile: {n.format_node()} with args {shapes}: {e}") from e
-      elif n.op == "output": return list(torch.fx.node.map_arg(n.args[0], env.__getitem__))
+      elif n.op == "output": return list(torch.fx.node.map_arg(n.args[0], env.__getitem__)), [env[c] for c in self.copies]
     raise RuntimeError("FX graph has no output node")
 
   def _jitted(self, key: tuple, inputs: list[Any]) -> list[Tensor]:
     bases = {t.uop.base for t in inputs if isinstance(t, Tensor)}
-    outs = self.interpret(*inputs)
+    outs, mutations = self.interpret(*inputs)
     self.extras[key] = [_TENSOR if isinstance(o, Tensor) else o for o in outs]
     # an output that is (a view of) an input must be computed into its own buffer, else a replay would return the stale input
-    return [o.clone() if o.uop.base in bases else o for o in outs if isinstance(o, Tensor)]
+    return [o.clone() if o.uop.base in bases else o for o in [*(o for o in outs if isinstance(o, Tensor)), *mutations]]
 
   def __call__(self, args: list[Any]) -> list[Any]:
-    inputs = _inputs(args)
+    inputs, targets = _inputs(args), [args[i] for i in self.mutated]
     args.clear()  # boxed calling convention: let the caller's references go
     key = tuple((tuple(a.shape), a.dtype) if isinstance(a, Tensor) else a for a in inputs)
     if (jit := self.jits.get(key)) is None:
@@ -102,8 +141,19 @@ class TinyGraph:
     # the JIT reuses its output buffers on every replay: give PyTorch copies it may keep
     copies = [o.clone() for o in outs]
     if copies: Tensor.realize(*copies)
+    for t, value in zip(targets, copies[len(copies) - len(targets):]): _store(t, value)
     fresh = iter(copies)
     return [device.wrap(next(fresh)) if e is _TENSOR else e for e in self.extras[key]]
+
+
+def _store(t: torch.Tensor, value: Tensor) -> None:
+  """Give a mutated input its new value: a whole contiguous storage takes the (already fresh) buffer, a view is written through."""
+  if t.device.type == "cpu":
+    with torch.no_grad(): t.copy_(device.to_cpu(value, t.dtype).reshape(t.shape))
+    return
+  st = device._storage(t)
+  if t.is_contiguous() and t.storage_offset() == 0 and t.numel() == st.buf.numel() and value.dtype == st.buf.dtype: st.buf = value.reshape(-1)
+  else: device.write(t, value)
 
 
 def _inputs(args: Sequence[Any]) -> list[Any]:
@@ -112,8 +162,9 @@ def _inputs(args: Sequence[Any]) -> list[Any]:
   for a in args:
     if isinstance(a, torch.SymInt): a = int(a)
     if isinstance(a, torch.Tensor):
-      if a.device.type != device.BACKEND: raise RuntimeError(f"tiny compile: an input is on {a.device}; move model and data with .to('tiny')")
-      a = device.unwrap(a)
+      if a.device.type == "cpu" and a.ndim == 0: a = device.from_cpu(a)  # a CPU scalar (an optimizer's step count), as in eager
+      elif a.device.type != device.BACKEND: raise RuntimeError(f"tiny compile: an input is on {a.device}; move model and data with .to('tiny')")
+      else: a = device.unwrap(a)
       a = a.contiguous() if a.uop.device is not None else a.clone(device=Device.DEFAULT)  # a constant has no device until placed
     out.append(a)
   tensors = [x for x in out if isinstance(x, Tensor)]
@@ -139,8 +190,9 @@ def _eager(gm: torch.fx.GraphModule) -> Callable:
 def _compile_graph(gm: torch.fx.GraphModule, example_inputs: Sequence[Any]) -> Callable:
   _stats["graphs"] += 1
   try: graph = TinyGraph(gm)
-  except NotImplementedError:
+  except NotImplementedError as e:
     _stats["fallbacks"] += 1
+    warnings.warn(f"tiny compile: graph runs eagerly on the tiny device: {e}", stacklevel=2)
     return _eager(gm)
   graph._boxed_call = True
   return graph

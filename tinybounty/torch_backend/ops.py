@@ -845,6 +845,12 @@ def full(size: Sequence[int], fill_value: Any, *, dtype: torch.dtype | None = No
   return Tensor.full(tuple(size), fill_value, dtype=_factory_dtype(dtype, fill_value))
 
 
+@aten("full_like")
+def full_like(self: Tensor, fill_value: Any, *, dtype: torch.dtype | None = None, layout: Any = None, device: Any = None,
+              pin_memory: Any = None, memory_format: Any = None) -> Tensor:
+  return Tensor.full(self.shape, fill_value, dtype=to_tiny_dtype(dtype) if dtype is not None else self.dtype)
+
+
 @aten("scalar_tensor")
 def scalar_tensor(s: Any, *, dtype: torch.dtype | None = None, layout: Any = None, device: Any = None, pin_memory: Any = None) -> Tensor:
   return Tensor(s, dtype=_factory_dtype(dtype))
