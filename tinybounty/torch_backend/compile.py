@@ -41,6 +41,11 @@ def compile_stats() -> dict[str, int]:
           "fallbacks": _stats["fallbacks"]}
 
 
+def model_breaks() -> int:
+  """Graph breaks other than the deliberate ones PyTorch's Optimizer.step makes around its body (torch._dynamo.graph_break())."""
+  return sum(n for reason, n in dynamo_counters["graph_break"].items() if "User-inserted graph break" not in reason)
+
+
 def reset_compile_stats() -> None:
   """Zero the counters (and dynamo's graph-break and guard-failure records)."""
   _stats.clear()

@@ -19,12 +19,13 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 from tinygrad import Tensor, dtypes
 from tinygrad.dtype import DType, strong_dtype
 
 from tinybounty.torch_backend.random import key_for
-from tinybounty.torch_backend.stats import size_sync
+from tinybounty.torch_backend.stats import size_sync, to_host
 from tinybounty.torch_backend.strided import strided_read
 
 _TABLE: dict[str, Callable[..., Any]] = {}
@@ -429,6 +430,13 @@ def log_softmax_backward(grad_output: Tensor, output: Tensor, dim: int, input_dt
 def mm(self: Tensor, mat2: Tensor) -> Tensor: return self.matmul(mat2)
 
 
+@aten("matmul_backward")
+def matmul_backward(grad: Tensor, self: Tensor, other: Tensor, mask: Sequence[bool]) -> tuple[Tensor | None, Tensor | None]:
+  wanted = [t for t, m in zip((self, other), mask) if m]
+  grads = iter(self.matmul(other).gradient(*wanted, gradient=grad) if wanted else [])
+  return next(grads) if mask[0] else None, next(grads) if mask[1] else None
+
+
 @aten("dot", "vdot")
 def dot(self: Tensor, tensor: Tensor) -> Tensor: return (self * tensor).sum()
 
@@ -697,6 +705,21 @@ def topk(self: Tensor, k: int, dim: int = -1, largest: bool = True, sorted: bool
     return Tensor.empty(*shape, dtype=self.dtype), Tensor.empty(*shape, dtype=dtypes.int64)
   values, idx = self.topk(k, dim, largest=largest)
   return values, idx.cast(dtypes.int64)
+
+
+@aten("equal")
+def equal(self: Tensor, other: Tensor) -> bool:
+  """True if same shape and elements (a Python bool: one counted read of the device)."""
+  return tuple(self.shape) == tuple(other.shape) and bool(to_host(self.eq(other).all()))
+
+
+@aten("_linalg_eigh")
+def linalg_eigh(A: Tensor, UPLO: str = "L", compute_v: bool = True) -> tuple[Tensor, Tensor]:
+  """Symmetric eigendecomposition, computed on the host with numpy (tinygrad has no eigensolver): one counted
+  device-to-host transfer of A (used for small matrices, such as a whitening layer's patch covariance)."""
+  a = to_host(A.cast(dtypes.float64))
+  w, v = np.linalg.eigh(a, UPLO=UPLO)
+  return Tensor(w, dtype=A.dtype), Tensor(v if compute_v else np.zeros(0), dtype=A.dtype)
 
 
 @aten("tril")

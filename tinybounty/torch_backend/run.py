@@ -16,8 +16,9 @@ Written for tysam-code/hlb-CIFAR10's main.py, and for any script that uses the s
    never taken. `torch.load` calls without a map_location load onto the target device.
 4. torchvision. Where it cannot be imported, a stand-in provides the two names the script imports (`torchvision`
    and `torchvision.transforms` with Compose and ToTensor); anything else of it raises ImportError naming what is missing.
-5. Optionally (--host-rng SEED), randperm / rand / randn / randint and in-place random_/uniform_/normal_ draw from one
-   seeded CPU generator and are moved to the target device, so runs on different devices see identical batches.
+5. Optionally (--host-rng SEED), torch.manual_seed(SEED) is called first, and randperm / rand / randn / randint and
+   in-place random_ / uniform_ / normal_ draw from one seeded CPU generator and are moved to the target device, so
+   runs on different devices start from the same weights and see identical batches.
 
 The script runs as `__main__`, with sys.argv set to [script, *script args] and its directory first on sys.path.
 """
@@ -52,17 +53,27 @@ def _is_cuda(d: Any) -> bool:
 
 
 class RedirectCuda(TorchFunctionMode):
-  """Every device argument that names CUDA is rewritten to `device` (`.cuda()` becomes `.to(device)`)."""
+  """Every device argument that names CUDA is rewritten to `device` (`.cuda()` becomes `.to(device)`).
+
+  Also deep-copies tiny tensors by clone(): PyTorch's default __deepcopy__ copies the storage's bytes, and a tiny
+  storage keeps its data in tinygrad, not in bytes (copy.deepcopy(model) is how main.py makes its EMA model)."""
   def __init__(self, device: str):
     super().__init__()
     self.device = torch.device(device)
 
   def __torch_function__(self, func, types, args=(), kwargs=None):
     kwargs = kwargs or {}
+    if func is torch.Tensor.__deepcopy__ and args[0].device.type == "tiny": return _deepcopy_by_clone(*args)
     if func is torch.Tensor.cuda: return args[0].to(self.device, **{k: v for k, v in kwargs.items() if k == "non_blocking"})
     args = tuple(self.device if _is_cuda(a) else a for a in args)
     if _is_cuda(kwargs.get("device")): kwargs = {**kwargs, "device": self.device}
     return func(*args, **kwargs)
+
+
+def _deepcopy_by_clone(t: torch.Tensor, memo: dict) -> torch.Tensor:
+  if id(t) not in memo:
+    with torch.no_grad(): memo[id(t)] = t.clone().requires_grad_(t.requires_grad)
+  return memo[id(t)]
 
 
 class HostRandom(TorchFunctionMode):
@@ -91,6 +102,20 @@ class HostRandom(TorchFunctionMode):
       func(host, *args[1:], **kwargs, generator=self.gen)
       with torch.no_grad(): return args[0].copy_(host)
     return func(*args, **kwargs)
+
+
+class RecordLosses(TorchFunctionMode):
+  """Keeps (detached) every tensor `.backward()` is called on: a training script's per-step losses, read after the run."""
+  def __init__(self):
+    super().__init__()
+    self.tensors: list[torch.Tensor] = []
+
+  def __torch_function__(self, func, types, args=(), kwargs=None):
+    if func is torch.Tensor.backward: self.tensors.append(args[0].detach())
+    return func(*args, **(kwargs or {}))
+
+  def losses(self) -> list[float]:
+    return [float(t.float().sum().item()) for t in self.tensors]
 
 
 def synchronize(device: torch.device) -> None:
@@ -198,7 +223,9 @@ def on_device(device: str, host_rng: int | None = None) -> Iterator[None]:
       stack.enter_context(_patched(torch.cuda, synchronize=lambda device=None: synchronize(dev),
                                    Event=functools.partial(HostEvent, dev)))
       stack.enter_context(RedirectCuda(device))
-    if host_rng is not None: stack.enter_context(HostRandom(host_rng))
+    if host_rng is not None:
+      torch.manual_seed(host_rng)  # the CPU-side initialisation of the model, too
+      stack.enter_context(HostRandom(host_rng))
     yield
 
 

@@ -20,10 +20,20 @@ from torchvision import transforms  # noqa: F401
 
 hyp = {'opt': {'lr': 0.2, 'momentum': 0.85, 'weight_decay': 5e-4 * 64, 'label_smoothing': 0.2, 'percent_start': 0.25},
        'net': {'whiten_kernel': 2, 'widths': (16, 32, 64), 'bn_momentum': 0.4, 'pad': 2},
-       'misc': {'device': 'cuda', 'data_location': os.environ.get('HLB_LIKE_CACHE', 'hlb_like_data.pt'), 'batchsize': 64,
+       'misc': {'device': 'cuda', 'dtype': torch.half, 'data_location': os.environ.get('HLB_LIKE_CACHE', 'hlb_like_data.pt'), 'batchsize': 64,
                 'ema_every': 3, 'ema_decay': 0.9}}
 
+parser = argparse.ArgumentParser()
+parser.add_argument("--epochs", type=int, default=2)
+parser.add_argument("--steps", type=int, default=0, help="stop each epoch after this many steps (0: the whole epoch)")
+parser.add_argument("--widths", type=int, nargs=3, default=hyp['net']['widths'])
+parser.add_argument("--float32", action="store_true", help="train in float32 instead of fp16 (PyTorch's CPU fp16 convolutions are slow)")
+args = parser.parse_args()
+if args.float32: hyp['misc']['dtype'] = torch.float32
+hyp['net']['widths'] = tuple(args.widths)
+
 data = torch.load(hyp['misc']['data_location'])
+for split in data.values(): split.update({k: v.to(hyp['misc']['dtype']) for k, v in split.items()})
 data['train']['images'] = F.pad(data['train']['images'], (hyp['net']['pad'],) * 4, 'reflect')
 
 
@@ -69,7 +79,7 @@ def init_whitening(conv, images, eps=1e-2):
 
 
 def make_net():
-  net = Net().to(hyp['misc']['device']).to(memory_format=torch.channels_last).half()
+  net = Net().to(hyp['misc']['device']).to(memory_format=torch.channels_last).to(hyp['misc']['dtype'])
   p = hyp['net']['pad']
   with torch.no_grad():
     imgs = data['train']['images']
@@ -88,7 +98,7 @@ def get_batches(key, batchsize):
     flip = torch.rand_like(images[:, 0, 0, 0].view(-1, 1, 1, 1)) < 0.5
     images = torch.where(flip, torch.flip(images, (-1,)), images)
   images = images.to(memory_format=torch.channels_last)
-  for i in range(len(images) // batchsize):
+  for i in range(min(len(images) // batchsize, args.steps or len(images))):
     idx = shuffled[i * batchsize:(i + 1) * batchsize]
     yield images.index_select(0, idx), targets.index_select(0, idx)
 
@@ -99,7 +109,7 @@ def main(epochs):
   ema = copy.deepcopy(net).eval().requires_grad_(False)
   params = [p for p in net.parameters() if p.requires_grad]
   opt = torch.optim.SGD(params, lr=hyp['opt']['lr'], momentum=hyp['opt']['momentum'], nesterov=True, weight_decay=hyp['opt']['weight_decay'] / bs)
-  total = epochs * (len(data['train']['images']) // bs)
+  total = epochs * min(len(data['train']['images']) // bs, args.steps or len(data['train']['images']))
   sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=hyp['opt']['lr'], total_steps=total, pct_start=hyp['opt']['percent_start'],
                                               anneal_strategy='linear', cycle_momentum=False)
   loss_fn = nn.CrossEntropyLoss(label_smoothing=hyp['opt']['label_smoothing'], reduction='none')
@@ -131,6 +141,4 @@ def main(epochs):
 
 
 if __name__ == "__main__":
-  p = argparse.ArgumentParser()
-  p.add_argument("--epochs", type=int, default=2)
-  main(p.parse_args().epochs)
+  main(args.epochs)
