@@ -4,8 +4,9 @@ Dynamo captures the Python code into FX graphs; aot_autograd traces each into fu
 and (when gradients are needed) a backward, with PyTorch's decompositions for the ops the table (ops.py) lacks. Each
 graph is lowered by interpreting its nodes with the table's tinygrad implementations, and that function runs under
 TinyJit: one JIT per graph and concrete input signature (shapes, dtypes, integer inputs), so after two warm-up calls
-a compiled graph is one tinygrad JIT replay. A new batch size is one new capture; a graph whose ops the table
-lacks runs on the eager tiny device instead (counted as a fallback), never on the CPU.
+a compiled graph is one tinygrad JIT replay. Shapes are static (see install()): a new batch size is one dynamo
+recompile and one JIT capture, then replays. A graph whose ops the table lacks runs on the eager tiny device
+instead (counted as a fallback, with a warning naming the op), never on the CPU.
 
   import tinybounty.torch_backend.compile      # registers the device and the "tiny" backend
   step = torch.compile(model, backend="tiny")
@@ -216,3 +217,22 @@ def tiny(gm: torch.fx.GraphModule, example_inputs: Sequence[Any]) -> Callable:
   """The "tiny" torch.compile backend (aot_autograd: forward and backward both lowered)."""
   return aot_autograd(fw_compiler=_compile_graph, bw_compiler=_compile_graph, decompositions=_decompositions(),
                       keep_inference_input_mutations=True)(gm, example_inputs)
+
+
+_saved_config: dict[str, Any] = {}
+
+
+def install() -> None:
+  """Compile with static shapes: a new input shape is one more dynamo compilation (bounded by its recompile limit) and one
+  JIT capture, then replays. Dynamo's automatic dynamic shapes would trace symbolic sizes through the tiny device's
+  meta views, which need concrete sizes. Done on import; `uninstall()` restores dynamo's setting."""
+  if not _saved_config: _saved_config["automatic_dynamic_shapes"] = torch._dynamo.config.automatic_dynamic_shapes
+  torch._dynamo.config.automatic_dynamic_shapes = False
+
+
+def uninstall() -> None:
+  """Restore dynamo's own shape setting (the "tiny" backend stays registered)."""
+  if _saved_config: torch._dynamo.config.automatic_dynamic_shapes = _saved_config.pop("automatic_dynamic_shapes")
+
+
+install()

@@ -64,6 +64,7 @@ class RedirectCuda(TorchFunctionMode):
   def __torch_function__(self, func, types, args=(), kwargs=None):
     kwargs = kwargs or {}
     if func is torch.Tensor.__deepcopy__ and args[0].device.type == "tiny": return _deepcopy_by_clone(*args)
+    if func is torch.device: return self.device if _is_cuda(args[0] if args else kwargs.get("type")) else func(*args, **kwargs)
     if func is torch.Tensor.cuda: return args[0].to(self.device, **{k: v for k, v in kwargs.items() if k == "non_blocking"})
     args = tuple(self.device if _is_cuda(a) else a for a in args)
     if _is_cuda(kwargs.get("device")): kwargs = {**kwargs, "device": self.device}
