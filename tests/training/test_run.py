@@ -1,5 +1,5 @@
+import pathlib
 import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -57,36 +57,19 @@ def test_data_cache_has_the_scripts_format(tmp_path):
   assert torch.allclose(mean, torch.zeros(3), atol=1e-2) and torch.allclose(std, torch.ones(3), atol=1e-2)
 
 
-SCRIPT = """
-import torch, torch.nn.functional as F, torchvision
-from torchvision import transforms
-hyp = {'misc': {'device': 'cuda', 'data_location': 'cache.pt'}}
-data = torch.load(hyp['misc']['data_location'])
-net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10)).to(hyp['misc']['device'])
-opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True)
-start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-torch.cuda.synchronize(); start.record()
-for _ in range(3):
-  idx = torch.randperm(len(data['train']['images']), device='cuda')[:8]
-  x, y = data['train']['images'].index_select(0, idx).float(), data['train']['targets'].index_select(0, idx).float()
-  loss = F.cross_entropy(net(x), y, label_smoothing=0.2)
-  loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
-end.record(); torch.cuda.synchronize()
-elapsed = start.elapsed_time(end)
-"""
+SCRIPT = pathlib.Path(run.__file__).parent / "scripts" / "cuda_minimal.py"
 
 
 @pytest.mark.parametrize("device", ["cpu", "tiny"])
 def test_unmodified_cuda_script_runs_and_matches_cpu(tmp_path, monkeypatch, device, tiny):
-  (tmp_path / "script.py").write_text(textwrap.dedent(SCRIPT))
   monkeypatch.chdir(tmp_path)
   monkeypatch.setitem(sys.modules, "torchvision", None)  # as on a machine without torchvision
-  assert run.find_data_location(tmp_path / "script.py") == "cache.pt"
-  run.write_data_cache("cache.pt", n_train=32, n_test=8)
+  assert run.find_data_location(SCRIPT) == "cuda_minimal_data.pt"
+  run.write_data_cache("cuda_minimal_data.pt", n_train=32, n_test=8)
   runs = {}
   for dev in ("cpu", device):
     rec = run.RecordLosses()
-    with rec: g = run.run_script(tmp_path / "script.py", dev, host_rng=0)
+    with rec: g = run.run_script(SCRIPT, dev, host_rng=0)
     runs[dev] = rec.losses()
     assert g["net"][1].weight.device.type == dev and g["elapsed"] >= 0
   assert len(runs[device]) == 3 and np.allclose(runs[device], runs["cpu"], rtol=1e-4)

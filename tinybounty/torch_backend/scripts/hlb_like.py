@@ -20,17 +20,18 @@ from torchvision import transforms  # noqa: F401
 
 hyp = {'opt': {'lr': 0.2, 'momentum': 0.85, 'weight_decay': 5e-4 * 64, 'label_smoothing': 0.2, 'percent_start': 0.25},
        'net': {'whiten_kernel': 2, 'widths': (16, 32, 64), 'bn_momentum': 0.4, 'pad': 2},
-       'misc': {'device': 'cuda', 'dtype': torch.half, 'data_location': os.environ.get('HLB_LIKE_CACHE', 'hlb_like_data.pt'), 'batchsize': 64,
+       'misc': {'device': 'cuda', 'dtype': torch.half, 'data_location': os.environ.get('HLB_LIKE_CACHE', 'hlb_like_data.pt'),
+                'batchsize': 64, 'train_epochs': 2,
                 'ema_every': 3, 'ema_decay': 0.9}}
 
 parser = argparse.ArgumentParser()
-parser.add_argument("--epochs", type=int, default=2)
+parser.add_argument("--epochs", type=int, default=hyp['misc']['train_epochs'])
 parser.add_argument("--steps", type=int, default=0, help="stop each epoch after this many steps (0: the whole epoch)")
 parser.add_argument("--widths", type=int, nargs=3, default=hyp['net']['widths'])
 parser.add_argument("--float32", action="store_true", help="train in float32 instead of fp16 (PyTorch's CPU fp16 convolutions are slow)")
 args = parser.parse_args()
 if args.float32: hyp['misc']['dtype'] = torch.float32
-hyp['net']['widths'] = tuple(args.widths)
+hyp['net']['widths'], hyp['misc']['train_epochs'] = tuple(args.widths), args.epochs
 
 data = torch.load(hyp['misc']['data_location'])
 for split in data.values(): split.update({k: v.to(hyp['misc']['dtype']) for k, v in split.items()})
@@ -103,8 +104,8 @@ def get_batches(key, batchsize):
     yield images.index_select(0, idx), targets.index_select(0, idx)
 
 
-def main(epochs):
-  bs = hyp['misc']['batchsize']
+def main():
+  epochs, bs = int(hyp['misc']['train_epochs']), hyp['misc']['batchsize']
   net = make_net()
   ema = copy.deepcopy(net).eval().requires_grad_(False)
   params = [p for p in net.parameters() if p.requires_grad]
@@ -115,7 +116,8 @@ def main(epochs):
   loss_fn = nn.CrossEntropyLoss(label_smoothing=hyp['opt']['label_smoothing'], reduction='none')
   starter, ender = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
   torch.cuda.synchronize()
-  steps = 0
+  steps, total_time_seconds = 0, 0.0
+  print("|  epoch  |  train_loss  |  ema_val_acc  |  total_time_seconds  |")
   for epoch in range(epochs):
     starter.record()
     net.train()
@@ -136,9 +138,10 @@ def main(epochs):
     with torch.no_grad():
       accs = [(ema(x).argmax(-1) == y.argmax(-1)).float().mean() for x, y in get_batches('eval', 250)]
       acc = torch.stack(accs).mean().item()
-    print(f"epoch {epoch}  train loss {loss.item() / bs:.4f}  ema eval acc {acc:.4f}  time {1e-3 * starter.elapsed_time(ender):.2f} s")
+    total_time_seconds += 1e-3 * starter.elapsed_time(ender)
+    print(f"|  {epoch:5d}  |  {loss.item() / bs:10.4f}  |  {acc:11.4f}  |  {total_time_seconds:18.4f}  |")  # main.py's table
   return acc
 
 
 if __name__ == "__main__":
-  main(args.epochs)
+  main()
