@@ -18,7 +18,7 @@ def _speedup() -> tuple[float | None, str]:
 def check(full: bool) -> Result:
   import tinybounty.torch_backend.compile as tc
   from tinybounty.torch_backend.beautiful_mnist import load, train
-  steps, bs = (70, 512) if full else (6, 64)
+  steps, bs = (70, 512) if full else (4, 32)
   data = load()
   _, cpu = train(data, steps, "cpu", None, bs, progress=False)
   tc.reset_compile_stats()

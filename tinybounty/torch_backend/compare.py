@@ -32,13 +32,14 @@ def epoch_times(printed: str) -> list[float]:
 
 
 def run(script: str | os.PathLike, device: str, epochs: float, seed: int = 0, init: dict | None = None, argv: list[str] | None = None,
-        quiet: bool = False) -> tuple[list[float], list[float], dict]:
+        quiet: bool = False, configure=None) -> tuple[list[float], list[float], dict]:
   """Run an hlb-CIFAR10-style script on `device` with one seeded CPU generator for its randomness, and return its
   per-step losses (hooked at loss.backward()), the per-epoch training times it prints, and its network's initial state.
 
   Its module code runs first (data to the device; a script without main() trains there). If it defines main() and
   make_net() (as main.py does), main() then trains for `epochs` (hyp['misc']['train_epochs']), and the network
-  make_net() builds is loaded with `init` when given: identical initial weights on both devices."""
+  make_net() builds is loaded with `init` when given: identical initial weights on both devices. `configure(globals)`
+  may change the script's settings between its module code and main() (a scaled-down run: widths, batch size)."""
   captured: dict = {}
   rec, tee = RecordLosses(), Tee(io.StringIO() if quiet else sys.stdout)
   st = time.perf_counter()
@@ -46,6 +47,7 @@ def run(script: str | os.PathLike, device: str, epochs: float, seed: int = 0, in
     g = run_script(script, device, argv or [], host_rng=seed, run_name="hlb_main")  # not __main__: main.py's 25-run loop does not start
     if "main" in g and "make_net" in g:
       g["hyp"]["misc"]["train_epochs"] = epochs
+      if configure is not None: configure(g)
       g["make_net"] = _same_init(g["make_net"], device, init, captured)
       with on_device(device, seed): g["main"]()
   if not quiet: print(f"[{device}] {time.perf_counter() - st:.1f} s wall (including data, eval and warm-up)")
