@@ -46,6 +46,7 @@ def run(script: str | os.PathLike, device: str, epochs: float, seed: int = 0, in
   with rec, contextlib.redirect_stdout(tee):
     g = run_script(script, device, argv or [], host_rng=seed, run_name="hlb_main")  # not __main__: main.py's 25-run loop does not start
     if "main" in g and "make_net" in g:
+      g = g["main"].__globals__  # the script's live globals (run_path returns a copy), which main() reads
       g["hyp"]["misc"]["train_epochs"] = epochs
       if configure is not None: configure(g)
       g["make_net"] = _same_init(g["make_net"], device, init, captured)

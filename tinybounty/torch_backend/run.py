@@ -232,7 +232,7 @@ def on_device(device: str, host_rng: int | None = None) -> Iterator[None]:
 
 def run_script(script: str | os.PathLike, device: str, argv: list[str] | None = None, data: str | None = None,
                cache: str | None = None, host_rng: int | None = None, run_name: str = "__main__") -> dict[str, Any]:
-  """Run `script` on `device` as described in this module's docstring; returns the script's globals."""
+  """Run `script` on `device` as described in this module's docstring; returns (a copy of) the script's globals."""
   script = pathlib.Path(script).resolve()
   if cache is None: cache = find_data_location(script)
   if cache is not None and not os.path.exists(cache):
