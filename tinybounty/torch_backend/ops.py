@@ -195,7 +195,7 @@ def _binary(fn: Callable[[Any, Any], Tensor], out: Callable[[DType], DType] = la
   return impl
 
 
-for _name, _fn in {"mul": lambda a, b: a.logical_and(b) if a.dtype == dtypes.bool else a * b,
+for _name, _fn in {"mul": lambda a, b: a & b if a.dtype == dtypes.bool else a * b,
                    "maximum": Tensor.maximum, "minimum": Tensor.minimum, "fmax": Tensor.maximum, "fmin": Tensor.minimum,
                    "bitwise_and": Tensor.bitwise_and, "bitwise_or": Tensor.bitwise_or, "bitwise_xor": Tensor.bitwise_xor,
                    "remainder": lambda a, b: a - a.div(b, rounding_mode="floor") * b if dtypes.is_float(a.dtype) else a.mod(b),
