@@ -10,7 +10,6 @@ torch.cuda.Event timing. Scaled down (widths 16-64, batch 64) so that it trains 
 """
 import argparse
 import copy
-import os
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +19,7 @@ from torchvision import transforms  # noqa: F401
 
 hyp = {'opt': {'lr': 0.2, 'momentum': 0.85, 'weight_decay': 5e-4 * 64, 'label_smoothing': 0.2, 'percent_start': 0.25},
        'net': {'whiten_kernel': 2, 'widths': (16, 32, 64), 'bn_momentum': 0.4, 'pad': 2},
-       'misc': {'device': 'cuda', 'dtype': torch.half, 'data_location': os.environ.get('HLB_LIKE_CACHE', 'hlb_like_data.pt'),
+       'misc': {'device': 'cuda', 'dtype': torch.half, 'data_location': 'hlb_like_data.pt',
                 'batchsize': 64, 'train_epochs': 2,
                 'ema_every': 3, 'ema_decay': 0.9}}
 
