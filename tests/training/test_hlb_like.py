@@ -1,12 +1,14 @@
 import pathlib
 
 import numpy as np
+import pytest
 
 from tinybounty.torch_backend import compare, run
 
 SCRIPT = pathlib.Path(run.__file__).parent / "scripts" / "hlb_like.py"
 
 
+@pytest.mark.slow
 def test_hlb_like_trains_on_tiny_like_on_cpu(tmp_path, monkeypatch, tiny):
   """main.py's op mix (whitening init, channels_last, crops/flips, GELU/BN/max-pool groups, label smoothing, nesterov SGD,
   OneCycleLR, EMA, cuda events), scaled down, through the runner: tiny vs CPU from identical weights and batches."""
