@@ -1,9 +1,10 @@
 """Bounty 08: 8x faster matching engine."""
-from tinybounty.bounties.base import Bounty, Result, not_built
+from tinybounty.bounties.base import Bounty, Result
 
 
 def check(full: bool) -> Result:
-  return not_built("the fast rewrite engine")
+  from tinybounty.engine.measure import check_speedup
+  return check_speedup(8.0, full)
 
 
 BOUNTY = Bounty(8, "8x faster matching engine", "tinybounty.engine",

@@ -26,11 +26,23 @@ _META = torch._C.DispatchKeySet(torch._C.DispatchKey.Meta)
 
 
 class TinyStorage:
-  """The memory behind one torch storage: a flat tinygrad Tensor, replaced (never mutated) by each write."""
-  __slots__ = ("buf",)
+  """The memory behind one torch storage: a tinygrad Tensor, replaced (never mutated) by each write.
 
-  def __init__(self, buf: Tensor) -> None:
-    self.buf = buf
+  `value` is kept in the shape it was made in, so a tensor that is the whole storage reads back without a reshape;
+  `buf` is its flat form (one element per storage element), made on first need."""
+  __slots__ = ("value", "_buf")
+
+  def __init__(self, value: Tensor) -> None:
+    self.value, self._buf = value, None
+
+  @property
+  def buf(self) -> Tensor:
+    if self._buf is None: self._buf = self.value.reshape(-1) if self.value.ndim != 1 else self.value
+    return self._buf
+
+  @buf.setter
+  def buf(self, flat: Tensor) -> None:
+    self.value, self._buf = flat, flat
 
 
 def _storage(t: torch.Tensor) -> TinyStorage:
@@ -48,29 +60,36 @@ def _new(shape: tuple[int, ...], dtype: torch.dtype, buf: Tensor) -> torch.Tenso
 
 def wrap(x: Tensor) -> torch.Tensor:
   """A new tiny torch tensor (own storage) holding the tinygrad tensor `x`."""
-  return _new(tuple(x.shape), ops.to_torch_dtype(x.dtype), x.reshape(-1))
+  return _new(tuple(x.shape), ops.to_torch_dtype(x.dtype), x)
 
 
 def unwrap(t: torch.Tensor) -> Tensor:
   """The tinygrad value of a tiny torch tensor, read through its strides."""
-  buf = _storage(t).buf
+  st = _storage(t)
+  size = tuple(t.shape)
+  if st.value.shape == size and st.value.dtype == ops.TORCH_TO_TINY.get(t.dtype) and t.storage_offset() == 0 and t.is_contiguous():
+    return st.value
+  buf = st.buf
   if (want := ops.to_tiny_dtype(t.dtype)) != buf.dtype:
     if want.itemsize != buf.dtype.itemsize: raise NotImplementedError(f"tiny: viewing {buf.dtype} storage as {t.dtype}")
     buf = buf.bitcast(want)
-  size, n, off = tuple(t.shape), t.numel(), t.storage_offset()
+  n, off = t.numel(), t.storage_offset()
+  if n == 0: return Tensor.empty(*size, dtype=want)
   if t.is_contiguous():
     if off == 0 and n == buf.shape[0]: return buf.reshape(size)
     return buf.shrink(((off, off + n),)).reshape(size)
   return strided_read(buf, size, t.stride(), off)
 
 
-def write(t: torch.Tensor, value: Tensor) -> torch.Tensor:
-  """Write `value` (broadcast to t's shape) into t's storage through t's layout; every view of it sees the write."""
+def write(t: torch.Tensor, value: Tensor, uniform: bool = False) -> torch.Tensor:
+  """Write `value` (broadcast to t's shape) into t's storage through t's layout; every view of it sees the write.
+  `uniform`: the same value everywhere (fill_, zero_), allowed through broadcast dims as on the CPU."""
   st = _storage(t)
   if ops.to_tiny_dtype(t.dtype) != st.buf.dtype: raise NotImplementedError(f"tiny: writing {t.dtype} into {st.buf.dtype} storage")
   value = value.cast(st.buf.dtype)
   if tuple(value.shape) != tuple(t.shape): value = value.expand(tuple(t.shape)) if t.ndim else value.reshape(())
-  st.buf = strided_write(st.buf, value, tuple(t.shape), t.stride(), t.storage_offset()).contiguous().realize()
+  if t.is_contiguous() and t.storage_offset() == 0 and t.numel() == st.buf.shape[0]: st.value, st._buf = value.contiguous().realize(), None
+  else: st.buf = strided_write(st.buf, value, tuple(t.shape), t.stride(), t.storage_offset(), uniform).contiguous().realize()
   return t
 
 
@@ -81,14 +100,16 @@ def _is_tiny(a: Any) -> bool:
 def from_cpu(t: torch.Tensor) -> Tensor:
   """A tinygrad tensor on the default device with a CPU tensor's contents (host to device)."""
   t = t.detach().contiguous()
-  if t.dtype == torch.bfloat16: return Tensor(t.view(torch.int16).numpy()).bitcast(dtypes.bfloat16).reshape(tuple(t.shape))
-  return Tensor(t.numpy(), dtype=ops.to_tiny_dtype(t.dtype)).reshape(tuple(t.shape))
+  if t.dtype == torch.bfloat16: x = Tensor(t.view(torch.int16).numpy()).bitcast(dtypes.bfloat16)
+  else: x = Tensor(t.numpy(), dtype=ops.to_tiny_dtype(t.dtype))
+  return x.reshape(tuple(t.shape)).contiguous().realize()  # copy now: the host tensor may change after .to()
 
 
 def to_cpu(x: Tensor, dtype: torch.dtype) -> torch.Tensor:
   """A CPU torch tensor with a tinygrad tensor's contents (one counted device-to-host transfer)."""
-  if x.dtype == dtypes.bfloat16: return torch.from_numpy(to_host(x.bitcast(dtypes.int16).contiguous()).copy()).view(torch.bfloat16)
-  return torch.from_numpy(np.ascontiguousarray(to_host(x.contiguous()))).to(dtype)
+  if x.dtype == dtypes.bfloat16:
+    return torch.from_numpy(np.ascontiguousarray(to_host(x.bitcast(dtypes.int16).contiguous()))).reshape(tuple(x.shape)).view(torch.bfloat16)
+  return torch.from_numpy(np.ascontiguousarray(to_host(x.contiguous()))).reshape(tuple(x.shape)).to(dtype)
 
 
 def _unwrap_args(a: Any) -> Any:
@@ -123,9 +144,9 @@ def functional_kernel(fn: Callable) -> Callable:
   return kernel
 
 
-def inplace_kernel(fn: Callable) -> Callable:
+def inplace_kernel(fn: Callable, uniform: bool = False) -> Callable:
   def kernel(self: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-    return write(self, fn(unwrap(self), *_unwrap_args(args), **_unwrap_args(kwargs)))
+    return write(self, fn(unwrap(self), *_unwrap_args(args), **_unwrap_args(kwargs)), uniform)
   return kernel
 
 
@@ -177,6 +198,18 @@ def _resize(self: torch.Tensor, size: list[int], memory_format: Any = None) -> t
   return self
 
 
+def _as_strided_(self: torch.Tensor, size: list[int], stride: list[int], storage_offset: int | None = None) -> torch.Tensor:
+  """In-place restride (t_, transpose_, squeeze_ ...): same storage, new metadata."""
+  _set_like(self, torch.ops.aten.as_strided.default.redispatch(_META, self, size, stride, storage_offset))
+  return self
+
+
+def _equal(self: torch.Tensor, other: torch.Tensor) -> bool:
+  """torch.equal returns a Python bool: one counted read of a single flag."""
+  if self.shape != other.shape: return False
+  return bool(to_host(ops.lookup("eq.Tensor")(unwrap(self), unwrap(other)).all()).item())
+
+
 def _local_scalar_dense(self: torch.Tensor) -> Any:
   return to_host(unwrap(self)).item()
 
@@ -185,7 +218,7 @@ DEVICE_KERNELS: dict[str, Callable] = {
   "empty.memory_format": lambda size, *, dtype=None, **_: wrap(Tensor.empty(*size, dtype=ops.to_tiny_dtype(dtype or torch.get_default_dtype()))),
   "empty_strided": _empty_strided, "copy_": _copy, "_copy_from": lambda src, dst, non_blocking=False: _copy(dst, src),
   "_copy_from_and_resize": lambda src, dst: _copy(_resize(dst, list(src.shape)), src), "_to_copy": _to_copy,
-  "resize_": _resize, "_local_scalar_dense": _local_scalar_dense,
+  "resize_": _resize, "_local_scalar_dense": _local_scalar_dense, "as_strided_": _as_strided_, "equal": _equal,
   **{name: _meta_view(getattr(torch.ops.aten, name.split(".")[0]).__getattr__(name.split(".")[1] if "." in name else "default"))
      for name in ("view", "view.dtype", "as_strided", "_reshape_alias", "unfold")},
 }
@@ -202,6 +235,14 @@ registered: set[str] = set()
 
 def _schema_args(op: torch._ops.OpOverload) -> list[torch.Argument]:
   return list(op._schema.arguments)
+
+
+def _has_kernel(op: torch._ops.OpOverload, key: str) -> bool | None:
+  """Whether `op` has a kernel for `key`; None when the dispatcher does not know the overload at all."""
+  try:
+    return torch._C._dispatch_has_kernel_for_dispatch_key(op._schema.name + (f".{op._overloadname}" if op._overloadname != "default" else ""), key)
+  except RuntimeError:
+    return None
 
 
 def _is_view(op: torch._ops.OpOverload) -> bool:
@@ -221,12 +262,16 @@ def _overload(name: str) -> torch._ops.OpOverload | None:
   return getattr(packet, ov, None) if packet is not None and ov in packet.overloads() else None
 
 
+def _out_args(op: torch._ops.OpOverload) -> list[str]:
+  return [a.name for a in _schema_args(op) if a.alias_info is not None and a.alias_info.is_write and a.kwarg_only]
+
+
 def _out_overloads(op_name: str, fn_args: dict[str, bool]) -> list[tuple[str, list[str]]]:
   """(overload name, out arg names) of `op_name`'s out= overloads whose inputs the functional signature covers."""
   packet, found = getattr(torch.ops.aten, op_name), []
   for ov in packet.overloads():
     args = _schema_args(getattr(packet, ov))
-    outs = [a.name for a in args if a.alias_info is not None and a.alias_info.is_write and a.kwarg_only]
+    outs = _out_args(getattr(packet, ov))
     ins = [a.name for a in args if a.name not in outs]
     if outs and set(ins) <= set(fn_args) and all(has_default or n in ins for n, has_default in fn_args.items()):
       found.append((f"{op_name}.{ov}", outs))
@@ -234,32 +279,51 @@ def _out_overloads(op_name: str, fn_args: dict[str, bool]) -> list[tuple[str, li
 
 
 def _register_table() -> None:
-  for name, kernel in DEVICE_KERNELS.items(): _impl(name, kernel)
+  from tinybounty.torch_backend.fused import KERNELS as FUSED
+  for name, kernel in {**DEVICE_KERNELS, **FUSED}.items(): _impl(name, kernel)
   for name in ops.names():
     op = _overload(name)
-    if op is None or _is_view(op): continue
+    # views alias storage (the device's own kernels); CompositeImplicitAutograd ops must keep decomposing above
+    # autograd, or a backend kernel would cut them off from their gradient
+    if op is None or _is_view(op) or _has_kernel(op, "CompositeImplicitAutograd") is not False: continue
     fn = ops.lookup(name)
     _impl(name, functional_kernel(fn))
     base, ov = name.split(".", 1)
-    if _overload(f"{base}_.{ov}") is not None: _impl(f"{base}_.{ov}", inplace_kernel(fn))
+    if _overload(f"{base}_.{ov}") is not None: _impl(f"{base}_.{ov}", inplace_kernel(fn, uniform=base in ("fill", "zero")))
     params = {a.name: a.has_default_value() or a.kwarg_only and a.type.kind() == "OptionalType" for a in _schema_args(op)}
     for out_name, outs in _out_overloads(base, params): _impl(out_name, out_kernel(fn, outs))
   for inplace, functional in INPLACE_OF.items(): _impl(inplace, inplace_kernel(ops.lookup(functional)))
 
 
-def _has_composite(name: str) -> bool:
-  return any(torch._C._dispatch_has_kernel_for_dispatch_key(name, k) for k in
-             ("CompositeImplicitAutograd", "CompositeExplicitAutograd", "CompositeExplicitAutogradNonFunctional"))
+def _has_composite(op: torch._ops.OpOverload) -> bool:
+  # CompositeExplicitAutogradNonFunctional kernels call the out= overload, which we rather decompose
+  return any(_has_kernel(op, k) is not False for k in ("CompositeImplicitAutograd", "CompositeExplicitAutograd"))
 
 
 def _register_decompositions() -> None:
   """PyTorch's own decompositions for ops the table lacks: they re-enter the dispatcher with ops we implement."""
   from torch._decomp import decomposition_table
   for op, decomp in decomposition_table.items():
-    if not isinstance(op, torch._ops.OpOverload) or op.namespace != "aten": continue
+    # no out= overloads: an out= decomposition calls the functional op, whose kernel may call out= again
+    if not isinstance(op, torch._ops.OpOverload) or op.namespace != "aten" or _out_args(op): continue
     name = op._schema.name.removeprefix("aten::") + ("." + op._overloadname if op._overloadname != "default" else "")
-    if name in registered or _has_composite(op.name()) or _is_view(op): continue
-    _impl(name, decomp)
+    if name in registered or _has_composite(op) or _is_view(op): continue
+    _impl(name, _guarded(op, decomp))
+
+
+_active: set = set()
+
+
+def _guarded(op: torch._ops.OpOverload, decomp: Callable) -> Callable:
+  """A decomposition that comes back to its own op (through a prim) is a missing kernel, not a recursion."""
+  def kernel(*args: Any, **kwargs: Any) -> Any:
+    if op in _active: raise NotImplementedError(f"tiny: {op._schema.name} (overload '{op._overloadname}') is not implemented on the tinygrad device")
+    _active.add(op)
+    try:
+      return decomp(*args, **kwargs)
+    finally:
+      _active.discard(op)
+  return kernel
 
 
 # ***** unsupported ops: a clear error, or an opt-in counted CPU fallback *****

@@ -141,14 +141,18 @@ for _name, _fn in {"exp": Tensor.exp, "exp2": Tensor.exp2, "log": Tensor.log, "l
                    "erf": Tensor.erf, "reciprocal": Tensor.reciprocal, "log10": lambda x: x.log2() * math.log10(2),
                    "log1p": lambda x: (x + 1).log(), "expm1": lambda x: x.exp() - 1, "silu": Tensor.silu,
                    "mish": Tensor.mish, "hardswish": Tensor.hardswish, "hardsigmoid": Tensor.hardsigmoid,
-                   "logsigmoid": Tensor.logsigmoid, "log_sigmoid": Tensor.logsigmoid}.items():
+                   "logsigmoid": Tensor.logsigmoid, "log_sigmoid": Tensor.logsigmoid, "erfc": lambda x: 1 - x.erf(),
+                   "deg2rad": lambda x: x * (math.pi / 180), "rad2deg": lambda x: x * (180 / math.pi),
+                   "sinc": lambda x: x.eq(0).where(1, (x * math.pi).sin() / (x * math.pi))}.items():
   aten(_name)(_unary(_fn))
 for _name, _fn in {"abs": Tensor.abs, "neg": Tensor.neg, "relu": Tensor.relu, "sign": Tensor.sign, "floor": Tensor.floor,
                    "ceil": Tensor.ceil, "trunc": Tensor.trunc, "round": lambda x: x.round() if dtypes.is_float(x.dtype) else x,
                    "bitwise_not": lambda x: x.logical_not() if x.dtype == dtypes.bool else x.bitwise_not(),
                    "logical_not": lambda x: x.cast(dtypes.bool).logical_not(), "isnan": Tensor.isnan,
                    "isinf": Tensor.isinf, "isfinite": Tensor.isfinite, "square": lambda x: x * x,
-                   "frac": lambda x: x - x.trunc(), "positive": lambda x: x}.items():
+                   "frac": lambda x: x - x.trunc(), "positive": lambda x: x, "sgn": Tensor.sign,
+                   "signbit": lambda x: x.const_like(False) if x.dtype == dtypes.bool else (x < 0) | (x.eq(0) & ((1 / x.cast(_float(x.dtype))) < 0))
+                   }.items():
   aten(_name)(_unary(_fn, floating=False))
 
 
@@ -348,11 +352,13 @@ aten("min")(lambda self: self.min())
 
 @aten("max.dim")
 def max_dim(self: Tensor, dim: int, keepdim: bool = False) -> tuple[Tensor, Tensor]:
+  if self.ndim == 0: return self, Tensor(0, dtype=dtypes.int64)
   return self.max(dim, keepdim=keepdim), argmax(self, dim, keepdim)
 
 
 @aten("min.dim")
 def min_dim(self: Tensor, dim: int, keepdim: bool = False) -> tuple[Tensor, Tensor]:
+  if self.ndim == 0: return self, Tensor(0, dtype=dtypes.int64)
   return self.min(dim, keepdim=keepdim), argmin(self, dim, keepdim)
 
 
@@ -403,7 +409,16 @@ def cumsum(self: Tensor, dim: int, *, dtype: torch.dtype | None = None) -> Tenso
 
 @aten("logsumexp")
 def logsumexp(self: Tensor, dim: Sequence[int], keepdim: bool = False) -> Tensor:
-  return self.cast(_float(self.dtype)).logsumexp(_dims(dim, self.ndim), keepdim=keepdim)
+  x, dims = self.cast(_float(self.dtype)), _dims(dim, self.ndim)
+  if x.ndim == 0: return x
+  m = x.max(dims, keepdim=True)
+  m = m.isinf().where(0, m)
+  out = (x - m).exp().sum(dims, keepdim=True).log() + m
+  return out if keepdim else out.reshape(tuple(n for i, n in enumerate(x.shape) if i not in dims))
+
+
+@aten("_logcumsumexp")
+def logcumsumexp(self: Tensor, dim: int) -> Tensor: return self.logcumsumexp(dim) if self.ndim else self
 
 
 @aten("_softmax")
@@ -432,9 +447,13 @@ def mm(self: Tensor, mat2: Tensor) -> Tensor: return self.matmul(mat2)
 
 @aten("matmul_backward")
 def matmul_backward(grad: Tensor, self: Tensor, other: Tensor, mask: Sequence[bool]) -> tuple[Tensor | None, Tensor | None]:
-  wanted = [t for t, m in zip((self, other), mask) if m]
-  grads = iter(self.matmul(other).gradient(*wanted, gradient=grad) if wanted else [])
-  return next(grads) if mask[0] else None, next(grads) if mask[1] else None
+  a, b = self.detach(), other.detach()
+  ga, gb = a.matmul(b).gradient(a, b, gradient=grad)
+  return (ga if mask[0] else None), (gb if mask[1] else None)
+
+
+@aten("mv")
+def mv(self: Tensor, vec: Tensor) -> Tensor: return self.matmul(vec)
 
 
 @aten("dot", "vdot")
@@ -491,22 +510,44 @@ def max_pool2d_with_indices(self: Tensor, kernel_size: Sequence[int], stride: Se
   return out, idx.cast(dtypes.int64)
 
 
-@aten("max_pool2d_with_indices_backward")
-def max_pool2d_with_indices_backward(grad_output: Tensor, self: Tensor, kernel_size: Sequence[int], stride: Sequence[int],
-                                     padding: Any, dilation: Any, ceil_mode: bool, indices: Tensor) -> Tensor:
-  spatial = self.shape[-2] * self.shape[-1]
-  lead = grad_output.shape[:-2]
+def _unpool_grad(grad_output: Tensor, self: Tensor, indices: Tensor, nd: int) -> Tensor:
+  """Route each output gradient to the input position its index names (summing where windows overlap)."""
+  spatial, lead = math.prod(self.shape[-nd:]), grad_output.shape[:-nd]
   g, i = grad_output.reshape(*lead, -1, 1), indices.reshape(*lead, -1, 1)
   onehot = i == Tensor.arange(spatial, dtype=i.dtype).reshape(1, spatial)
   return (onehot.where(g, 0)).sum(-2).reshape(self.shape).cast(self.dtype)
+
+
+@aten("max_pool2d_with_indices_backward")
+def max_pool2d_with_indices_backward(grad_output: Tensor, self: Tensor, kernel_size: Sequence[int], stride: Sequence[int],
+                                     padding: Any, dilation: Any, ceil_mode: bool, indices: Tensor) -> Tensor:
+  return _unpool_grad(grad_output, self, indices, 2)
+
+
+@aten("max_pool3d_with_indices_backward")
+def max_pool3d_with_indices_backward(grad_output: Tensor, self: Tensor, kernel_size: Sequence[int], stride: Sequence[int],
+                                     padding: Any, dilation: Any, ceil_mode: bool, indices: Tensor) -> Tensor:
+  return _unpool_grad(grad_output, self, indices, 3)
 
 
 @aten("avg_pool2d")
 def avg_pool2d(self: Tensor, kernel_size: Sequence[int], stride: Sequence[int] = (), padding: Any = 0, ceil_mode: bool = False,
                count_include_pad: bool = True, divisor_override: int | None = None) -> Tensor:
   k, s, p, _ = _pool_args(kernel_size, stride, padding, 1)
-  if divisor_override is not None: return self.avg_pool2d(k, s, 1, p, ceil_mode, True) * (math.prod(k) / divisor_override)
+  if divisor_override is not None: return _sum_pool2d(self, k, s, p, ceil_mode) / divisor_override
   return self.avg_pool2d(k, s, 1, p, ceil_mode, count_include_pad)
+
+
+def _sum_pool2d(x: Tensor, k: tuple, s: tuple, p: tuple, ceil_mode: bool) -> Tensor:
+  """Window sums with PyTorch's output size (ceil_mode windows must start inside the input or left padding)."""
+  out = []
+  for size, kk, ss, pp in zip(x.shape[-2:], k, s, p):
+    n = -(-(size + 2 * pp - kk) // ss) + 1 if ceil_mode else (size + 2 * pp - kk) // ss + 1
+    if ceil_mode and (n - 1) * ss >= size + pp: n -= 1
+    out.append(n)
+  extra = [max(0, (n - 1) * ss + kk - (size + 2 * pp)) for n, size, kk, ss, pp in zip(out, x.shape[-2:], k, s, p)]
+  xp = x.pad(((0, 0),) * (x.ndim - 2) + ((p[0], p[0] + extra[0]), (p[1], p[1] + extra[1])))
+  return xp._pool(k, s).sum((-2, -1))[..., :out[0], :out[1]]
 
 
 @aten("avg_pool2d_backward")
@@ -517,12 +558,21 @@ def avg_pool2d_backward(grad_output: Tensor, self: Tensor, kernel_size: Sequence
   return out.gradient(x, gradient=grad_output)[0]
 
 
+def _adaptive_weights(size: int, out: int, dtype: DType) -> Tensor:
+  """(out, size) averaging matrix: row i averages [floor(i*size/out), ceil((i+1)*size/out))."""
+  rows = []
+  for i in range(out):
+    lo, hi = (i * size) // out, -(-((i + 1) * size) // out)
+    rows.append([1 / (hi - lo) if lo <= j < hi else 0.0 for j in range(size)])
+  return Tensor(rows, dtype=dtype)
+
+
 @aten("_adaptive_avg_pool2d")
 def adaptive_avg_pool2d(self: Tensor, output_size: Sequence[int]) -> Tensor:
   h, w = self.shape[-2:]
   oh, ow = output_size
-  if h % oh or w % ow: raise NotImplementedError(f"tiny: aten::_adaptive_avg_pool2d (overload 'default') for {h}x{w} -> {oh}x{ow}")
-  return self.avg_pool2d((h // oh, w // ow))
+  if h % oh == 0 and w % ow == 0: return self.avg_pool2d((h // oh, w // ow))
+  return _adaptive_weights(h, oh, self.dtype) @ self @ _adaptive_weights(w, ow, self.dtype).T
 
 
 @aten("_adaptive_avg_pool2d_backward")
@@ -958,3 +1008,146 @@ def native_dropout(input: Tensor, p: float, train: bool | None) -> tuple[Tensor,
 
 @aten("native_dropout_backward")
 def native_dropout_backward(grad_output: Tensor, mask: Tensor, scale: float) -> Tensor: return mask.where(grad_output * scale, 0)
+
+
+@aten("masked_scatter")
+def masked_scatter(self: Tensor, mask: Tensor, source: Tensor) -> Tensor:
+  """self with its masked positions filled, in row-major order, from the start of `source` (no size sync)."""
+  shape = tuple(torch.broadcast_shapes(tuple(self.shape), tuple(mask.shape)))
+  m = mask.cast(dtypes.bool).expand(shape).reshape(-1)
+  if m.shape[0] == 0 or source.numel() == 0: return self.expand(shape)
+  rank = (m.cast(dtypes.int32).cumsum() - 1).maximum(0).minimum(source.numel() - 1)
+  return m.where(_take_rows(source.reshape(-1).cast(self.dtype), rank), self.expand(shape).reshape(-1)).reshape(shape)
+
+
+@aten("searchsorted.Tensor")
+def searchsorted(sorted_sequence: Tensor, self: Tensor, *, out_int32: bool = False, right: bool = False, side: str | None = None,
+                 sorter: Tensor | None = None) -> Tensor:
+  """Insertion points by counting boundaries below each value (< for left, <= for right), on the device."""
+  if sorter is not None: sorted_sequence = sorted_sequence.gather(-1, sorter.cast(dtypes.int32))
+  right = right or side == "right"
+  seq, vals = sorted_sequence.unsqueeze(-2), self.unsqueeze(-1)
+  if sorted_sequence.ndim == 1: seq = sorted_sequence.reshape((1,) * self.ndim + (-1,))
+  below = (seq <= vals) if right else (seq < vals)
+  return below.cast(dtypes.int32).sum(-1).cast(dtypes.int32 if out_int32 else dtypes.int64)
+
+
+@aten("kthvalue")
+def kthvalue(self: Tensor, k: int, dim: int = -1, keepdim: bool = False) -> tuple[Tensor, Tensor]:
+  if self.ndim == 0: return self, Tensor(0, dtype=dtypes.int64)
+  values, idx = sort(self, dim)
+  d = dim % self.ndim
+  pick = tuple(slice(k - 1, k) if i == d else slice(None) for i in range(self.ndim))
+  v, i = values[pick], idx[pick]
+  return (v, i) if keepdim else (v.squeeze(d), i.squeeze(d))
+
+
+@aten("median.dim")
+def median_dim(self: Tensor, dim: int, keepdim: bool = False) -> tuple[Tensor, Tensor]:
+  if self.ndim == 0: return self, Tensor(0, dtype=dtypes.int64)
+  return kthvalue(self, (self.shape[dim] - 1) // 2 + 1, dim, keepdim)
+
+
+@aten("median")
+def median(self: Tensor) -> Tensor:
+  return median_dim(self.reshape(-1), 0)[0] if self.numel() else Tensor.full((), float("nan"), dtype=self.dtype)
+
+
+@aten("nonzero_static")
+def nonzero_static(self: Tensor, *, size: int, fill_value: int = -1) -> Tensor:
+  """nonzero padded or cut to `size` rows: the shape is known, so nothing is read back."""
+  flat = self.reshape(-1).cast(dtypes.bool)
+  if size == 0 or flat.shape[0] == 0: return Tensor.full((size, self.ndim), fill_value, dtype=dtypes.int64)
+  rank = flat.cast(dtypes.int32).cumsum() - 1
+  hit = flat.unsqueeze(0) & rank.unsqueeze(0).eq(Tensor.arange(size, dtype=dtypes.int32).unsqueeze(1))
+  pos = hit.where(Tensor.arange(flat.shape[0], dtype=dtypes.int32).unsqueeze(0), 0).sum(1).cast(dtypes.int64)
+  found = hit.any(1).unsqueeze(1)
+  cols, div_ = [], 1
+  for n in reversed(self.shape):
+    cols.append((pos // div_) % n)
+    div_ *= n
+  idx = Tensor.stack(*cols[::-1], dim=1) if cols else Tensor.zeros(size, 0, dtype=dtypes.int64)
+  return found.where(idx, fill_value)
+
+
+@aten("put")
+def put(self: Tensor, index: Tensor, source: Tensor, accumulate: bool = False) -> Tensor:
+  """Writes into the flattened tensor (index_put on its one dim)."""
+  return index_put(self.reshape(-1), [index.reshape(-1)], source.reshape(-1), accumulate).reshape(self.shape)
+
+
+@aten("index_fill.int_Scalar", "index_fill.int_Tensor")
+def index_fill(self: Tensor, dim: int, index: Tensor, value: Any) -> Tensor:
+  if self.ndim == 0: return self.const_like(0).cast(self.dtype) + _cast(value, self.dtype) if index.numel() else self
+  d, idx = dim % self.ndim, index.reshape(-1).cast(dtypes.int32)
+  idx = (idx < 0).where(idx + self.shape[d], idx)
+  hit = (Tensor.arange(self.shape[d], dtype=dtypes.int32).unsqueeze(1) == idx.unsqueeze(0)).any(1)
+  hit = hit.reshape(tuple(self.shape[d] if i == d else 1 for i in range(self.ndim)))
+  v = value.reshape(()).cast(self.dtype) if isinstance(value, Tensor) else value
+  return hit.where(v, self).cast(self.dtype)
+
+
+@aten("index_add")
+def index_add(self: Tensor, dim: int, index: Tensor, source: Tensor, *, alpha: Any = 1) -> Tensor:
+  if self.ndim == 0 or index.numel() == 0: return self + (source.sum() * alpha if index.numel() else 0)
+  d = dim % self.ndim
+  idx = index.reshape(tuple(-1 if i == d else 1 for i in range(source.ndim))).expand(source.shape).cast(dtypes.int32)
+  return self.scatter_reduce(d, idx, (source * alpha).cast(self.dtype), "sum")
+
+
+@aten("nan_to_num")
+def nan_to_num(self: Tensor, nan: float | None = 0.0, posinf: float | None = None, neginf: float | None = None) -> Tensor:
+  if not dtypes.is_float(self.dtype): return self
+  info = torch.finfo(to_torch_dtype(self.dtype))
+  x = self.isnan().where(nan or 0.0, self)
+  x = (self == float("inf")).where(info.max if posinf is None else posinf, x)
+  return (self == float("-inf")).where(info.min if neginf is None else neginf, x)
+
+
+@aten("addbmm")
+def addbmm(self: Tensor, batch1: Tensor, batch2: Tensor, *, beta: Any = 1, alpha: Any = 1) -> Tensor:
+  prod_ = batch1.matmul(batch2).sum(0) * alpha
+  return prod_ if beta == 0 else prod_ + self * beta
+
+
+@aten("angle")
+def angle(self: Tensor) -> Tensor:
+  x = self.cast(_float(self.dtype))
+  return x.isnan().where(x, (x < 0).where(math.pi, 0.0))
+
+
+@aten("hardshrink_backward", "softshrink_backward")
+def shrink_backward(grad_out: Tensor, self: Tensor, lambd: float) -> Tensor: return (self.abs() > lambd).where(grad_out, 0)
+
+
+def _reduce_grad(g: Tensor, grad_output: Tensor, reduction: int) -> Tensor:
+  return g * grad_output / g.numel() if reduction == 1 else g * grad_output
+
+
+@aten("huber_loss_backward")
+def huber_loss_backward(grad_output: Tensor, self: Tensor, target: Tensor, reduction: int, delta: float) -> Tensor:
+  d = self - target
+  return _reduce_grad((d.abs() <= delta).where(d, delta * d.sign()), grad_output, reduction)
+
+
+@aten("smooth_l1_loss_backward")
+def smooth_l1_loss_backward(grad_output: Tensor, self: Tensor, target: Tensor, reduction: int, beta: float) -> Tensor:
+  d = self - target
+  return _reduce_grad((d.abs() < beta).where(d / beta, d.sign()) if beta > 0 else d.sign(), grad_output, reduction)
+
+
+def _cum_extreme(self: Tensor, dim: int, values: Tensor) -> tuple[Tensor, Tensor]:
+  """Indices like the CPU's: the last position so far holding the running extreme."""
+  if self.ndim == 0: return values, Tensor(0, dtype=dtypes.int64)
+  x, v, n = self.transpose(dim, -1), values.transpose(dim, -1), self.shape[dim]
+  j = Tensor.arange(n, dtype=dtypes.int32)
+  hit = (x.unsqueeze(-2) == v.unsqueeze(-1)) & (j.reshape(1, n) <= j.reshape(n, 1))
+  return values, hit.where(j, -1).max(-1).cast(dtypes.int64).transpose(dim, -1)
+
+
+@aten("cummax")
+def cummax(self: Tensor, dim: int) -> tuple[Tensor, Tensor]: return _cum_extreme(self, dim, self.cummax(dim)[0] if self.ndim else self)
+
+
+@aten("cummin")
+def cummin(self: Tensor, dim: int) -> tuple[Tensor, Tensor]: return _cum_extreme(self, dim, self.cummin(dim)[0] if self.ndim else self)

@@ -69,11 +69,16 @@ def _embed(value: Tensor, size: Sequence[int], stride: Sequence[int], offset: in
   return x.pad(((offset, total - offset - x.shape[0]),))
 
 
-def strided_write(flat: Tensor, value: Tensor, size: Sequence[int], stride: Sequence[int], offset: int) -> Tensor:
-  """The flat buffer with the view (size, stride, offset) replaced by `value` (same shape as the view)."""
+def strided_write(flat: Tensor, value: Tensor, size: Sequence[int], stride: Sequence[int], offset: int, uniform: bool = False) -> Tensor:
+  """The flat buffer with the view (size, stride, offset) replaced by `value` (same shape as the view).
+
+  `uniform` says every element gets the same value (fill_, zero_), which PyTorch allows through broadcast (stride 0) dims."""
   size, stride, total = tuple(int(s) for s in size), tuple(int(s) for s in stride), flat.shape[0]
   value = value.cast(flat.dtype)
   if math.prod(size) == 0: return flat
+  if uniform and any(n > 1 and s == 0 for n, s in zip(size, stride)):
+    value = value.shrink(tuple((0, 1) if n > 1 and s == 0 else None for n, s in zip(size, stride)))
+    size = tuple(1 if s == 0 else n for n, s in zip(size, stride))
   if math.prod(size) == total and is_contiguous(size, stride) and offset == 0: return value.reshape(total)
   if any(size[d] > 1 and stride[d] == 0 for d in range(len(size))):
     raise RuntimeError("unsupported operation: more than one element of the written-to tensor refers to a single memory location. "

@@ -1,0 +1,127 @@
+"""The fast graph rewrite: tinygrad's unified_rewrite with a tighter loop and a memo of results across calls.
+
+tinygrad's `RewriteContext.unified_rewrite` computes, for every node n under the root, replace[n] = F(n): the fixed point
+of bottom-up rules (bpm), then F of each source, then the top-down rules (pm) on the rebuilt node, then F of what they
+returned. With no ctx, F depends only on n (UOps are hash-consed), the two matchers, enter_calls and tinygrad's global
+ContextVars, so a result computed once holds for every later graph_rewrite with the same matchers: `.simplify()`,
+`substitute` and the 25 codegen passes rewrite the same index expressions again and again. We memoize F in each
+UOp's __dict__ under a token for (pm, bpm, enter_calls, ContextVar values); the entry dies with the UOp.
+
+A call adds to the memo only if nothing in it reads state outside the graph: no ctx, no BUFFER with a device Buffer
+(whose realized state can change between calls; a Variable is an ALU BUFFER with none), and no CALL/FUNCTION body
+pinned to itself (stock pins it for the rest of the call, an order-dependent effect: from that pin on the call neither
+reads nor writes the memo). Calls with a ctx run the same loop without the memo, calling rules in exactly stock's
+order, so rules with side effects on ctx see the same calls.
+"""
+from __future__ import annotations
+
+import operator
+
+from tinygrad.dtype import AddrSpace
+from tinygrad.helpers import ContextVar
+from tinygrad.uop.ops import REWRITE_STACK_LIMIT, BottomUpGate, Ops, RewriteContext, UOp, _rebuild_dtype
+
+from tinybounty.engine.dispatch import dispatcher
+
+_MISS = object()
+_OPAQUE_BODIES = UOp._OPAQUE_CALL_BODIES
+_value = operator.attrgetter("value")
+_tokens: dict[tuple, object] = {}
+MAX_TOKENS = 1024
+
+
+def _settings() -> tuple:
+  """tinygrad's global settings now: every ContextVar's value (DEV's list of Targets as a tuple)."""
+  return tuple(tuple(v) if type(v) is list else v for v in map(_value, ContextVar._cache.values()))
+
+
+def memo_token(pm, bpm, enter_calls: bool) -> object | None:
+  """The __dict__ key under which F for these matchers and the current settings is memoized (None: a setting is unhashable)."""
+  key = (pm, bpm, enter_calls, _settings())
+  try:
+    if (tok := _tokens.get(key)) is None:
+      if len(_tokens) >= MAX_TOKENS: _tokens.clear()  # matchers built per call would otherwise stay alive here
+      tok = _tokens[key] = object()
+  except TypeError:
+    return None
+  return tok
+
+
+def clear_memo() -> None:
+  """Forget every memoized rewrite: entries already on live UOps become unreachable (new tokens are issued)."""
+  _tokens.clear()
+
+
+def unified_rewrite(self: RewriteContext, root: UOp) -> UOp:
+  """Drop-in for RewriteContext.unified_rewrite: same result, same rule calls for ctx rewrites, memoized F otherwise."""
+  tok = memo_token(self.pm, self.bpm, self.enter_calls) if self.ctx is None else None
+  replace, waitlist = self.replace, {}
+  pm_rewrite = dispatcher(self.pm) if self.pm is not None else None
+  bpm, bpm_cache, bpm_rewrite = self.bpm, self.bpm_cache, dispatcher(self.bpm) if self.bpm is not None else None
+  ctx, enter_calls, limit = self.ctx, self.enter_calls, REWRITE_STACK_LIMIT.value
+  pure = tok is not None
+  stack: list[tuple[UOp, int, UOp]] = [(root, 0, root)]
+  on_stack = {root}
+  push, pop = stack.append, stack.pop
+  while stack:
+    if len(stack) > limit: raise RuntimeError("infinite loop in graph_rewrite (stack too big)")
+    n, stage, new_n = pop()
+    if n in replace: continue
+    if stage == 0:
+      if tok is not None and (hit := n.__dict__.get(tok, _MISS)) is not _MISS:
+        replace[n] = n if hit is None else hit
+        if n in waitlist: stack.extend(waitlist.pop(n))
+        continue
+      if bpm is not None:
+        test_n: UOp | None = n
+        seen = set()
+        try:
+          while test_n is not None:
+            if test_n in seen: raise RuntimeError("infinite loop in fixed_point_rewrite")
+            seen.add(test_n)
+            if (nxt := bpm_cache.get(test_n, _MISS)) is _MISS: nxt = bpm_cache[test_n] = bpm_rewrite(test_n, ctx)
+            new_n, test_n = test_n, nxt
+        except BottomUpGate:
+          replace[n] = test_n
+          if n in waitlist: stack.extend(waitlist.pop(n))
+          continue
+      push((n, 1, new_n))
+      op = new_n.op
+      if op is Ops.BUFFER and getattr(new_n.arg, "addrspace", None) is not AddrSpace.ALU: pure = False  # a Variable's is ALU
+      if not enter_calls and (op is Ops.FUNCTION or (op is Ops.CALL and new_n.src[0].op in _OPAQUE_BODIES)):
+        replace[new_n.src[0]] = new_n.src[0]
+        tok, pure = None, False
+      mark = len(stack)
+      for x in reversed(new_n.src):
+        if x in on_stack: continue
+        push((x, 0, x))
+        on_stack.add(x)
+      if len(stack) != mark: continue
+      pop()  # no source pushed: (n, 1, new_n) is next, as in stock's next iteration; run it now
+      stage = 1
+    if stage == 1:
+      tmp = []
+      for x in new_n.src:
+        if (rx := replace.get(x, _MISS)) is _MISS:
+          waitlist.setdefault(x, []).append((n, 1, new_n))
+          break
+        tmp.append(rx)
+      else:
+        if (new_src := tuple(tmp)) == new_n.src:
+          if pm_rewrite is None or (new_src_n := pm_rewrite(new_n, ctx)) is None:
+            replace[n] = new_n
+            if n in waitlist: stack.extend(waitlist.pop(n))
+            continue
+        else:
+          new_src_n = UOp(new_n.op, _rebuild_dtype(new_n, new_src), new_src, new_n.arg, new_n.tag)
+        push((n, 2, new_src_n))
+        push((new_src_n, 0, new_src_n))
+    elif stage == 2:
+      if (replaced_new_n := replace.get(new_n, _MISS)) is _MISS:
+        waitlist.setdefault(new_n, []).append((n, 2, new_n))
+      else:
+        replace[n] = replaced_new_n
+        if n in waitlist: stack.extend(waitlist.pop(n))
+  if pure:
+    for k, v in replace.items(): k.__dict__[tok] = None if v is k else v
+  return replace[root]
