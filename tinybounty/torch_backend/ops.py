@@ -19,12 +19,13 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 from tinygrad import Tensor, dtypes
 from tinygrad.dtype import DType, strong_dtype
 
 from tinybounty.torch_backend.random import key_for
-from tinybounty.torch_backend.stats import size_sync
+from tinybounty.torch_backend.stats import size_sync, to_host
 from tinybounty.torch_backend.strided import strided_read
 
 _TABLE: dict[str, Callable[..., Any]] = {}
@@ -756,6 +757,21 @@ def topk(self: Tensor, k: int, dim: int = -1, largest: bool = True, sorted: bool
   return values, idx.cast(dtypes.int64)
 
 
+@aten("equal")
+def equal(self: Tensor, other: Tensor) -> bool:
+  """True if same shape and elements (a Python bool: one counted read of the device)."""
+  return tuple(self.shape) == tuple(other.shape) and bool(to_host(self.eq(other).all()))
+
+
+@aten("_linalg_eigh")
+def linalg_eigh(A: Tensor, UPLO: str = "L", compute_v: bool = True) -> tuple[Tensor, Tensor]:
+  """Symmetric eigendecomposition, computed on the host with numpy (tinygrad has no eigensolver): one counted
+  device-to-host transfer of A (used for small matrices, such as a whitening layer's patch covariance)."""
+  a = to_host(A.cast(dtypes.float64))
+  w, v = np.linalg.eigh(a, UPLO=UPLO)
+  return Tensor(w, dtype=A.dtype), Tensor(v if compute_v else np.zeros(0), dtype=A.dtype)
+
+
 @aten("tril")
 def tril(self: Tensor, diagonal: int = 0) -> Tensor: return self.tril(diagonal)
 
@@ -900,6 +916,12 @@ def empty(size: Sequence[int], *args: Any, dtype: torch.dtype | None = None, lay
 def full(size: Sequence[int], fill_value: Any, *, dtype: torch.dtype | None = None, layout: Any = None, device: Any = None,
          pin_memory: Any = None) -> Tensor:
   return Tensor.full(tuple(size), fill_value, dtype=_factory_dtype(dtype, fill_value))
+
+
+@aten("full_like")
+def full_like(self: Tensor, fill_value: Any, *, dtype: torch.dtype | None = None, layout: Any = None, device: Any = None,
+              pin_memory: Any = None, memory_format: Any = None) -> Tensor:
+  return Tensor.full(self.shape, fill_value, dtype=to_tiny_dtype(dtype) if dtype is not None else self.dtype)
 
 
 @aten("scalar_tensor")

@@ -1,0 +1,58 @@
+"""hlb-CIFAR10's own main.py on PyTorch CUDA and on the tiny device (DEV=CUDA), in one process, from identical weights.
+
+  DEV=CUDA PYTHONPATH=. python bench/hlb_cifar.py path/to/hlb-CIFAR10/main.py [--epochs 1] [--data CIFAR_DIR] [--runs cuda tiny]
+
+The script is loaded through tinybounty.torch_backend.run (never copied or edited): its data cache (main.py's
+'data.pt' in the working directory) is written first if missing, from --data or a synthetic CIFAR-format set of
+50000 + 10000 images. Both runs use --host-rng (one seeded CPU generator for randperm / crops / flips / cutmix, moved
+to the device), so they see identical batches. The CUDA run's initial network (after main.py's whitening init) is
+saved, and the tiny run, after running main.py's own make_net (eigh / cov / unfold whitening on tiny), loads it: both
+runs start from identical weights. The loss of every step is hooked at loss.backward(). Epoch times are the script's
+own (torch.cuda.Event on CUDA; host-clock events that synchronize tinygrad on tiny), training only, as main.py prints.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import statistics
+
+import torch
+
+from tinybounty.hardware import machine
+from tinybounty.records import format_row
+from tinybounty.torch_backend.compare import max_rel_diff, run
+from tinybounty.torch_backend.run import find_data_location, write_data_cache
+
+
+def main() -> None:
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("script", help="path to hlb-CIFAR10's main.py")
+  p.add_argument("--epochs", type=float, default=1.0, help="train_epochs for both runs (main.py's default is 12.1)")
+  p.add_argument("--data", help="CIFAR-10 python batches for the data cache (default: synthetic CIFAR-format data)")
+  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--runs", nargs="+", default=["cuda", "tiny"], choices=["cuda", "tiny", "cpu"])
+  args = p.parse_args()
+  if "tiny" in args.runs: importlib.import_module("tinybounty.torch_backend")  # registers the tiny device (DEV picks tinygrad's backend)
+  cache = find_data_location(args.script) or "data.pt"
+  if not os.path.exists(cache): write_data_cache(cache, args.data)
+  results, init = {}, None
+  for dev in args.runs:
+    losses, times, state = run(args.script, dev, args.epochs, args.seed, init)
+    init = init or state
+    results[dev] = (losses, times)
+    print(f"[{dev}] {len(losses)} steps; epoch times {', '.join(f'{t:.3f}' for t in times)} s; final loss {losses[-1]:.4f}")
+  if len(results) < 2: return
+  (ref_dev, (ref, ref_t)), (dev, (got, got_t)) = list(results.items())[:2]
+  rel, ratio = max_rel_diff(got, ref), statistics.median(got_t) / statistics.median(ref_t)
+  print(f"losses: {len(got)} vs {len(ref)} steps, max relative difference {rel:.3%} ({'within' if rel <= 0.02 else 'NOT within'} 2%)")
+  print(f"epoch time: {dev} {statistics.median(got_t):.3f} s vs {ref_dev} {statistics.median(ref_t):.3f} s (median): {ratio:.2f}x "
+        f"(target <= 2x); full 12.1-epoch run projected {statistics.median(got_t) * 12.1:.1f} s")
+  if torch.cuda.is_available(): print("torch", torch.__version__, torch.cuda.get_device_name())
+  cmd = f"DEV=CUDA PYTHONPATH=. python bench/hlb_cifar.py main.py --epochs {args.epochs:g}"
+  print(format_row("hlb_cifar", machine(), cmd, f"tiny epoch {statistics.median(got_t):.3f} s ({ratio:.2f}x); losses max rel diff {rel:.2%}",
+                   f"PyTorch {ref_dev} eager epoch {statistics.median(ref_t):.3f} s, same process run"))
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,66 @@
+import copy
+
+import torch
+import torch.nn.functional as F
+
+
+def _pair(make, tiny):
+  torch.manual_seed(0)
+  ref = make()
+  return ref, copy.deepcopy(ref).to(tiny)
+
+
+def test_compiled_training_step_matches_cpu_and_replays(tiny, fresh_dynamo):
+  ref, mod = _pair(lambda: torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.GELU(), torch.nn.Linear(16, 3)), tiny)
+  opt_ref, opt = torch.optim.Adam(ref.parameters(), 1e-2), torch.optim.Adam(mod.parameters(), 1e-2)
+  fwd, step = torch.compile(mod, backend="tiny"), torch.compile(opt.step, backend="tiny")
+  for i in range(5):
+    x, y = torch.randn(8, 6), torch.randint(0, 3, (8,))
+    loss_ref = F.cross_entropy(ref(x), y)
+    loss_ref.backward(); opt_ref.step(); opt_ref.zero_grad()
+    loss = F.cross_entropy(fwd(x.to(tiny)), y.to(tiny))
+    loss.backward(); step(); opt.zero_grad()
+    assert abs(loss.item() - loss_ref.item()) < 1e-4, i
+  for p_ref, p in zip(ref.parameters(), mod.parameters()): assert torch.allclose(p.cpu(), p_ref, atol=1e-4)
+  st = fresh_dynamo.compile_stats()
+  assert st["fallbacks"] == 0 and fresh_dynamo.model_breaks() == 0
+  assert st["graphs"] == 3 and st["jit_captures"] == 3  # forward, backward, optimizer: each captured once, then replayed
+
+
+def test_batchnorm_running_stats_are_written_back(tiny, fresh_dynamo):
+  ref, mod = _pair(lambda: torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU()), tiny)
+  fwd = torch.compile(mod, backend="tiny")
+  for _ in range(3):
+    x = torch.randn(2, 2, 6, 6)
+    assert torch.allclose(fwd(x.to(tiny)).cpu(), ref(x), atol=1e-4)
+  assert torch.allclose(mod[1].running_mean.cpu(), ref[1].running_mean, atol=1e-5)
+  assert torch.allclose(mod[1].running_var.cpu(), ref[1].running_var, atol=1e-5)
+  assert int(mod[1].num_batches_tracked.cpu()) == 3
+
+
+def test_new_batch_size_recompiles_once_not_every_step(tiny, fresh_dynamo):
+  ref, mod = _pair(lambda: torch.nn.Linear(5, 2), tiny)
+  fwd = torch.compile(mod, backend="tiny")
+  for bs in (4, 4, 4, 7, 7, 7, 7, 4):
+    x = torch.randn(bs, 5)
+    assert torch.allclose(fwd(x.to(tiny)).cpu(), ref(x), atol=1e-5)
+  st = fresh_dynamo.compile_stats()
+  assert st["recompiles"] == 1 and st["graphs"] == 2 and st["jit_captures"] == 2 and st["fallbacks"] == 0
+
+
+def test_install_uninstall_restore_dynamos_shape_setting(tiny):
+  import tinybounty.torch_backend.compile as tc
+  assert torch._dynamo.config.automatic_dynamic_shapes is False
+  tc.uninstall()
+  try: assert torch._dynamo.config.automatic_dynamic_shapes is True
+  finally: tc.install()
+  assert torch._dynamo.config.automatic_dynamic_shapes is False
+
+
+def test_outputs_survive_later_replays(tiny, fresh_dynamo):
+  mod = torch.nn.Linear(3, 3).to(tiny)
+  fwd = torch.compile(mod, backend="tiny")
+  xs = [torch.randn(2, 3) for _ in range(4)]
+  with torch.no_grad(): outs = [fwd(x.to(tiny)) for x in xs]  # the JIT reuses its buffers: results must be copies
+  ref = mod.cpu()
+  for x, o in zip(xs, outs): assert torch.allclose(o.cpu(), ref(x), atol=1e-5)

@@ -1,0 +1,238 @@
+"""torch.compile(model, backend="tiny"): FX graphs lowered through the op table and replayed under TinyJit.
+
+Dynamo captures the Python code into FX graphs; aot_autograd traces each into functionalized aten graphs, a forward
+and (when gradients are needed) a backward, with PyTorch's decompositions for the ops the table (ops.py) lacks. Each
+graph is lowered by interpreting its nodes with the table's tinygrad implementations, and that function runs under
+TinyJit: one JIT per graph and concrete input signature (shapes, dtypes, integer inputs), so after two warm-up calls
+a compiled graph is one tinygrad JIT replay. Shapes are static (see install()): a new batch size is one dynamo
+recompile and one JIT capture, then replays. A graph whose ops the table lacks runs on the eager tiny device
+instead (counted as a fallback, with a warning naming the op), never on the CPU.
+
+  import tinybounty.torch_backend.compile      # registers the device and the "tiny" backend
+  step = torch.compile(model, backend="tiny")
+  tinybounty.torch_backend.compile.compile_stats()   # graphs, breaks, recompiles, jit captures, fallbacks
+"""
+from __future__ import annotations
+
+import operator
+import warnings
+from collections import Counter
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.fx
+from tinygrad import Device, Tensor, TinyJit
+from torch._dynamo.backends.common import aot_autograd
+from torch._dynamo.backends.registry import register_backend
+from torch._dynamo.utils import counters as dynamo_counters
+from torch._dynamo.utils import guard_failures
+
+from tinybounty.torch_backend import device, ops
+
+_stats: Counter = Counter()
+_TENSOR = object()  # marks a tensor output among a graph's outputs
+
+
+def compile_stats() -> dict[str, int]:
+  """graphs: FX graphs the backend compiled (forward and backward count apart); breaks: dynamo graph breaks;
+  recompiles: dynamo recompilations after a guard failure; jit_captures: TinyJit captures (one per graph and input
+  signature); fallbacks: graphs run op by op on the eager tiny device because the table lacks one of their ops."""
+  return {"graphs": _stats["graphs"], "breaks": sum(dynamo_counters["graph_break"].values()),
+          "recompiles": sum(len(v) for v in guard_failures.values()), "jit_captures": _stats["jit_captures"],
+          "fallbacks": _stats["fallbacks"]}
+
+
+def model_breaks() -> int:
+  """Graph breaks other than the deliberate ones PyTorch's Optimizer.step makes around its body (torch._dynamo.graph_break())."""
+  return sum(n for reason, n in dynamo_counters["graph_break"].items() if "User-inserted graph break" not in reason)
+
+
+def reset_compile_stats() -> None:
+  """Zero the counters (and dynamo's graph-break and guard-failure records)."""
+  _stats.clear()
+  dynamo_counters["graph_break"].clear()
+  guard_failures.clear()
+
+
+def _const(v: Any) -> Any:
+  if not isinstance(v, torch.Tensor): return v
+  return device.unwrap(v) if v.device.type == device.BACKEND else device.from_cpu(v)
+
+
+def _copy_into(dst: Tensor, src: Tensor) -> Tensor:
+  """The value `copy_` gives its destination (the write itself happens after the JIT, into the torch tensor)."""
+  src = src.cast(dst.dtype)
+  if src.shape == dst.shape: return src
+  return src.reshape(dst.shape) if src.numel() == dst.numel() else src.expand(dst.shape)
+
+
+def _foreach(op: torch._ops.OpOverload) -> Callable:
+  """A functional `_foreach_<op>` overload as the table's <op> applied element by element (the optimizers' multi-tensor path)."""
+  base = op._schema.name.removeprefix("aten::_foreach_")
+  fn = next((f for ov in ("Tensor", "Scalar", "default") if (f := _lookup_or_none(f"{base}.{ov}")) is not None), None)
+  if fn is None: ops.lookup(op)  # raises, naming the op
+  args = op._schema.arguments
+  per_elem = [a.name == "scalars" or isinstance(a.type, torch.ListType) for a in args]
+  kw_only = {a.name for a in args if a.kwarg_only} | ({"value"} if base in ("addcmul", "addcdiv") else set())
+  names = ["value" if a.name == "scalars" else a.name for a in args]
+
+  def impl(*xs: Any, **kwargs: Any) -> list[Tensor]:
+    vals = dict(zip(names, xs), **kwargs)
+    out = []
+    for i in range(len(next(x for x in xs if isinstance(x, (list, tuple))))):
+      at = {k: (v[i] if per_elem[names.index(k)] else v) for k, v in vals.items()}
+      out.append(fn(*(at[n] for n in names if n in at and n not in kw_only), **{n: at[n] for n in names if n in at and n in kw_only}))
+    return out
+  return impl
+
+
+def _lookup_or_none(name: str) -> Callable | None:
+  try: return ops.lookup(name)
+  except NotImplementedError: return None
+
+
+def _target(node: torch.fx.Node) -> Callable:
+  if node.target is torch.ops.aten.copy_.default and node.args[0].op == "placeholder": return _copy_into
+  if isinstance(node.target, torch._ops.OpOverload) and node.target._schema.name.startswith("aten::_foreach_"): return _foreach(node.target)
+  if isinstance(node.target, torch._ops.OpOverload): return ops.lookup(node.target)
+  if node.target is operator.getitem or getattr(node.target, "__module__", None) in ("_operator", "math", "builtins"): return node.target
+  if isinstance(node.target, torch._ops.OpOverloadPacket): return ops.lookup(node.target.default)
+  raise NotImplementedError(f"tiny: cannot lower FX call to {node.target}")
+
+
+class TinyGraph:
+  """One functionalized aten FX graph, run as tinygrad under TinyJit (one JIT per input signature)."""
+  def __init__(self, gm: torch.fx.GraphModule):
+    self.gm, self.nodes = gm, list(gm.graph.nodes)
+    self.fns = {n: _target(n) for n in self.nodes if n.op == "call_function"}  # NotImplementedError if an op is missing
+    self.consts = {n: _const(getattr(gm, n.target)) for n in self.nodes if n.op == "get_attr"}
+    self.jits: dict[tuple, TinyJit] = {}
+    self.extras: dict[tuple, list] = {}  # per signature: the graph's non-tensor outputs (sizes), which the JIT cannot return
+    # input mutations aot_autograd left in the graph (BatchNorm running stats, optimizer state): copy_(placeholder, value)
+    placeholders = [n for n in self.nodes if n.op == "placeholder"]
+    self.copies = [n for n in self.nodes if self.fns.get(n) is _copy_into]
+    self.mutated = [placeholders.index(n.args[0]) for n in self.copies]
+
+  def interpret(self, *args: Any) -> tuple[list[Any], list[Tensor]]:
+    """Evaluate the graph on tinygrad Tensors and Python numbers: its outputs, and the new values of mutated inputs."""
+    env: dict[torch.fx.Node, Any] = {}
+    placeholders = iter(args)
+    for n in self.nodes:
+      if n.op == "placeholder": env[n] = next(placeholders)
+      elif n.op == "get_attr": env[n] = self.consts[n]
+      elif n.op == "call_function":
+        args_, kwargs_ = torch.fx.node.map_arg(n.args, env.__getitem__), torch.fx.node.map_arg(n.kwargs, env.__getitem__)
+        try: env[n] = self.fns[n](*args_, **kwargs_)
+        except Exception as e:
+          shapes = [tuple(a.shape) if isinstance(a, Tensor) else a for a in args_]
+          raise type(e)(f"tiny compile: {n.format_node()} with args {shapes}: {e}") from e
+      elif n.op == "output": return list(torch.fx.node.map_arg(n.args[0], env.__getitem__)), [env[c] for c in self.copies]
+    raise RuntimeError("FX graph has no output node")
+
+  def _jitted(self, key: tuple, inputs: list[Any]) -> list[Tensor]:
+    bases = {t.uop.base for t in inputs if isinstance(t, Tensor)}
+    outs, mutations = self.interpret(*inputs)
+    self.extras[key] = [_TENSOR if isinstance(o, Tensor) else o for o in outs]
+    # an output that is (a view of) an input must be computed into its own buffer, else a replay would return the stale input
+    return [o.clone() if o.uop.base in bases else o for o in [*(o for o in outs if isinstance(o, Tensor)), *mutations]]
+
+  def __call__(self, args: list[Any]) -> list[Any]:
+    inputs, targets = _inputs(args), [args[i] for i in self.mutated]
+    args.clear()  # boxed calling convention: let the caller's references go
+    key = tuple((tuple(a.shape), a.dtype) if isinstance(a, Tensor) else a for a in inputs)
+    if (jit := self.jits.get(key)) is None:
+      jit = self.jits[key] = TinyJit(lambda *xs: self._jitted(key, list(xs)))
+      _stats["jit_captures"] += 1
+    outs = jit(*inputs)
+    # the JIT reuses its output buffers on every replay: give PyTorch copies it may keep
+    copies = [o.clone() for o in outs]
+    if copies: Tensor.realize(*copies)
+    for t, value in zip(targets, copies[len(copies) - len(targets):]): _store(t, value)
+    fresh = iter(copies)
+    return [device.wrap(next(fresh)) if e is _TENSOR else e for e in self.extras[key]]
+
+
+def _store(t: torch.Tensor, value: Tensor) -> None:
+  """Give a mutated input its new value: a whole contiguous storage takes the (already fresh) buffer, a view is written through."""
+  if t.device.type == "cpu":
+    with torch.no_grad(): t.copy_(device.to_cpu(value, t.dtype).reshape(t.shape))
+    return
+  st = device._storage(t)
+  if t.is_contiguous() and t.storage_offset() == 0 and t.numel() == st.buf.numel() and value.dtype == st.buf.dtype: st.buf = value.reshape(-1)
+  else: device.write(t, value)
+
+
+def _inputs(args: Sequence[Any]) -> list[Any]:
+  """JIT inputs: each tiny torch tensor as its own realized contiguous tinygrad buffer; Python numbers as they are."""
+  out: list[Any] = []
+  for a in args:
+    if isinstance(a, torch.SymInt): a = int(a)
+    if isinstance(a, torch.Tensor):
+      if a.device.type == "cpu" and a.ndim == 0: a = device.from_cpu(a)  # a CPU scalar (an optimizer's step count), as in eager
+      elif a.device.type != device.BACKEND: raise RuntimeError(f"tiny compile: an input is on {a.device}; move model and data with .to('tiny')")
+      else: a = device.unwrap(a)
+      a = a.contiguous() if a.uop.device is not None else a.clone(device=Device.DEFAULT)  # a constant has no device until placed
+    out.append(a)
+  tensors = [x for x in out if isinstance(x, Tensor)]
+  if tensors: Tensor.realize(*tensors)
+  seen: set = set()
+  for i, x in enumerate(out):  # the JIT needs distinct buffers: a second view of one storage gets its own copy
+    if isinstance(x, Tensor):
+      if x.uop.base in seen: out[i] = x = x.clone().realize()
+      seen.add(x.uop.base)
+  return out
+
+
+def _eager(gm: torch.fx.GraphModule) -> Callable:
+  """Run the FX graph op by op on the eager tiny device (its ops dispatch to the same table, or PyTorch decompositions)."""
+  def run(args: list[Any]) -> Any:
+    out = gm(*args)
+    args.clear()
+    return out
+  run._boxed_call = True
+  return run
+
+
+def _compile_graph(gm: torch.fx.GraphModule, example_inputs: Sequence[Any]) -> Callable:
+  _stats["graphs"] += 1
+  try: graph = TinyGraph(gm)
+  except NotImplementedError as e:
+    _stats["fallbacks"] += 1
+    warnings.warn(f"tiny compile: graph runs eagerly on the tiny device: {e}", stacklevel=2)
+    return _eager(gm)
+  graph._boxed_call = True
+  return graph
+
+
+def _decompositions() -> dict:
+  """PyTorch's decompositions of the aten ops the table lacks (so aot_autograd hands us only table ops where it can)."""
+  from torch._decomp import decomposition_table
+  have = set(ops.names())
+  return {op: fn for op, fn in decomposition_table.items()
+          if isinstance(op, torch._ops.OpOverload) and op.namespace == "aten" and ops._canonical(op) not in have}
+
+
+@register_backend(name="tiny")
+def tiny(gm: torch.fx.GraphModule, example_inputs: Sequence[Any]) -> Callable:
+  """The "tiny" torch.compile backend (aot_autograd: forward and backward both lowered)."""
+  return aot_autograd(fw_compiler=_compile_graph, bw_compiler=_compile_graph, decompositions=_decompositions(),
+                      keep_inference_input_mutations=True)(gm, example_inputs)
+
+
+_saved_config: dict[str, Any] = {}
+
+
+def install() -> None:
+  """Compile with static shapes: a new input shape is one more dynamo compilation (bounded by its recompile limit) and one
+  JIT capture, then replays. Dynamo's automatic dynamic shapes would trace symbolic sizes through the tiny device's
+  meta views, which need concrete sizes. Done on import; `uninstall()` restores dynamo's setting."""
+  if not _saved_config: _saved_config["automatic_dynamic_shapes"] = torch._dynamo.config.automatic_dynamic_shapes
+  torch._dynamo.config.automatic_dynamic_shapes = False
+
+
+def uninstall() -> None:
+  """Restore dynamo's own shape setting (the "tiny" backend stays registered)."""
+  if _saved_config: torch._dynamo.config.automatic_dynamic_shapes = _saved_config.pop("automatic_dynamic_shapes")
+
+
+install()
