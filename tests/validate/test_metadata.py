@@ -80,3 +80,24 @@ def test_uninstall_restores_every_patched_name():
   after = (ops.RewriteContext.__init__, ops.RewriteContext.pm_rewrite, ops.RewriteContext.cached_bpm_rewrite,
            schedule.get_kernel_graph, schedule.inspect, realize.get_call_name)
   assert all(a is b for a, b in zip(before, after)) and not metadata.installed()
+
+
+def _relu_kernel_names() -> set[str]:
+  return {m.name for k in metadata.step_kernels([(Tensor.randn(4, 4) + 1).relu()]) for m in k}
+
+
+def test_an_op_that_raises_does_not_label_every_later_kernel():
+  from tinygrad.tensor import _METADATA
+  _METADATA.set(None)  # as in a fresh process
+  with pytest.raises(ValueError): Tensor.ones(2, 2).reshape(3)
+  assert _METADATA.get() is not None and _METADATA.get().name == "reshape"  # stock 0.14.0: left behind by the raising op
+  metadata.install()
+  try:
+    assert _METADATA.get() is None
+    with pytest.raises(ValueError): Tensor.ones(2, 2).reshape(3)
+    assert _METADATA.get() is None
+    assert "relu" in _relu_kernel_names() and "reshape" not in _relu_kernel_names()
+  finally:
+    metadata.uninstall()
+  from tinygrad.tensor import _metadata_wrapper
+  assert Tensor.relu.__code__ is _metadata_wrapper(lambda: None).__code__  # uninstall put tinygrad's wrappers back

@@ -11,7 +11,9 @@ and never carry it over, so no kernel has any and DEBUG=2 shows bare kernel name
   is a built-in module" whenever the compile worker pool was (re)spawning a worker at that moment (engine/worker.py
   hides __main__.__file__ while it spawns, from another thread);
 - pm_schedule is rebuilt around tinygrad's own lower_sink_to_linear, so the two patches above reach it (see
-  _lower_sink_to_linear).
+  _lower_sink_to_linear);
+- Tensor's TRACEMETA wrappers restore the current op when the op raises: stock's do not, so after any exception inside
+  a Tensor method (a bad reshape, a failing realize) every later op of the process was labelled with that method.
 uninstall() restores every patched name exactly.
 """
 from __future__ import annotations
@@ -88,6 +90,23 @@ def _lower_sink_to_linear(function: UOp) -> UOp | None:
   return schedule.lower_sink_to_linear(function)
 
 
+def _exception_safe(fn):
+  """Tensor's TRACEMETA wrapper for `fn`, restoring the current op on the way out even when fn raises."""
+  import functools
+
+  import tinygrad.tensor as tensor
+  from tinygrad.helpers import TRACEMETA, TracingKey, cpu_profile
+  @functools.wraps(fn)
+  def _wrapper(*args, **kwargs):
+    if TRACEMETA < 1 or tensor._METADATA.get() is not None: return fn(*args, **kwargs)
+    token = tensor._METADATA.set(Metadata(name=fn.__name__))
+    try:
+      with cpu_profile(TracingKey(fn.__name__), "USER"): return fn(*args, **kwargs)
+    finally:
+      tensor._METADATA.set(token)
+  return _wrapper
+
+
 def _patch(owner: object, name: str, value: object) -> None:
   _saved.setdefault((owner, name), getattr(owner, name))
   setattr(owner, name, value)
@@ -133,6 +152,12 @@ def install() -> None:
   _patch(schedule, "inspect", SimpleNamespace(stack=_caller_frames))
   _patch(schedule, "pm_schedule", PatternMatcher([(UPat(Ops.SINK, name="function"), _lower_sink_to_linear)]))
   schedule.schedule_cache.clear()  # schedules made before install() hold kernels without metadata
+  from tinygrad import Tensor
+  from tinygrad.tensor import _METADATA, _metadata_wrapper
+  stock_wrapper = _metadata_wrapper(lambda: None).__code__
+  for name, fn in list(vars(Tensor).items()):
+    if getattr(fn, "__code__", None) is stock_wrapper: _patch(Tensor, name, _exception_safe(fn.__wrapped__))
+  _METADATA.set(None)  # not inside any Tensor method now: a value here is one a stock wrapper left behind when its op raised
 
 
 def uninstall() -> None:
