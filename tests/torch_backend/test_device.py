@@ -1,4 +1,3 @@
-import io
 
 import pytest
 import torch
@@ -90,17 +89,12 @@ def test_cpu_fallback_opt_in_warns_once_and_counts(monkeypatch):
   assert tb.stats()["fallbacks"] == 2
 
 
-def test_module_state_dict_and_save_roundtrip():
+def test_module_load_state_dict_from_cpu():
   torch.manual_seed(0)
   m = torch.nn.Linear(3, 2)
   t = torch.nn.Linear(3, 2).to("tiny")
   t.load_state_dict(m.state_dict())
   assert all(v.device.type == "tiny" for v in t.state_dict().values())
-  buf = io.BytesIO()
-  tb.save(t.state_dict(), buf)
-  buf.seek(0)
-  loaded = torch.load(buf)
-  assert all(torch.equal(loaded[k], m.state_dict()[k]) for k in loaded)
   x = torch.randn(5, 3)
   assert torch.allclose(t(x.to("tiny")).cpu(), m(x), atol=1e-6)
 

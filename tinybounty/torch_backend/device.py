@@ -366,9 +366,10 @@ def register() -> None:
   """Rename PrivateUse1 to "tiny", install the backend module and every kernel. Idempotent."""
   from torch.utils.backend_registration import _setup_privateuseone_for_python_backend
 
-  from tinybounty.torch_backend import threads
+  from tinybounty.torch_backend import serialization, threads
   from tinybounty.torch_backend.module import TinyModule
   threads.install()
+  serialization.install()
   _setup_privateuseone_for_python_backend(BACKEND, backend_module=TinyModule())
   _register_table()
   _register_decompositions()

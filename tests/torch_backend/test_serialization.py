@@ -1,0 +1,63 @@
+import io
+
+import pytest
+import torch
+
+import tinybounty.torch_backend  # noqa: F401  registers the device
+from tinybounty.torch_backend import serialization
+
+
+def _state() -> dict[str, torch.Tensor]:
+  torch.manual_seed(0)
+  base = torch.randn(4, 6)
+  t = base.to("tiny")
+  return {"base": t, "view": t[1:3, ::2], "transposed": t.t(), "expanded": t[0].expand(3, 6), "scalar": t[1, 2], "empty": t[:0],
+          "half": t.half(), "ints": torch.arange(10).to("tiny")[::3], "param": torch.nn.Parameter(base.to("tiny"))}
+
+
+def _roundtrip(obj: object, **load_kwargs: object) -> object:
+  buf = io.BytesIO()
+  torch.save(obj, buf)
+  buf.seek(0)
+  return torch.load(buf, **load_kwargs)  # weights_only=True (the default): the file needs no unsafe globals
+
+
+@pytest.mark.parametrize("map_location,device", [(None, "tiny"), ("cpu", "cpu"), ("tiny", "tiny"), ({"tiny:0": "cpu"}, "cpu")])
+def test_torch_save_load_views_and_noncontiguous(map_location, device):
+  state = _state()
+  loaded = _roundtrip(state, map_location=map_location)
+  assert loaded.keys() == state.keys()
+  for k, v in loaded.items():
+    ref = state[k].detach().cpu()
+    assert v.device.type == device and v.dtype == ref.dtype and v.shape == ref.shape, k
+    assert torch.equal(v.cpu(), ref), k
+  assert isinstance(loaded["param"], torch.nn.Parameter) and loaded["param"].requires_grad
+
+
+def test_module_state_dict_through_torch_save():
+  torch.manual_seed(0)
+  ref = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2))
+  ref(torch.randn(8, 3))  # BatchNorm running stats differ from their initial values
+  ref.eval()
+  src = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2)).to("tiny").eval()
+  src.load_state_dict(ref.state_dict())
+  x = torch.randn(5, 3)
+  for map_location in ("tiny", "cpu"):
+    dst = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2)).to("tiny").eval()
+    dst.load_state_dict(_roundtrip(src.state_dict(), map_location=map_location))
+    assert all(v.device.type == "tiny" for v in dst.state_dict().values())
+    assert torch.allclose(dst(x.to("tiny")).cpu(), ref(x), atol=1e-5)
+
+
+def test_uninstall_restores_stock_pickling():
+  t = torch.ones(2).to("tiny")
+  serialization.uninstall()
+  try:
+    assert torch.Tensor._reduce_ex_internal is not serialization._reduce_ex_internal
+    assert serialization.rebuild not in torch.serialization.get_safe_globals()
+    with pytest.raises(NotImplementedError, match="set_"):  # stock PyTorch cannot copy the byte-less tiny storage
+      _roundtrip(t)
+    assert torch.equal(_roundtrip(torch.ones(2)), torch.ones(2))
+  finally:
+    serialization.install()
+  assert serialization.installed() and torch.equal(_roundtrip(t, map_location="cpu"), torch.ones(2))
