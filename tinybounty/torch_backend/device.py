@@ -204,6 +204,19 @@ def _as_strided_(self: torch.Tensor, size: list[int], stride: list[int], storage
   return self
 
 
+def _set_storage(self: torch.Tensor, source: torch.UntypedStorage, storage_offset: int = 0, size: list[int] | None = None,
+                 stride: list[int] | None = None) -> torch.Tensor:
+  """`self` as a view of a tiny storage's elements read as `self.dtype` (torch.load's `set_` onto a storage record,
+  whose buffer holds bytes). The view gets its own torch storage over the same tinygrad buffer: torch.load reloads a
+  record per tensor anyway (it caches records by data pointer, and tiny storages have none)."""
+  buf, want = source._tiny.buf, ops.to_tiny_dtype(self.dtype)
+  if buf.dtype != want: buf = buf.cast(want) if want == dtypes.bool else buf.bitcast(want)
+  size = list(size) if size is not None else [buf.shape[0]]
+  stride = list(stride) if stride is not None else torch._prims_common.make_contiguous_strides_for(size)
+  _set_like(self, torch.ops.aten.as_strided.default.redispatch(_META, _new(tuple(buf.shape), self.dtype, buf), size, stride, storage_offset))
+  return self
+
+
 def _equal(self: torch.Tensor, other: torch.Tensor) -> bool:
   """torch.equal returns a Python bool: one counted read of a single flag."""
   if self.shape != other.shape: return False
@@ -219,6 +232,7 @@ DEVICE_KERNELS: dict[str, Callable] = {
   "empty_strided": _empty_strided, "copy_": _copy, "_copy_from": lambda src, dst, non_blocking=False: _copy(dst, src),
   "_copy_from_and_resize": lambda src, dst: _copy(_resize(dst, list(src.shape)), src), "_to_copy": _to_copy,
   "resize_": _resize, "_local_scalar_dense": _local_scalar_dense, "as_strided_": _as_strided_, "equal": _equal,
+  "set_.source_Storage": _set_storage, "set_.source_Storage_storage_offset": _set_storage,
   **{name: _meta_view(getattr(torch.ops.aten, name.split(".")[0]).__getattr__(name.split(".")[1] if "." in name else "default"))
      for name in ("view", "view.dtype", "as_strided", "_reshape_alias", "unfold")},
 }

@@ -35,11 +35,25 @@ def _reduce_ex_internal(self: torch.Tensor, proto: int) -> Any:
   return rebuild, (data, self.dtype, tuple(self.shape), str(self.device), self.requires_grad)
 
 
+def _no_tag(storage: Any) -> None: return None
+
+
+def _deserialize(storage: torch.UntypedStorage, location: str) -> torch.UntypedStorage | None:
+  """A storage record loaded with map_location="tiny" (a file of CPU tensors): its bytes, uploaded to the device."""
+  if location.split(":")[0] != torch._C._get_privateuse1_backend_name() or storage.device.type != "cpu": return None
+  from tinybounty.torch_backend.device import from_cpu, wrap
+  return wrap(from_cpu(torch.empty(0, dtype=torch.uint8).set_(storage))).untyped_storage()
+
+
+_PACKAGE = (15, _no_tag, _deserialize)  # before PyTorch's PrivateUse1 entry (23), which would copy into byte-less storage
+
+
 def install() -> None:
-  """Route the pickling of tiny tensors through the CPU. Idempotent."""
+  """Route the pickling of tiny tensors through the CPU, and loading storage records to "tiny". Idempotent."""
   if _stock: return
   _stock.append(torch.Tensor._reduce_ex_internal)
   torch.Tensor._reduce_ex_internal = _reduce_ex_internal
+  torch.serialization.register_package(*_PACKAGE)
   torch.serialization.add_safe_globals([rebuild])
 
 
@@ -47,6 +61,7 @@ def uninstall() -> None:
   """Put PyTorch's tensor pickling back exactly as it was."""
   if not _stock: return
   torch.Tensor._reduce_ex_internal = _stock.pop()
+  torch.serialization._package_registry.remove(_PACKAGE)
   others = [g for g in torch.serialization.get_safe_globals() if g is not rebuild]
   torch.serialization.clear_safe_globals()
   torch.serialization.add_safe_globals(others)
