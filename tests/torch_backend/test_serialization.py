@@ -49,6 +49,11 @@ def test_cpu_checkpoint_loads_onto_tiny():
   assert torch.equal(loaded["view"].cpu(), state["view"] * 2)
 
 
+def test_set_onto_a_cpu_storage_is_refused():
+  with pytest.raises(RuntimeError, match="set_ needs a storage on tiny"):
+    torch.empty(0, device="tiny").set_(torch.ones(3).untyped_storage())
+
+
 def test_module_state_dict_through_torch_save():
   torch.manual_seed(0)
   ref = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2))

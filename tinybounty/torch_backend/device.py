@@ -209,7 +209,8 @@ def _set_storage(self: torch.Tensor, source: torch.UntypedStorage, storage_offse
   """`self` as a view of a tiny storage's elements read as `self.dtype` (torch.load's `set_` onto a storage record,
   whose buffer holds bytes). The view gets its own torch storage over the same tinygrad buffer: torch.load reloads a
   record per tensor anyway (it caches records by data pointer, and tiny storages have none)."""
-  buf, want = source._tiny.buf, ops.to_tiny_dtype(self.dtype)
+  if (st := getattr(source, "_tiny", None)) is None: raise RuntimeError(f"tiny: set_ needs a storage on {BACKEND}, got one on {source.device}")
+  buf, want = st.buf, ops.to_tiny_dtype(self.dtype)
   if buf.dtype != want: buf = buf.cast(want) if want == dtypes.bool else buf.bitcast(want)
   size = list(size) if size is not None else [buf.shape[0]]
   stride = list(stride) if stride is not None else torch._prims_common.make_contiguous_strides_for(size)
