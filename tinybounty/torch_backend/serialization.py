@@ -1,12 +1,14 @@
 """`torch.save` / `torch.load` of tiny tensors, through the CPU.
 
-A tiny tensor's storage holds no bytes PyTorch can copy (its memory is a tinygrad Tensor), so PyTorch's storage-level
-pickling cannot save it. `install()` makes a tiny tensor pickle as its values (one device-to-host copy, bytes in the
-pickle, no storage record), rebuilt by `rebuild` on the saved device or on `map_location` ("cpu", "tiny", a dict).
-No storage record is what lets `map_location="tiny"` work: PyTorch maps every storage record to the location first,
-and a CPU storage cannot be moved to "tiny" at the storage level. `rebuild` is added to `torch.load`'s weights-only
-safe globals, so the default `torch.load(f)` accepts these files. Views are saved by value: a view and its base load
-as two tensors (storage sharing is not kept). `uninstall()` restores PyTorch's tensor pickling and safe globals.
+A tiny storage holds no bytes PyTorch can copy (its memory is a tinygrad Tensor), so PyTorch's storage-level pickling
+and loading cannot handle it. `install()` adds two things:
+- saving: a tiny tensor pickles the way PyTorch pickles tensors of storage-less backends (XLA, MTIA): as its CPU copy
+  (one device-to-host transfer, a normal storage record) and `torch._utils._rebuild_device_tensor_from_cpu_tensor`,
+  which is on torch.load's weights-only allowlist and moves it to the saved device or to `map_location`.
+- loading with map_location="tiny": a `torch.serialization` package entry uploads a storage record's bytes to the
+  device; the device's `set_` kernel then reads them as the tensor's dtype. CPU checkpoints load straight onto "tiny".
+Views are saved by value: a view and its base load as two tensors (storage sharing is not kept).
+`uninstall()` restores PyTorch's tensor pickling and package registry.
 """
 from __future__ import annotations
 
@@ -17,22 +19,13 @@ import torch
 _stock: list = []
 
 
-def rebuild(data: bytearray, dtype: torch.dtype, shape: tuple[int, ...], device: str, requires_grad: bool) -> torch.Tensor:
-  """The tensor `_reduce_ex_internal` saved, on `device` or where torch.load's map_location sends it."""
-  cpu = torch.frombuffer(data, dtype=dtype) if data else torch.empty(0, dtype=dtype)
-  t = cpu.reshape(shape).to(torch._utils._get_restore_location(device))
-  t.requires_grad_(requires_grad)
-  return t
-
-
 def _reduce_ex_internal(self: torch.Tensor, proto: int) -> Any:
   if self.device.type != torch._C._get_privateuse1_backend_name(): return _stock[0](self, proto)
   if torch.serialization._serialization_tls.skip_data:
     raise RuntimeError("tiny: tensors cannot be saved under torch.serialization.skip_data (their data lives on the tinygrad device)")
   from torch.utils.hooks import warn_if_has_hooks
   warn_if_has_hooks(self)
-  data = bytearray(self.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())  # weights-only allows bytearray, not bytes
-  return rebuild, (data, self.dtype, tuple(self.shape), str(self.device), self.requires_grad)
+  return torch._utils._rebuild_device_tensor_from_cpu_tensor, (self.detach().cpu(), self.dtype, str(self.device), self.requires_grad)
 
 
 def _no_tag(storage: Any) -> None: return None
@@ -54,7 +47,6 @@ def install() -> None:
   _stock.append(torch.Tensor._reduce_ex_internal)
   torch.Tensor._reduce_ex_internal = _reduce_ex_internal
   torch.serialization.register_package(*_PACKAGE)
-  torch.serialization.add_safe_globals([rebuild])
 
 
 def uninstall() -> None:
@@ -62,9 +54,6 @@ def uninstall() -> None:
   if not _stock: return
   torch.Tensor._reduce_ex_internal = _stock.pop()
   torch.serialization._package_registry.remove(_PACKAGE)
-  others = [g for g in torch.serialization.get_safe_globals() if g is not rebuild]
-  torch.serialization.clear_safe_globals()
-  torch.serialization.add_safe_globals(others)
 
 
 def installed() -> bool:
