@@ -128,3 +128,24 @@ def test_threads_install_is_reversible():
   finally:
     threads.install()
   assert threads.installed() and helpers._db_connection is not ours
+
+
+def test_zero_dim_scatters_and_their_backwards():
+  x, idx, src = torch.tensor(2.0), torch.tensor(0), torch.tensor(5.0)
+  for f in (lambda x, s: x.scatter(0, idx, s), lambda x, s: x.scatter_add(0, idx, s), lambda x, s: x.scatter(0, idx, 7.0),
+            lambda x, s: x.scatter_reduce(0, idx, s, "amax"), lambda x, s: x.scatter(0, idx, s, reduce="multiply")):
+    got = f(x.to("tiny"), src.to("tiny"))
+    assert got.shape == () and torch.equal(got.cpu(), f(x, src))
+  for f in (lambda t: torch.cummax(t, 0)[0], lambda t: torch.median(t, 0)[0], lambda t: torch.max(t, 0)[0]):
+    t = x.to("tiny").requires_grad_()
+    f(t).backward()  # the backward scatters into a 0-d gradient
+    ref = x.clone().requires_grad_()
+    f(ref).backward()
+    assert torch.equal(t.grad.cpu(), ref.grad)
+
+
+@pytest.mark.parametrize("reduce", ["add", "multiply"])
+def test_scatter_reduce_arg_with_tensor_src(reduce):
+  x, src, idx = torch.randn(3, 4), torch.randn(2, 4), torch.tensor([[0, 1, 2, 0], [2, 0, 0, 1]])
+  got = x.to("tiny").scatter(0, idx.to("tiny"), src.to("tiny"), reduce=reduce)
+  assert torch.allclose(got.cpu(), x.scatter(0, idx, src, reduce=reduce))
