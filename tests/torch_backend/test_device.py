@@ -130,6 +130,7 @@ def test_threads_install_is_reversible():
   assert threads.installed() and helpers._db_connection is not ours
 
 
+@pytest.mark.filterwarnings("ignore:The reduce argument of torch.scatter")  # PyTorch deprecates it; we still match it
 def test_zero_dim_scatters_and_their_backwards():
   x, idx, src = torch.tensor(2.0), torch.tensor(0), torch.tensor(5.0)
   for f in (lambda x, s: x.scatter(0, idx, s), lambda x, s: x.scatter_add(0, idx, s), lambda x, s: x.scatter(0, idx, 7.0),
@@ -144,6 +145,7 @@ def test_zero_dim_scatters_and_their_backwards():
     assert torch.equal(t.grad.cpu(), ref.grad)
 
 
+@pytest.mark.filterwarnings("ignore:The reduce argument of torch.scatter")  # PyTorch deprecates it; we still match it
 @pytest.mark.parametrize("reduce", ["add", "multiply"])
 def test_scatter_reduce_arg_with_tensor_src(reduce):
   x, src, idx = torch.randn(3, 4), torch.randn(2, 4), torch.tensor([[0, 1, 2, 0], [2, 0, 0, 1]])
