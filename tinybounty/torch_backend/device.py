@@ -204,6 +204,20 @@ def _as_strided_(self: torch.Tensor, size: list[int], stride: list[int], storage
   return self
 
 
+def _set_storage(self: torch.Tensor, source: torch.UntypedStorage, storage_offset: int = 0, size: list[int] | None = None,
+                 stride: list[int] | None = None) -> torch.Tensor:
+  """`self` as a view of a tiny storage's elements read as `self.dtype` (torch.load's `set_` onto a storage record,
+  whose buffer holds bytes). The view gets its own torch storage over the same tinygrad buffer: torch.load reloads a
+  record per tensor anyway (it caches records by data pointer, and tiny storages have none)."""
+  if (st := getattr(source, "_tiny", None)) is None: raise RuntimeError(f"tiny: set_ needs a storage on {BACKEND}, got one on {source.device}")
+  buf, want = st.buf, ops.to_tiny_dtype(self.dtype)
+  if buf.dtype != want: buf = buf.cast(want) if want == dtypes.bool else buf.bitcast(want)
+  size = list(size) if size is not None else [buf.shape[0]]
+  stride = list(stride) if stride is not None else torch._prims_common.make_contiguous_strides_for(size)
+  _set_like(self, torch.ops.aten.as_strided.default.redispatch(_META, _new(tuple(buf.shape), self.dtype, buf), size, stride, storage_offset))
+  return self
+
+
 def _equal(self: torch.Tensor, other: torch.Tensor) -> bool:
   """torch.equal returns a Python bool: one counted read of a single flag."""
   if self.shape != other.shape: return False
@@ -219,6 +233,7 @@ DEVICE_KERNELS: dict[str, Callable] = {
   "empty_strided": _empty_strided, "copy_": _copy, "_copy_from": lambda src, dst, non_blocking=False: _copy(dst, src),
   "_copy_from_and_resize": lambda src, dst: _copy(_resize(dst, list(src.shape)), src), "_to_copy": _to_copy,
   "resize_": _resize, "_local_scalar_dense": _local_scalar_dense, "as_strided_": _as_strided_, "equal": _equal,
+  "set_.source_Storage": _set_storage, "set_.source_Storage_storage_offset": _set_storage,
   **{name: _meta_view(getattr(torch.ops.aten, name.split(".")[0]).__getattr__(name.split(".")[1] if "." in name else "default"))
      for name in ("view", "view.dtype", "as_strided", "_reshape_alias", "unfold")},
 }
@@ -366,9 +381,10 @@ def register() -> None:
   """Rename PrivateUse1 to "tiny", install the backend module and every kernel. Idempotent."""
   from torch.utils.backend_registration import _setup_privateuseone_for_python_backend
 
-  from tinybounty.torch_backend import threads
+  from tinybounty.torch_backend import serialization, threads
   from tinybounty.torch_backend.module import TinyModule
   threads.install()
+  serialization.install()
   _setup_privateuseone_for_python_backend(BACKEND, backend_module=TinyModule())
   _register_table()
   _register_decompositions()

@@ -16,6 +16,7 @@ Interface (stable; the compile backend builds on it):
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable, Sequence
 
@@ -714,25 +715,41 @@ def gather(self: Tensor, dim: int, index: Tensor, *, sparse_grad: bool = False) 
   return self.gather(dim, index.cast(dtypes.int32)) if self.ndim else self
 
 
+def _zero_dim_as_1d(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
+  """PyTorch scatters into a 0-d tensor along dim 0; tinygrad's scatters need a real dim: run them at shape (1,)."""
+  @functools.wraps(fn)
+  def run(self: Tensor, dim: int, index: Tensor, src: Any, *args: Any, **kwargs: Any) -> Tensor:
+    if self.ndim: return fn(self, dim, index, src, *args, **kwargs)
+    return fn(self.reshape(1), 0, index.reshape(-1), src.reshape(-1) if isinstance(src, Tensor) else src, *args, **kwargs).reshape(())
+  return run
+
+
 @aten("scatter.src", "scatter.value")
+@_zero_dim_as_1d
 def scatter(self: Tensor, dim: int, index: Tensor, src: Any) -> Tensor:
   if index.numel() == 0: return self
   return self.scatter(dim, index.cast(dtypes.int32), _cast(src, self.dtype))
 
 
 @aten("scatter.reduce", "scatter.value_reduce")
+@_zero_dim_as_1d
 def scatter_reduce_legacy(self: Tensor, dim: int, index: Tensor, src: Any, *, reduce: str) -> Tensor:
   if index.numel() == 0: return self
+  # tinygrad's scatter takes reduce= only with a scalar src; a tensor src is scatter_reduce including self
+  if isinstance(src, Tensor):
+    return self.scatter_reduce(dim, index.cast(dtypes.int32), src.cast(self.dtype), {"add": "sum", "multiply": "prod"}[reduce])
   return self.scatter(dim, index.cast(dtypes.int32), _cast(src, self.dtype), reduce=reduce)
 
 
 @aten("scatter_add")
+@_zero_dim_as_1d
 def scatter_add(self: Tensor, dim: int, index: Tensor, src: Tensor) -> Tensor:
   if index.numel() == 0: return self
   return self.scatter_reduce(dim, index.cast(dtypes.int32), src.cast(self.dtype), "sum")
 
 
 @aten("scatter_reduce.two")
+@_zero_dim_as_1d
 def scatter_reduce(self: Tensor, dim: int, index: Tensor, src: Tensor, reduce: str, *, include_self: bool = True) -> Tensor:
   if index.numel() == 0: return self
   return self.scatter_reduce(dim, index.cast(dtypes.int32), src.cast(self.dtype), reduce, include_self=include_self)
