@@ -17,9 +17,10 @@ import numpy as np
 def tflops(n: int, seconds: float) -> float: return 2 * n**3 / seconds / 1e12
 
 
-def time_tinygrad(fn, reps: int) -> list[float]:
+def time_tinygrad(fn, reps: int, device: str | None = None) -> list[float]:
+  """Seconds per call of fn on a tinygrad device (DEV's by default), synchronizing around each call, after 3 warmups."""
   from tinygrad import Device
-  dev = Device[Device.DEFAULT]
+  dev = Device[device or Device.DEFAULT]
   for _ in range(3): fn()
   dev.synchronize()
   out = []

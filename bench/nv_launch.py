@@ -9,23 +9,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import numpy as np
+from matmul_hopper import time_tinygrad  # bench/ is on sys.path when a bench script runs
 
 CHAIN = 256
-
-
-def timed(fn, dev, reps: int) -> list[float]:
-  for _ in range(3): fn()
-  dev.synchronize()
-  out = []
-  for _ in range(reps):
-    st = time.perf_counter()
-    fn()
-    dev.synchronize()
-    out.append(time.perf_counter() - st)
-  return out
 
 
 def chain_step(device: str):
@@ -57,7 +45,6 @@ def gpt2_decode_step(device: str):
 
 
 def main() -> None:
-  from tinygrad import Device
   from tqdm import tqdm
 
   from tinybounty.hardware import machine
@@ -69,10 +56,9 @@ def main() -> None:
   print(f"machine: {machine()}")
   res = {}
   for d in tqdm(("CUDA", "NV"), desc="devices"):
-    dev = Device[d]
-    res[d, "chain"] = [t / CHAIN * 1e6 for t in timed(chain_step(d), dev, args.reps)]
+    res[d, "chain"] = [t / CHAIN * 1e6 for t in time_tinygrad(chain_step(d), args.reps, d)]
     step = gpt2_decode_step(d)
-    res[d, "decode"] = [t * 1e6 for t in timed(step, dev, args.reps)]
+    res[d, "decode"] = [t * 1e6 for t in time_tinygrad(step, args.reps, d)]
     res[d, "logits"] = step().numpy()
   assert np.isfinite(res["NV", "logits"]).all() and np.isfinite(res["CUDA", "logits"]).all()
   print(f"{'bench':>30} {'NV min/median us':>20} {'CUDA min/median us':>20} {'CUDA/NV (median)':>17}")
