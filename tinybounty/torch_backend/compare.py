@@ -12,6 +12,8 @@ import re
 import sys
 import time
 
+from tqdm import tqdm
+
 from tinybounty.torch_backend.run import RecordLosses, on_device, run_script
 
 
@@ -41,9 +43,10 @@ def run(script: str | os.PathLike, device: str, epochs: float, seed: int = 0, in
   make_net() builds is loaded with `init` when given: identical initial weights on both devices. `configure(globals)`
   may change the script's settings between its module code and main() (a scaled-down run: widths, batch size)."""
   captured: dict = {}
-  rec, tee = RecordLosses(), Tee(io.StringIO() if quiet else sys.stdout)
+  bar = tqdm(desc=f"[{device}] training steps", unit="step", disable=quiet, file=sys.stderr)
+  rec, tee = RecordLosses(bar), Tee(io.StringIO() if quiet else sys.stdout)
   st = time.perf_counter()
-  with rec, contextlib.redirect_stdout(tee):
+  with rec, bar, contextlib.redirect_stdout(tee):
     g = run_script(script, device, argv or [], host_rng=seed, run_name="hlb_main")  # not __main__: main.py's 25-run loop does not start
     if "main" in g and "make_net" in g:
       g = g["main"].__globals__  # the script's live globals (run_path returns a copy), which main() reads

@@ -18,7 +18,7 @@ import torch
 from tinygrad import Tensor, dtypes
 
 from tinybounty.torch_backend import ops
-from tinybounty.torch_backend.stats import count, to_host
+from tinybounty.torch_backend.stats import count, on_device, to_host
 from tinybounty.torch_backend.strided import strided_read, strided_write
 
 BACKEND = "tiny"
@@ -54,7 +54,7 @@ def _storage(t: torch.Tensor) -> TinyStorage:
 
 def _new(shape: tuple[int, ...], dtype: torch.dtype, buf: Tensor) -> torch.Tensor:
   t = torch._C._acc.create_empty_tensor(shape, dtype)
-  t.untyped_storage()._tiny = TinyStorage(buf)
+  t.untyped_storage()._tiny = TinyStorage(on_device(buf))
   return t
 
 
@@ -86,7 +86,7 @@ def write(t: torch.Tensor, value: Tensor, uniform: bool = False) -> torch.Tensor
   `uniform`: the same value everywhere (fill_, zero_), allowed through broadcast dims as on the CPU."""
   st = _storage(t)
   if ops.to_tiny_dtype(t.dtype) != st.buf.dtype: raise NotImplementedError(f"tiny: writing {t.dtype} into {st.buf.dtype} storage")
-  value = value.cast(st.buf.dtype)
+  value = on_device(value.cast(st.buf.dtype))
   if tuple(value.shape) != tuple(t.shape): value = value.expand(tuple(t.shape)) if t.ndim else value.reshape(())
   if t.is_contiguous() and t.storage_offset() == 0 and t.numel() == st.buf.shape[0]: st.value, st._buf = value.contiguous().realize(), None
   else: st.buf = strided_write(st.buf, value, tuple(t.shape), t.stride(), t.storage_offset(), uniform).contiguous().realize()
@@ -383,6 +383,9 @@ def register() -> None:
 
   from tinybounty.torch_backend import serialization, threads
   from tinybounty.torch_backend.module import TinyModule
+  if torch.cuda.is_available():
+    warnings.warn("tiny: registering the tiny device makes it torch's accelerator in this process, and CUDA autograd here then fails "
+                  "an internal assert (pytorch/pytorch#161129): run CUDA training in another process", stacklevel=2)
   threads.install()
   serialization.install()
   _setup_privateuseone_for_python_backend(BACKEND, backend_module=TinyModule())

@@ -106,13 +106,17 @@ class HostRandom(TorchFunctionMode):
 
 
 class RecordLosses(TorchFunctionMode):
-  """Keeps (detached) every tensor `.backward()` is called on: a training script's per-step losses, read after the run."""
-  def __init__(self):
+  """Keeps (detached) every tensor `.backward()` is called on: a training script's per-step losses, read after the run.
+  `bar` (a tqdm) is advanced once per step."""
+  def __init__(self, bar: Any = None):
     super().__init__()
     self.tensors: list[torch.Tensor] = []
+    self.bar = bar
 
   def __torch_function__(self, func, types, args=(), kwargs=None):
-    if func is torch.Tensor.backward: self.tensors.append(args[0].detach())
+    if func is torch.Tensor.backward:
+      self.tensors.append(args[0].detach())
+      if self.bar is not None: self.bar.update()
     return func(*args, **(kwargs or {}))
 
   def losses(self) -> list[float]:

@@ -10,22 +10,28 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
-from tinygrad import Tensor
+from tinygrad import Device, Tensor
 
 _counts: Counter = Counter()
+
+
+def on_device(t: Tensor) -> Tensor:
+  """`t` placed on tinygrad's default device. tinygrad 0.14's constants (full, ones_like, a gradient seed) have no
+  device, and realizing or reading one runs a kernel on tinygrad's CPU device: not the device the user chose."""
+  return t if t.device is not None else t.clone(Device.DEFAULT)
 
 
 def to_host(t: Tensor) -> np.ndarray:
   """Copy a tinygrad tensor's contents to a numpy array, counted as one device-to-host transfer."""
   _counts["d2h"] += 1
   _counts["d2h_bytes"] += t.nbytes()
-  return t.numpy()
+  return on_device(t).numpy()
 
 
 def size_sync(t: Tensor) -> int:
   """Read one integer that sizes a data-dependent output, counted as a size sync (not a data transfer)."""
   _counts["size_syncs"] += 1
-  return int(t.item())
+  return int(on_device(t).item())
 
 
 def count(name: str, n: int = 1) -> None:
