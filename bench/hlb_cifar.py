@@ -2,7 +2,7 @@
 
   DEV=CUDA PYTHONPATH=. python bench/hlb_cifar.py path/to/hlb-CIFAR10/main.py [--epochs 1] [--data CIFAR_DIR] [--runs cuda tiny]
 
-The script is loaded through tinybounty.torch_backend.run (never copied or edited): its data cache (main.py's
+The script is loaded through tinybounty.runner (never copied or edited): its data cache (main.py's
 'data.pt' in the working directory) is written first if missing, from --data or a synthetic CIFAR-format set of
 50000 + 10000 images. Both runs use --host-rng (one seeded CPU generator for randperm / crops / flips / cutmix, moved
 to the device), so they see identical batches. The CUDA run's initial network (after main.py's whitening init) is
@@ -27,8 +27,8 @@ import torch
 
 from tinybounty.hardware import machine
 from tinybounty.records import format_row
-from tinybounty.torch_backend.compare import max_rel_diff, run
-from tinybounty.torch_backend.run import find_data_location, write_data_cache
+from tinybounty.runner.compare import max_rel_diff, run
+from tinybounty.runner.run import find_data_location, write_data_cache
 
 
 def train(script: str, device: str, epochs: float, seed: int, init: dict | None) -> tuple[list[float], list[float], dict]:

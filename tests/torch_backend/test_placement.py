@@ -29,6 +29,6 @@ PROGRAM = textwrap.dedent("""
 
 
 def test_constants_never_touch_tinygrads_cpu_device():
-  env = {**os.environ, "DEV": "PYTHON", "PYTHONPATH": os.getcwd()}
+  env = {**os.environ, "DEV": "PYTHON", "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}
   r = subprocess.run([sys.executable, "-c", PROGRAM], env=env, capture_output=True, text=True, timeout=300)
   assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-3000:]

@@ -3,7 +3,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from tinybounty.torch_backend import compare, run
+from tinybounty.runner import compare, run
 
 SCRIPT = pathlib.Path(run.__file__).parent / "scripts" / "hlb_like.py"
 

@@ -1,11 +1,12 @@
 import pathlib
+import subprocess
 import sys
 
 import numpy as np
 import pytest
 import torch
 
-from tinybounty.torch_backend import run
+from tinybounty.runner import run
 
 
 def test_cuda_device_arguments_are_redirected():
@@ -73,3 +74,10 @@ def test_unmodified_cuda_script_runs_and_matches_cpu(tmp_path, monkeypatch, devi
     runs[dev] = rec.losses()
     assert g["net"][1].weight.device.type == dev and g["elapsed"] >= 0
   assert len(runs[device]) == 3 and np.allclose(runs[device], runs["cpu"], rtol=1e-4)
+
+
+def test_runner_leaves_pytorchs_accelerator_alone():
+  """A CUDA reference run must not register the tiny device: that makes it torch's accelerator and breaks CUDA autograd."""
+  code = "import torch, tinybounty.runner.compare, tinybounty.runner.run; print(torch._C._get_privateuse1_backend_name())"
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120).stdout
+  assert out.strip() == "privateuseone"

@@ -9,14 +9,14 @@ from tinybounty.bounties.base import Bounty, Result, Status, needs_hardware
 from tinybounty.hardware import nvidia_gpus
 from tinybounty.records import latest
 
-SCRIPTS = pathlib.Path(__file__).resolve().parent.parent / "torch_backend" / "scripts"
+SCRIPTS = pathlib.Path(__file__).resolve().parent.parent / "runner" / "scripts"
 
 
 def _analogue(full: bool) -> Result:
   """Our scripts through the runner on the tiny device vs PyTorch CPU, same weights and batches: per-step loss agreement."""
   import tinybounty.torch_backend  # noqa: F401 - registers the tiny device
-  from tinybounty.torch_backend.compare import max_rel_diff, run
-  from tinybounty.torch_backend.run import find_data_location, write_data_cache
+  from tinybounty.runner.compare import max_rel_diff, run
+  from tinybounty.runner.run import find_data_location, write_data_cache
   script = SCRIPTS / ("hlb_like.py" if full else "cuda_minimal.py")
   argv = ["--epochs", "1", "--steps", "3", "--widths", "8", "8", "8", "--float32"] if full else []
   cwd = os.getcwd()

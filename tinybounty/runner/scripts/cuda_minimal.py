@@ -1,7 +1,7 @@
 """The smallest CUDA training script with the constructs the runner handles (device strings, torchvision imports, a
 data cache at hyp['misc']['data_location'], randperm batching, label smoothing, nesterov SGD, torch.cuda timing).
 
-  python -m tinybounty.torch_backend.run --device tiny tinybounty/torch_backend/scripts/cuda_minimal.py
+  python -m tinybounty.torch_backend.run --device tiny tinybounty/runner/scripts/cuda_minimal.py
 """
 import torch
 import torch.nn.functional as F

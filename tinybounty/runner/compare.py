@@ -1,7 +1,7 @@
 """Train one hlb-CIFAR10-style script on two devices from identical weights and batches, and compare per-step losses.
 
 Used by bench/hlb_cifar.py (the real main.py: PyTorch CUDA vs tiny on DEV=CUDA) and by bounty 02's check (our
-scaled-down tinybounty/torch_backend/scripts/hlb_like.py: CPU vs tiny). The script runs through run.run_script.
+scaled-down tinybounty/runner/scripts/hlb_like.py: CPU vs tiny). The script runs through run.run_script.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import time
 
 from tqdm import tqdm
 
-from tinybounty.torch_backend.run import RecordLosses, on_device, run_script
+from tinybounty.runner.run import RecordLosses, on_device, run_script
 
 
 class Tee(io.TextIOBase):

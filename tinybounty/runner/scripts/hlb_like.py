@@ -6,7 +6,7 @@ init, randperm batching with random crops and flips, GELU / BatchNorm / max-pool
 label smoothing with a summed loss, SGD with nesterov and two OneCycleLR schedules, an EMA of the weights, and
 torch.cuda.Event timing. Scaled down (widths 16-64, batch 64) so that it trains in seconds on a CPU:
 
-  python -m tinybounty.torch_backend.run --device tiny tinybounty/torch_backend/scripts/hlb_like.py --epochs 2
+  python -m tinybounty.torch_backend.run --device tiny tinybounty/runner/scripts/hlb_like.py --epochs 2
 """
 import argparse
 import copy

@@ -1,0 +1,3 @@
+from tinybounty.runner.run import main
+
+raise SystemExit(main())
