@@ -12,16 +12,19 @@ A call adds to the memo only if nothing in it reads state outside the graph: no 
 pinned to itself (stock pins it for the rest of the call, an order-dependent effect: from that pin on the call neither
 reads nor writes the memo). Calls with a ctx run the same loop without the memo, calling rules in exactly stock's
 order, so rules with side effects on ctx see the same calls.
+
+`unified_rewrite` is the loop in Python; `native_unified_rewrite(loop)` runs the same algorithm in C (loop.c).
 """
 from __future__ import annotations
 
 import operator
+from typing import Callable
 
 from tinygrad.dtype import AddrSpace
 from tinygrad.helpers import ContextVar
 from tinygrad.uop.ops import REWRITE_STACK_LIMIT, BottomUpGate, Ops, RewriteContext, UOp
 
-from tinybounty.engine.dispatch import dispatcher
+from tinybounty.engine.dispatch import dispatcher, matcher_arg
 from tinybounty.engine.hot import rebuild_dtype
 
 _MISS = object()
@@ -126,3 +129,14 @@ def unified_rewrite(self: RewriteContext, root: UOp) -> UOp:
   if pure:
     for k, v in replace.items(): k.__dict__[tok] = None if v is k else v
   return replace[root]
+
+
+def native_unified_rewrite(loop) -> Callable[[RewriteContext, UOp], UOp]:
+  """unified_rewrite with the loop, dispatch and memo in C (loop: the module native.bind() returns)."""
+  rewrite = loop.rewrite
+
+  def unified_rewrite_native(self: RewriteContext, root: UOp) -> UOp:
+    tok = memo_token(self.pm, self.bpm, self.enter_calls) if self.ctx is None else None
+    return rewrite(root, self.replace, self.bpm_cache, matcher_arg(self.pm), matcher_arg(self.bpm), self.ctx, self.enter_calls,
+                   REWRITE_STACK_LIMIT.value, tok)
+  return unified_rewrite_native

@@ -1,0 +1,92 @@
+"""The C rewrite loop (loop.c), compiled on first use with the system C compiler and loaded with importlib.
+
+The shared object is cached under tinygrad's cache directory (`$XDG_CACHE_HOME/tinygrad/tinybounty`, or
+`TINYBOUNTY_NATIVE_CACHE`), named by a hash of the source, the compiler command and the Python version, and written to a
+temporary file then renamed, so a failed or concurrent build never leaves a half-written module. `bind()` hands it
+tinygrad's objects (UOp's slots, a few Ops, the hash-consing cache, stock's constructor for the cases it leaves to stock)
+and returns its C fast paths for `UOpMetaClass.__call__` and `recursive_property.__get__`. `load()` raises
+NativeUnavailable naming the problem (no compiler, no Python.h, a compile error); `TINYBOUNTY_NATIVE=0` turns it off.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from pathlib import Path
+from types import ModuleType
+
+from tinygrad.dtype import AddrSpace, dtypes
+from tinygrad.helpers import SPEC, cache_dir
+from tinygrad.uop.ops import BottomUpGate, Ops, UOp, UOpMetaClass, recursive_property
+
+from tinybounty.engine.hot import STOCK, dtype_of, recursive_property_get
+
+SOURCE = Path(__file__).with_name("loop.c")
+FLAGS = ["-O2", "-shared", "-fPIC", "-fno-strict-aliasing"]
+_loaded: dict[str, ModuleType] = {}
+
+
+class NativeUnavailable(RuntimeError):
+  """The C loop cannot be built or loaded here; the message says why."""
+
+
+def _compiler() -> str:
+  for cc in (os.environ.get("CC"), sysconfig.get_config_var("CC"), "clang", "gcc", "cc"):
+    if cc and (path := shutil.which(cc.split()[0])): return path
+  raise NativeUnavailable("no C compiler found (set CC, or install clang: scripts/setup does)")
+
+
+def _build(target: Path) -> None:
+  include = sysconfig.get_paths()["include"]
+  if not (Path(include) / "Python.h").exists():
+    raise NativeUnavailable(f"Python.h not found in {include}: install this Python's development headers (python3-dev on Debian)")
+  cmd = [_compiler(), *FLAGS, f"-I{include}", str(SOURCE), "-o"]
+  target.parent.mkdir(parents=True, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(suffix=".so.tmp", dir=target.parent)
+  os.close(fd)
+  try:
+    proc = subprocess.run([*cmd, tmp], capture_output=True, text=True)
+    if proc.returncode != 0: raise NativeUnavailable(f"compiling {SOURCE.name} failed ({' '.join(cmd)}):\n{proc.stderr.strip()}")
+    os.replace(tmp, target)
+  finally:
+    if os.path.exists(tmp): os.unlink(tmp)
+
+
+def module_path() -> Path:
+  """Where the compiled loop for this source, compiler flags and Python lives (built or not)."""
+  key = hashlib.sha256(SOURCE.read_bytes() + " ".join(FLAGS).encode() + sys.version.encode()).hexdigest()[:16]
+  root = Path(os.environ.get("TINYBOUNTY_NATIVE_CACHE") or Path(cache_dir) / "tinybounty")
+  return root / f"_loop_{key}{sysconfig.get_config_var('EXT_SUFFIX')}"
+
+
+def load() -> ModuleType:
+  """The compiled C loop module, built first if needed (raises NativeUnavailable with the reason)."""
+  if (mod := _loaded.get("loop")) is not None: return mod
+  if os.environ.get("TINYBOUNTY_NATIVE", "1") in ("", "0"): raise NativeUnavailable("turned off by TINYBOUNTY_NATIVE=0")
+  if not (path := module_path()).exists(): _build(path)
+  spec = importlib.util.spec_from_file_location("tinybounty.engine._loop", path)
+  if spec is None or spec.loader is None: raise NativeUnavailable(f"cannot load {path}")
+  try:
+    spec.loader.exec_module(mod := importlib.util.module_from_spec(spec))
+  except ImportError as e:
+    raise NativeUnavailable(f"loading {path} failed: {e}") from e
+  _loaded["loop"] = mod
+  return mod
+
+
+def bind() -> tuple[ModuleType, dict[str, object]]:
+  """The C module set up with tinygrad's objects, and its fast paths by hot.PATCHES name (raises NativeUnavailable)."""
+  mod = load()
+  if (patches := _bound.get(mod)) is None:
+    call, get = mod.setup(UOp, UOpMetaClass, recursive_property, (Ops.BUFFER, Ops.FUNCTION, Ops.CALL, UOp._OPAQUE_CALL_BODIES, AddrSpace.ALU,
+                          BottomUpGate), UOpMetaClass.ucache, dtype_of, dtypes.void, SPEC, STOCK["uop_call"], recursive_property_get)
+    patches = _bound[mod] = {"uop_call": call, "recursive_property": get}
+  return mod, patches
+
+
+_bound: dict[ModuleType, dict[str, object]] = {}
