@@ -20,29 +20,33 @@ from tinygrad import Device
 from tinygrad.uop.ops import RewriteContext
 
 import tinybounty.engine as engine
+from tinybounty.engine import native
 from tinybounty.engine.hot import PATCHES, STOCK
-from tinybounty.engine.measure import MODELS, compare, run_once
-from tinybounty.engine.rewrite import unified_rewrite
+from tinybounty.engine.measure import MODELS, compare, describe_engine, run_once
+from tinybounty.engine.rewrite import native_unified_rewrite
 from tinybounty.hardware import machine
 
 
 def profile(build, top: int = 25) -> None:
   pr = cProfile.Profile()
-  with engine.enabled(True): run_once(build, pr)
+  with engine.enabled(True):
+    print(f"  ours = {describe_engine(engine.engine_kind())}")
+    run_once(build, pr)
   pstats.Stats(pr).sort_stats("tottime").print_stats(top)
 
 
 def _without(part: str | None) -> None:
-  """Install the whole engine, then put one part (a hot.PATCHES entry, or "gc": GC passes during rewrites) back to stock."""
-  engine.install()
-  if part == "gc": RewriteContext.unified_rewrite = lambda self, root: unified_rewrite(self, root)
-  elif part is not None: setattr(PATCHES[part][0], PATCHES[part][1], STOCK[part])
+  """Install the whole engine, then take one part out: "C loop" (the Python engine runs), "gc" (GC passes run during
+  rewrites), or a hot.PATCHES entry (stock's function)."""
+  engine.install(native_loop=part != "C loop")
+  if part == "gc": RewriteContext.unified_rewrite = native_unified_rewrite(native.bind()[0])
+  elif part in PATCHES: setattr(PATCHES[part][0], PATCHES[part][1], STOCK[part])
 
 
 def ablate(build, repeats: int) -> None:
   """Rewrite time of stock, of everything, and of everything but each part, alternating in one process (medians)."""
   configs = {"stock": engine.uninstall, "everything": lambda: _without(None),
-             **{f"everything but {p}": functools.partial(_without, p) for p in ["gc", *PATCHES]}}
+             **{f"everything but {p}": functools.partial(_without, p) for p in ["C loop", "gc", *PATCHES]}}
   times: dict[str, list[float]] = {k: [] for k in configs}
   for i in range(repeats):
     for name in (list(configs) if i % 2 == 0 else list(configs)[::-1]):

@@ -94,10 +94,10 @@ def _count_buffer(b: UOp):
   return None
 
 
-def test_memo_skips_rules_without_ctx_and_follows_settings():
+def test_memo_skips_rules_without_ctx_and_follows_settings(ours):
   pm, g = PatternMatcher([(UPat(Ops.BUFFER, name="a"), _z_from_setting)]), (x + z) * y
   calls.clear()
-  with engine.enabled(True):
+  with ours():
     first = graph_rewrite(g, pm)
     n = len(calls)
     assert graph_rewrite(g, pm) is first and len(calls) == n  # memoized: no rule ran the second time
@@ -108,10 +108,10 @@ def test_memo_skips_rules_without_ctx_and_follows_settings():
   assert seven is not first and n > 0
 
 
-def test_device_buffer_graphs_are_not_memoized():
+def test_device_buffer_graphs_are_not_memoized(ours):
   pm, g = PatternMatcher([(UPat(Ops.BUFFER, name="b"), _count_buffer)]), UOp.new_buffer("CPU", 16, dtypes.float32).reshape((4, 4))
   calls.clear()
-  with engine.enabled(True):
+  with ours():
     graph_rewrite(g, pm); graph_rewrite(g, pm)
   assert len(calls) == 2
 
@@ -128,11 +128,12 @@ def test_bottom_up_gate_matches_stock(both):
   assert ours is stock
 
 
-def test_infinite_loop_raises_like_stock():
+@pytest.mark.parametrize("bottom_up", [False, True])
+def test_infinite_loop_raises_like_stock(ours, bottom_up):
   pm = PatternMatcher([(UPat(Ops.ADD, name="a"), lambda a: a.src[1] + a.src[0])])
-  for on in (False, True):
-    with engine.enabled(on), pytest.raises(RuntimeError, match="infinite loop"):
-      with Context(REWRITE_STACK_LIMIT=1000): graph_rewrite(x + y, pm, bottom_up=True)
+  for on in (engine.enabled(False), ours()):
+    with on, pytest.raises(RuntimeError, match="infinite loop"):
+      with Context(REWRITE_STACK_LIMIT=1000): graph_rewrite(x + y, pm, bottom_up=bottom_up)
 
 
 exprs = st.recursive(st.sampled_from([x, y, z]) | st.integers(-8, 8).map(lambda c: C(c)),
@@ -145,11 +146,12 @@ def _alu(op: str, a: UOp, b: UOp) -> UOp:
   return {"+": a.__add__, "*": a.__mul__, "//": a.__floordiv__, "%": a.__mod__, "max": a.maximum}[op](b)
 
 
+@pytest.mark.parametrize("native_loop", [True, False], ids=["native", "python"])
 @settings(max_examples=60, deadline=None)
-@given(exprs)
-def test_symbolic_simplification_matches_stock(e):
+@given(e=exprs)
+def test_symbolic_simplification_matches_stock(native_loop, e):
   with engine.enabled(False): stock = (graph_rewrite(e, sym), graph_rewrite(e, symbolic), e.simplify())
-  with engine.enabled(True): ours = (graph_rewrite(e, sym), graph_rewrite(e, symbolic), e.simplify())
+  with engine.enabled(True, native_loop): ours = (graph_rewrite(e, sym), graph_rewrite(e, symbolic), e.simplify())
   assert all(a is b for a, b in zip(stock, ours))
 
 

@@ -9,9 +9,11 @@ import tinybounty.engine as engine
 from tinybounty.engine.hot import PATCHES, STOCK, base, dtype_of, shape_of
 
 
-def test_uninstall_restores_every_patched_attribute():
-  engine.install()
-  assert all(owner.__dict__[attr] is ours for owner, attr, ours in PATCHES.values())
+@pytest.mark.parametrize("native_loop", [True, False], ids=["native", "python"])
+def test_uninstall_restores_every_patched_attribute(native_loop):
+  engine.install(native_loop)
+  native_patches = engine.native.bind()[1] if native_loop else {}
+  assert all(owner.__dict__[attr] is native_patches.get(name, ours) for name, (owner, attr, ours) in PATCHES.items())
   engine.uninstall()
   assert all(owner.__dict__[attr] is STOCK[name] for name, (owner, attr, _) in PATCHES.items())
 

@@ -91,10 +91,11 @@ def uninstall() -> None:
 
 
 @contextlib.contextmanager
-def enabled(on: bool = True) -> Iterator[None]:
-  """Run a block with our engine installed (on=True) or with stock's (on=False), restoring the previous state after."""
+def enabled(on: bool = True, native_loop: bool = True) -> Iterator[None]:
+  """Run a block with our engine installed (on=True; native_loop as in install) or with stock's (on=False), restoring the previous state after."""
   was = engine_kind()
-  (install if on else uninstall)()
+  if on: install(native_loop)
+  else: uninstall()
   try:
     yield
   finally:

@@ -1,0 +1,82 @@
+"""The C loop (tinybounty/engine/loop.c): its build, and what it does that the Python loop cannot show (errors, construction)."""
+import os
+import subprocess
+import sys
+
+import pytest
+from tinygrad.dtype import dtypes
+from tinygrad.helpers import Context
+from tinygrad.uop.ops import Ops, PatternMatcher, UOp, UPat, graph_rewrite
+
+import tinybounty.engine as engine
+from tinybounty.engine import native
+
+x, y = UOp.variable("x", 0, 10), UOp.variable("y", 0, 10)
+
+
+def test_build_is_cached_and_named_by_the_source(tmp_path, monkeypatch):
+  monkeypatch.setenv("TINYBOUNTY_NATIVE_CACHE", str(tmp_path))
+  path = native.module_path()
+  assert path.parent == tmp_path and not path.exists()
+  native._build(path)
+  assert list(tmp_path.iterdir()) == [path]  # the temporary file was renamed, nothing else is left
+
+
+def test_failed_build_names_the_problem_and_leaves_nothing(tmp_path, monkeypatch):
+  monkeypatch.setenv("CC", "false")  # a "compiler" that always fails
+  with pytest.raises(native.NativeUnavailable, match="compiling loop.c failed"): native._build(tmp_path / "m.so")
+  assert list(tmp_path.iterdir()) == []
+
+
+def test_without_the_c_loop_install_warns_and_says_python_runs():
+  script = "import warnings, tinybounty.engine as e\nwith warnings.catch_warnings(record=True) as w:\n" \
+           "  warnings.simplefilter('always'); e.install()\nprint(e.engine_kind(), '|', e.native_error(), '|', len(w), w[0].message)"
+  env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "TINYBOUNTY_NATIVE": "0"}
+  out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True).stdout
+  kind, error, warning = out.split(" | ")
+  assert kind == "python" and "TINYBOUNTY_NATIVE=0" in error and warning.startswith("1 tinybounty.engine: the C rewrite loop is unavailable")
+
+
+def _raise_on_mul(a: UOp):
+  if a.op is Ops.MUL: raise ValueError(f"rule failed on {a.op}")
+  return None
+
+
+@pytest.mark.parametrize("bottom_up", [False, True])
+def test_rule_exceptions_propagate_and_memoize_nothing(ours, bottom_up):
+  pm, g = PatternMatcher([(UPat((Ops.ADD, Ops.MUL), name="a"), _raise_on_mul)]), (x + 1) * y
+  with ours():
+    with pytest.raises(ValueError, match="rule failed on Ops.MUL"): graph_rewrite(g, pm, bottom_up=bottom_up)
+    assert graph_rewrite(x + 1, pm, bottom_up=bottom_up) is x + 1  # the loop is left in a usable state
+    with pytest.raises(ValueError, match="rule failed"): graph_rewrite(g, pm, bottom_up=bottom_up)  # not memoized
+
+
+def test_a_rule_returning_a_non_uop_is_a_clear_error():
+  pm = PatternMatcher([(UPat(Ops.ADD), lambda: 3)])
+  with engine.enabled(True):
+    assert engine.engine_kind() == "native", engine.native_error()
+    with pytest.raises(TypeError, match="expected a UOp in the graph, got 3"): graph_rewrite(x + 1, pm)
+
+
+def _uops() -> list:
+  """UOp constructor calls of every form: positional, keywords, defaults, derived dtype, metadata, spec checks."""
+  c = UOp.const(3, dtypes.int)
+  return [UOp(Ops.ADD, dtypes.int, (c, c)), UOp(Ops.ADD, src=(c, c)), UOp(op=Ops.MUL, src=(c, c), dtype=dtypes.int, tag=1),
+          UOp(Ops.SINK), UOp(Ops.CMPLT, src=(c, c)), c.cast(dtypes.float), UOp(Ops.ADD, dtypes.int, (c, c), None, None, None),
+          UOp(Ops.NOOP, src=(c,)), x * y, (x + 2).simplify()]
+
+
+def test_uop_construction_is_stocks(both):
+  stock, ours = both(_uops)
+  assert all(a is b for a, b in zip(stock, ours))
+  with Context(SPEC=2):
+    stock, ours = both(_uops)
+    assert all(a is b for a, b in zip(stock, ours))
+  for on in (False, True):
+    with engine.enabled(on), pytest.raises(TypeError): UOp(Ops.ADD, nonsense=1)
+
+
+def test_recursive_properties_are_stocks(both):
+  build = lambda: [(u._shape, u.key, u.vmin, u.vmax) for u in ((x + y) * 2 + (x < y).where(x, y), UOp.const(1.0, dtypes.float).reshape((1,)))]  # noqa: E731
+  stock, ours = both(build)
+  assert stock == ours
