@@ -48,8 +48,9 @@ pm_shapes = PatternMatcher([
   lambda: UOp.sink(x.maximum(x), x.maximum(C(3)), (x.maximum(x) + 0) * 1),
 ], ids=["commutative", "any_len_sink", "early_reject"])
 @pytest.mark.parametrize("bottom_up", [False, True])
-def test_hand_built_graphs_match_stock(both, build, bottom_up):
-  stock, ours = both(lambda: graph_rewrite(build(), pm_shapes, bottom_up=bottom_up))
+@pytest.mark.parametrize("walk", [False, True])
+def test_hand_built_graphs_match_stock(both, build, bottom_up, walk):
+  stock, ours = both(lambda: graph_rewrite(build(), pm_shapes, bottom_up=bottom_up, walk=walk))
   assert ours is stock
   assert stock is not build()  # the rules did something
 
@@ -75,6 +76,8 @@ def test_ctx_rules_called_in_stock_order(both):
     seen: list = []
     graph_rewrite(g, pm_record, ctx=seen)
     graph_rewrite(g, pm_record, ctx=seen, bottom_up=True)
+    graph_rewrite(g, pm_record, ctx=seen, walk=True)
+    graph_rewrite(g, pm_record, ctx=seen, bottom_up=True, walk=True)
     return seen
   stock, ours = both(calls)
   assert ours == stock and len(stock) > 10

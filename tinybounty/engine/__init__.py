@@ -14,7 +14,7 @@ import contextlib
 import gc
 import os
 import warnings
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from tinygrad.uop import ops
 
@@ -39,8 +39,9 @@ def without_gc(loop: Loop) -> Loop:
 
 
 _ENTRIES: dict[str, Loop] = {"python": without_gc(unified_rewrite)}
-_NATIVE_PATCHES: dict[str, object] = {}
+_NATIVE_PATCHES: dict[str, tuple[Any, str, Any]] = {}
 _native_error: list[str] = []
+STOCK_OBJECTS: dict[str, Any] = {"unified_rewrite": _STOCK["unified_rewrite"], **STOCK, **native.STOCK_NATIVE}
 
 
 def _load_native() -> bool:
@@ -58,6 +59,12 @@ def _load_native() -> bool:
   return True
 
 
+def patches(kind: str) -> dict[str, tuple[Any, str, Any]]:
+  """What install() sets for an engine kind ("native" or "python"): name -> (owner, attribute, ours); STOCK_OBJECTS has stock's."""
+  loop = {"unified_rewrite": (ops.RewriteContext, "unified_rewrite", _ENTRIES[kind])}
+  return {**loop, **PATCHES, **(_NATIVE_PATCHES if kind == "native" else {})}
+
+
 def engine_kind() -> str | None:
   """Which engine tinygrad runs now: "native" (the C loop), "python", or None (stock)."""
   return next((k for k, entry in _ENTRIES.items() if ops.RewriteContext.unified_rewrite is entry), None)
@@ -73,9 +80,8 @@ def install(native_loop: bool = True) -> None:
 
   native_loop: the C loop and C fast paths (built on first use; if they cannot be, a warning names the reason and the
   Python engine runs); False: the Python engine."""
-  kind = "native" if native_loop and _load_native() else "python"
-  ops.RewriteContext.unified_rewrite = _ENTRIES[kind]
-  for name, (owner, attr, ours) in PATCHES.items(): setattr(owner, attr, _NATIVE_PATCHES.get(name, ours) if kind == "native" else ours)
+  _restore_stock()
+  for owner, attr, ours in patches("native" if native_loop and _load_native() else "python").values(): setattr(owner, attr, ours)
 
 
 def native_error() -> str | None:
@@ -83,13 +89,14 @@ def native_error() -> str | None:
   return _native_error[0] if _native_error else None
 
 
+def _restore_stock() -> None:
+  for name, (owner, attr, _) in {**patches("python"), **_NATIVE_PATCHES}.items(): setattr(owner, attr, STOCK_OBJECTS[name])
+
+
 def uninstall() -> None:
   """Restore tinygrad's stock rewrite engine exactly and drop our memo (idempotent)."""
-  ops.RewriteContext.unified_rewrite = _STOCK["unified_rewrite"]
-  for name, (owner, attr, _) in PATCHES.items(): setattr(owner, attr, STOCK[name])
+  _restore_stock()
   clear_memo()
-
-
 @contextlib.contextmanager
 def enabled(on: bool = True, native_loop: bool = True) -> Iterator[None]:
   """Run a block with our engine installed (on=True; native_loop as in install) or with stock's (on=False), restoring the previous state after."""

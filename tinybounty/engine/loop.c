@@ -12,7 +12,7 @@
 static PyTypeObject *uop_type;
 static Py_ssize_t off_op, off_dtype, off_src, off_arg, off_tag;
 static PyObject *op_buffer, *op_function, *op_call, *opaque_bodies, *addrspace_alu, *bottom_up_gate, *ucache, *dtype_of,
-  *void_dtype, *spec, *stock_call, *recursive_get, *s_src_ops, *s_addrspace, *s_value, *s_nm, *s_issubset, *stage_obj[3];
+  *void_dtype, *spec, *stock_call, *recursive_get, *s_src_ops, *s_addrspace, *s_value, *s_nm, *s_fxn, *s_issubset, *stage_obj[3], *stock_del;
 
 #define FIELD(u, off) (*(PyObject **)((char *)(u) + (off)))
 
@@ -28,6 +28,28 @@ static PyObject *uop_dict(PyObject *u) {
   if (dp == NULL) { PyErr_SetString(PyExc_TypeError, "tinybounty.engine: UOp without __dict__"); return NULL; }
   if (*dp == NULL && (*dp = PyDict_New()) == NULL) return NULL;
   return *dp;
+}
+
+/* a stack of stock's (n, stage, new_n) triples, owning both references */
+typedef struct { PyObject *n, *x; long stage; } Frame;  /* (n, stage, new_n) of stock's stack, owning both references */
+typedef struct { Frame *f; Py_ssize_t len, cap; } Stack;
+
+static int push(Stack *s, PyObject *n, long stage, PyObject *x) {
+  if (s->len == s->cap) {
+    Py_ssize_t cap = s->cap ? 2 * s->cap : 256;
+    Frame *f = PyMem_Realloc(s->f, cap * sizeof(Frame));
+    if (f == NULL) { PyErr_NoMemory(); return -1; }
+    s->f = f, s->cap = cap;
+  }
+  Py_INCREF(n);
+  Py_INCREF(x);
+  s->f[s->len++] = (Frame){n, x, stage};
+  return 0;
+}
+
+static void clear(Stack *s) {
+  while (s->len) { s->len--; Py_DECREF(s->f[s->len].n); Py_DECREF(s->f[s->len].x); }
+  PyMem_Free(s->f);
 }
 
 /* ---- hash-consed construction: UOpMetaClass.__call__ for a known dtype, no metadata, no Buffer, SPEC <= 1 ---- */
@@ -98,20 +120,80 @@ static PyObject *uop_call(PyObject *cls, PyObject *const *args, Py_ssize_t nargs
   return ret;
 }
 
-/* ---- recursive_property.__get__: the cached value read in C, stock's walk (ours in Python) on a miss ---- */
+/* ---- recursive_property.__get__: the value cached in x.__dict__, else computed for every uncached node under x ---- */
+
+/* every node under x without nm in its __dict__, sources before users (stock's gated toposort), as dict keys */
+static PyObject *uncached(PyObject *x, PyObject *nm) {
+  PyObject *order = PyDict_New();
+  Stack s = {NULL, 0, 0};
+  if (order == NULL || push(&s, x, 0, x) < 0) goto error;
+  while (s.len) {
+    Frame f = s.f[--s.len];
+    int in = PyDict_Contains(order, f.n);
+    if (in == 0 && f.stage) in = PyDict_SetItem(order, f.n, Py_None);
+    else if (in == 0 && (in = check_uop(f.n)) == 0) {
+      PyObject **dp = _PyObject_GetDictPtr(f.n), *src = FIELD(f.n, off_src);
+      if ((in = dp != NULL && *dp != NULL ? PyDict_Contains(*dp, nm) : 0) == 0) {
+        in = push(&s, f.n, 1, f.n);
+        for (Py_ssize_t i = PyTuple_GET_SIZE(src) - 1; i >= 0 && in == 0; i--) in = push(&s, PyTuple_GET_ITEM(src, i), 0, PyTuple_GET_ITEM(src, i));
+      }
+    }
+    Py_DECREF(f.n);
+    Py_DECREF(f.x);
+    if (in < 0) goto error;
+  }
+  clear(&s);
+  return order;
+error:
+  clear(&s);
+  Py_XDECREF(order);
+  return NULL;
+}
 
 static PyObject *recursive_property_get(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
   if (nargs < 1 || nargs > 2) { PyErr_SetString(PyExc_TypeError, "__get__ takes 1 or 2 arguments"); return NULL; }
-  PyObject *x = args[0];
-  if (x != Py_None && Py_TYPE(x) == uop_type) {
-    PyObject **dp = _PyObject_GetDictPtr(x), *nm, *v;
-    PyObject **sdp = _PyObject_GetDictPtr(self);
-    if (dp != NULL && *dp != NULL && sdp != NULL && *sdp != NULL && (nm = PyDict_GetItemWithError(*sdp, s_nm)) != NULL &&
-        (v = PyDict_GetItemWithError(*dp, nm)) != NULL) { Py_INCREF(v); return v; }
+  PyObject *x = args[0], **sdp = _PyObject_GetDictPtr(self), *nm, *fxn, *order, *node, *v;
+  if (x == Py_None || Py_TYPE(x) != uop_type || sdp == NULL || *sdp == NULL || (nm = PyDict_GetItemWithError(*sdp, s_nm)) == NULL ||
+      (fxn = PyDict_GetItemWithError(*sdp, s_fxn)) == NULL) {
     if (PyErr_Occurred()) return NULL;
+    PyObject *full[3] = {self, x, nargs > 1 ? args[1] : Py_None};
+    return PyObject_Vectorcall(recursive_get, full, 3, NULL);
   }
-  PyObject *full[3] = {self, args[0], nargs > 1 ? args[1] : Py_None};
-  return PyObject_Vectorcall(recursive_get, full, 3, NULL);
+  PyObject *d = uop_dict(x);
+  if (d == NULL) return NULL;
+  if ((v = PyDict_GetItemWithError(d, nm)) != NULL) return Py_NewRef(v);
+  if (PyErr_Occurred() || (order = uncached(x, nm)) == NULL) return NULL;
+  Py_INCREF(fxn);  /* a rule may replace self.fxn while we run it */
+  Py_ssize_t pos = 0;
+  int err = 0;
+  while (!err && PyDict_Next(order, &pos, &node, &v)) {
+    PyObject *val = PyObject_CallOneArg(fxn, node), *nd;
+    err = val == NULL || (nd = uop_dict(node)) == NULL || PyDict_SetItem(nd, nm, val) < 0;
+    Py_XDECREF(val);
+  }
+  Py_DECREF(fxn);
+  Py_DECREF(order);
+  if (err) return NULL;
+  if ((v = PyDict_GetItemWithError(d, nm)) == NULL && !PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, nm);
+  return Py_XNewRef(v);
+}
+
+/* ---- UOp.__del__: drop the hash-consing entry (stock's __del__ for BUFFERs, which may hold a device Buffer) ---- */
+
+static PyObject *uop_del(PyObject *self, PyObject *unused) {
+  PyObject *key;
+  if (Py_TYPE(self) != uop_type || FIELD(self, off_op) == op_buffer) return PyObject_CallOneArg(stock_del, self);
+  Py_ssize_t offs[5] = {off_op, off_dtype, off_src, off_arg, off_tag};
+  for (int i = 0; i < 5; i++)
+    if (FIELD(self, offs[i]) == NULL) Py_RETURN_NONE;  /* partially constructed: stock's AttributeError, ignored */
+  if ((key = PyTuple_Pack(5, FIELD(self, off_op), FIELD(self, off_dtype), FIELD(self, off_src), FIELD(self, off_arg), FIELD(self, off_tag))) == NULL) return NULL;
+  int err = PyDict_DelItem(ucache, key);
+  Py_DECREF(key);
+  if (err < 0) {
+    if (!PyErr_ExceptionMatches(PyExc_KeyError)) return NULL;
+    PyErr_Clear();
+  }
+  Py_RETURN_NONE;
 }
 
 /* ---- dispatch: PatternMatcher.rewrite through a table of the rules that can match, by op and source ops ---- */
@@ -206,22 +288,6 @@ static PyObject *py_match(PyObject *mod, PyObject *const *args, Py_ssize_t nargs
 }
 
 /* ---- the loop ---- */
-
-typedef struct { PyObject *n, *x; long stage; } Frame;  /* (n, stage, new_n) of stock's stack, owning both references */
-typedef struct { Frame *f; Py_ssize_t len, cap; } Stack;
-
-static int push(Stack *s, PyObject *n, long stage, PyObject *x) {
-  if (s->len == s->cap) {
-    Py_ssize_t cap = s->cap ? 2 * s->cap : 256;
-    Frame *f = PyMem_Realloc(s->f, cap * sizeof(Frame));
-    if (f == NULL) { PyErr_NoMemory(); return -1; }
-    s->f = f, s->cap = cap;
-  }
-  Py_INCREF(n);
-  Py_INCREF(x);
-  s->f[s->len++] = (Frame){n, x, stage};
-  return 0;
-}
 
 /* stock's `if n in waitlist: stack.extend(waitlist.pop(n))` */
 static int release(Stack *s, PyObject *waitlist, PyObject *n) {
@@ -461,11 +527,94 @@ static PyObject *rewrite(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
   } else if (pure && memo_write(replace, tok) < 0) ret = NULL;
   else Py_INCREF(ret);
 out:
-  while (s.len) { s.len--; Py_DECREF(s.f[s.len].n); Py_DECREF(s.f[s.len].x); }
-  PyMem_Free(s.f);
+  clear(&s);
   Py_XDECREF(on_stack);
   Py_XDECREF(waitlist);
   return ret;
+}
+
+/* walk(root, replace, bpm_cache, pm, bpm, ctx, enter_calls) -> RewriteContext.walk_rewrite: one pass, bpm's result
+ * taken as is (its sources not visited), else the sources first, the rebuilt node, and pm's result as is */
+static PyObject *walk(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+  if (nargs != 7) { PyErr_SetString(PyExc_TypeError, "walk takes 7 arguments"); return NULL; }
+  PyObject *root = args[0], *replace = args[1], *bpm_cache = args[2], *ctx = args[5], *r;
+  int enter_calls = PyObject_IsTrue(args[6]);
+  Matcher pm, bpm;
+  if (enter_calls < 0 || matcher_from(args[3], &pm) < 0 || matcher_from(args[4], &bpm) < 0) return NULL;
+  if (!PyDict_CheckExact(replace) || !PyDict_CheckExact(bpm_cache)) { PyErr_SetString(PyExc_TypeError, "replace and bpm_cache must be dicts"); return NULL; }
+  int has_pm = pm.pdict != NULL || pm.fn != NULL, has_bpm = bpm.pdict != NULL || bpm.fn != NULL, err = 0;
+  Stack s = {NULL, 0, 0};
+  if (push(&s, root, 0, root) < 0) return NULL;
+  while (s.len && !err) {
+    Frame f = s.f[--s.len];
+    PyObject *n = f.n, *src;
+    if ((err = PyDict_Contains(replace, n)) != 0 || (err = check_uop(n)) < 0) { err = err < 0; goto next; }
+    src = FIELD(n, off_src);
+    if (!f.stage) {
+      if (has_bpm) {  /* stock's cached_bpm_rewrite */
+        if ((r = PyDict_GetItemWithError(bpm_cache, n)) != NULL) Py_INCREF(r);
+        else if (PyErr_Occurred() || (r = match(&bpm, n, ctx)) == NULL || PyDict_SetItem(bpm_cache, n, r) < 0) { Py_XDECREF(r); err = 1; goto next; }
+        if (r != Py_None) { err = PyDict_SetItem(replace, n, r) < 0; Py_DECREF(r); goto next; }
+        Py_DECREF(r);
+      }
+      if ((err = push(&s, n, 1, n) < 0)) goto next;
+      PyObject *op = FIELD(n, off_op);
+      if (!enter_calls && (op == op_function || op == op_call) && PyTuple_GET_SIZE(src) > 0) {
+        PyObject *body = PyTuple_GET_ITEM(src, 0);
+        int opaque = op == op_function;
+        if ((err = check_uop(body) < 0 || (!opaque && (opaque = PySet_Contains(opaque_bodies, FIELD(body, off_op))) < 0))) goto next;
+        if (opaque && (err = PyDict_SetItem(replace, body, body) < 0)) goto next;
+      }
+      for (Py_ssize_t i = PyTuple_GET_SIZE(src) - 1; i >= 0 && !err; i--) {
+        PyObject *c = PyTuple_GET_ITEM(src, i);
+        int in = PyDict_Contains(replace, c);
+        err = in < 0 || (!in && push(&s, c, 0, c) < 0);
+      }
+    } else {
+      PyObject *new_src = PyTuple_New(PyTuple_GET_SIZE(src)), *new_n;
+      int changed = 0;
+      for (Py_ssize_t i = 0; new_src != NULL && i < PyTuple_GET_SIZE(src); i++) {
+        PyObject *c = PyTuple_GET_ITEM(src, i), *rc = PyDict_GetItemWithError(replace, c);
+        if (rc == NULL && PyErr_Occurred()) Py_CLEAR(new_src);
+        else {
+          PyTuple_SET_ITEM(new_src, i, Py_NewRef(rc != NULL ? rc : c));
+          changed |= rc != NULL && rc != c;
+        }
+      }
+      if (new_src == NULL) { err = 1; goto next; }
+      new_n = changed ? rebuild(n, new_src) : Py_NewRef(n);
+      Py_DECREF(new_src);
+      if (new_n == NULL) { err = 1; goto next; }
+      if (has_pm) {
+        if ((r = match(&pm, new_n, ctx)) == NULL) { Py_DECREF(new_n); err = 1; goto next; }
+        if (r != Py_None) Py_SETREF(new_n, r);
+        else Py_DECREF(r);
+      }
+      err = PyDict_SetItem(replace, n, new_n) < 0;
+      Py_DECREF(new_n);
+    }
+  next:
+    Py_DECREF(f.n);
+    Py_DECREF(f.x);
+  }
+  clear(&s);
+  if (err) return NULL;
+  if ((r = PyDict_GetItemWithError(replace, root)) == NULL && PyErr_Occurred()) return NULL;
+  return Py_NewRef(r != NULL ? r : root);
+}
+
+/* tinygrad's global settings now: every ContextVar's value in ContextVar._cache's order, lists as tuples */
+static PyObject *settings(PyObject *mod, PyObject *cache) {
+  if (!PyDict_CheckExact(cache)) { PyErr_SetString(PyExc_TypeError, "settings: expected ContextVar._cache"); return NULL; }
+  PyObject *out = PyTuple_New(PyDict_GET_SIZE(cache)), *k, *var;
+  Py_ssize_t pos = 0, i = 0;
+  while (out != NULL && PyDict_Next(cache, &pos, &k, &var)) {
+    PyObject *v = PyObject_GetAttr(var, s_value);
+    if (v != NULL && PyList_CheckExact(v)) Py_SETREF(v, PyList_AsTuple(v));
+    if (v == NULL || i >= PyTuple_GET_SIZE(out)) { Py_XDECREF(v); Py_CLEAR(out); break; }
+    PyTuple_SET_ITEM(out, i++, v);
+  }
+  return out;
 }
 
 /* ---- setup ---- */
@@ -482,14 +631,16 @@ static int member_offset(PyObject *cls, const char *name, Py_ssize_t *off) {
 
 static PyMethodDef uop_call_def = {"__call__", (PyCFunction)(void (*)(void))uop_call, METH_FASTCALL | METH_KEYWORDS,
                                    "UOpMetaClass.__call__: the hash-consed UOp (tinybounty.engine's C fast path)"};
+static PyMethodDef uop_del_def = {"__del__", (PyCFunction)uop_del, METH_NOARGS, "UOp.__del__: drop the hash-consing entry (tinybounty.engine)"};
 static PyMethodDef recursive_get_def = {"__get__", (PyCFunction)(void (*)(void))recursive_property_get, METH_FASTCALL,
                                         "recursive_property.__get__: the cached value, else the walk (tinybounty.engine)"};
 
-/* setup(UOp, UOpMetaClass, recursive_property, ops, ucache, dtype_of, void, SPEC, stock_call, recursive_get)
- * ops: (BUFFER, FUNCTION, CALL, opaque call bodies, AddrSpace.ALU, BottomUpGate); returns (uop_call, recursive_get) descriptors */
+/* setup(UOp, UOpMetaClass, recursive_property, ops, ucache, dtype_of, void, SPEC, stock, recursive_get)
+ * ops: (BUFFER, FUNCTION, CALL, opaque call bodies, AddrSpace.ALU, BottomUpGate); stock: (UOpMetaClass.__call__, UOp.__del__)
+ * returns the (UOpMetaClass.__call__, recursive_property.__get__, UOp.__del__) descriptors */
 static PyObject *setup(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
   if (nargs != 10 || !PyType_Check(args[0]) || !PyType_Check(args[1]) || !PyType_Check(args[2]) || !PyTuple_Check(args[3]) ||
-      PyTuple_GET_SIZE(args[3]) != 6 || !PyDict_CheckExact(args[4])) {
+      PyTuple_GET_SIZE(args[3]) != 6 || !PyDict_CheckExact(args[4]) || !PyTuple_Check(args[8]) || PyTuple_GET_SIZE(args[8]) != 2) {
     PyErr_SetString(PyExc_TypeError, "setup: unexpected arguments");
     return NULL;
   }
@@ -498,28 +649,31 @@ static PyObject *setup(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
       member_offset(args[0], "arg", &off_arg) < 0 || member_offset(args[0], "tag", &off_tag) < 0) return NULL;
   PyObject **slots[] = {&op_buffer, &op_function, &op_call, &opaque_bodies, &addrspace_alu, &bottom_up_gate};
   for (int i = 0; i < 6; i++) Py_XSETREF(*slots[i], Py_NewRef(PyTuple_GET_ITEM(args[3], i)));
-  PyObject *keep[] = {args[0], args[4], args[5], args[6], args[7], args[8], args[9]};
-  PyObject **into[] = {(PyObject **)&uop_type, &ucache, &dtype_of, &void_dtype, &spec, &stock_call, &recursive_get};
-  for (int i = 0; i < 7; i++) { Py_INCREF(keep[i]); *into[i] = keep[i]; }  /* module globals live as long as the process */
+  PyObject *keep[] = {args[0], args[4], args[5], args[6], args[7], PyTuple_GET_ITEM(args[8], 0), PyTuple_GET_ITEM(args[8], 1), args[9]};
+  PyObject **into[] = {(PyObject **)&uop_type, &ucache, &dtype_of, &void_dtype, &spec, &stock_call, &stock_del, &recursive_get};
+  for (int i = 0; i < 8; i++) { Py_INCREF(keep[i]); *into[i] = keep[i]; }  /* module globals live as long as the process */
   PyObject *call = PyDescr_NewMethod((PyTypeObject *)args[1], &uop_call_def);
   PyObject *get = PyDescr_NewMethod((PyTypeObject *)args[2], &recursive_get_def);
-  if (call == NULL || get == NULL) { Py_XDECREF(call); Py_XDECREF(get); return NULL; }
-  return Py_BuildValue("(NN)", call, get);
+  PyObject *del = PyDescr_NewMethod(uop_type, &uop_del_def);
+  if (call == NULL || get == NULL || del == NULL) { Py_XDECREF(call); Py_XDECREF(get); Py_XDECREF(del); return NULL; }
+  return Py_BuildValue("(NNN)", call, get, del);
 }
 
 static PyMethodDef methods[] = {
   {"setup", (PyCFunction)(void (*)(void))setup, METH_FASTCALL, "bind the tinygrad objects the loop uses"},
   {"rewrite", (PyCFunction)(void (*)(void))rewrite, METH_FASTCALL, "unified_rewrite's loop: returns replace[root]"},
+  {"walk", (PyCFunction)(void (*)(void))walk, METH_FASTCALL, "RewriteContext.walk_rewrite's loop: returns replace.get(root, root)"},
   {"match", (PyCFunction)(void (*)(void))py_match, METH_FASTCALL, "PatternMatcher.rewrite(uop, ctx) through the dispatch table"},
+  {"settings", (PyCFunction)settings, METH_O, "every ContextVar's value, lists as tuples (the memo's key)"},
   {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_loop", "tinybounty.engine's rewrite loop in C", -1, methods};
 
 PyMODINIT_FUNC PyInit__loop(void) {
-  const char *names[] = {"_src_ops", "addrspace", "value", "nm", "issubset"};
-  PyObject **into[] = {&s_src_ops, &s_addrspace, &s_value, &s_nm, &s_issubset};
-  for (int i = 0; i < 5; i++)
+  const char *names[] = {"_src_ops", "addrspace", "value", "nm", "fxn", "issubset"};
+  PyObject **into[] = {&s_src_ops, &s_addrspace, &s_value, &s_nm, &s_fxn, &s_issubset};
+  for (int i = 0; i < 6; i++)
     if ((*into[i] = PyUnicode_InternFromString(names[i])) == NULL) return NULL;
   for (long i = 0; i < 3; i++)
     if ((stage_obj[i] = PyLong_FromLong(i)) == NULL) return NULL;

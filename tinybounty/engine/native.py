@@ -4,7 +4,8 @@ The shared object is cached under tinygrad's cache directory (`$XDG_CACHE_HOME/t
 `TINYBOUNTY_NATIVE_CACHE`), named by a hash of the source, the compiler command and the Python version, and written to a
 temporary file then renamed, so a failed or concurrent build never leaves a half-written module. `bind()` hands it
 tinygrad's objects (UOp's slots, a few Ops, the hash-consing cache, stock's constructor for the cases it leaves to stock)
-and returns its C fast paths for `UOpMetaClass.__call__` and `recursive_property.__get__`. `load()` raises
+and returns its C fast paths: `UOpMetaClass.__call__`, `recursive_property.__get__`, `UOp.__del__` and
+`RewriteContext.walk_rewrite`. `load()` raises
 NativeUnavailable naming the problem (no compiler, no Python.h, a compile error); `TINYBOUNTY_NATIVE=0` turns it off.
 """
 from __future__ import annotations
@@ -19,12 +20,14 @@ import sysconfig
 import tempfile
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from tinygrad.dtype import AddrSpace, dtypes
 from tinygrad.helpers import SPEC, cache_dir
-from tinygrad.uop.ops import BottomUpGate, Ops, UOp, UOpMetaClass, recursive_property
+from tinygrad.uop.ops import BottomUpGate, Ops, RewriteContext, UOp, UOpMetaClass, recursive_property
 
 from tinybounty.engine.hot import STOCK, dtype_of, recursive_property_get
+from tinybounty.engine.rewrite import native_walk_rewrite
 
 SOURCE = Path(__file__).with_name("loop.c")
 FLAGS = ["-O2", "-shared", "-fPIC", "-fno-strict-aliasing"]
@@ -79,14 +82,20 @@ def load() -> ModuleType:
   return mod
 
 
-def bind() -> tuple[ModuleType, dict[str, object]]:
-  """The C module set up with tinygrad's objects, and its fast paths by hot.PATCHES name (raises NativeUnavailable)."""
+STOCK_NATIVE = {"uop_del": UOp.__dict__["__del__"], "walk_rewrite": RewriteContext.__dict__["walk_rewrite"]}
+
+
+def bind() -> tuple[ModuleType, dict[str, tuple[Any, str, Any]]]:
+  """The C module set up with tinygrad's objects, and its patches, name -> (owner, attribute, ours): the fast paths that
+  replace hot.PATCHES entries of the same name, and those only the C engine has (stock's are in STOCK_NATIVE)."""
   mod = load()
   if (patches := _bound.get(mod)) is None:
-    call, get = mod.setup(UOp, UOpMetaClass, recursive_property, (Ops.BUFFER, Ops.FUNCTION, Ops.CALL, UOp._OPAQUE_CALL_BODIES, AddrSpace.ALU,
-                          BottomUpGate), UOpMetaClass.ucache, dtype_of, dtypes.void, SPEC, STOCK["uop_call"], recursive_property_get)
-    patches = _bound[mod] = {"uop_call": call, "recursive_property": get}
+    call, get, delete = mod.setup(UOp, UOpMetaClass, recursive_property, (Ops.BUFFER, Ops.FUNCTION, Ops.CALL, UOp._OPAQUE_CALL_BODIES,
+                                  AddrSpace.ALU, BottomUpGate), UOpMetaClass.ucache, dtype_of, dtypes.void, SPEC,
+                                  (STOCK["uop_call"], STOCK_NATIVE["uop_del"]), recursive_property_get)
+    patches = _bound[mod] = {"uop_call": (UOpMetaClass, "__call__", call), "recursive_property": (recursive_property, "__get__", get),
+                             "uop_del": (UOp, "__del__", delete), "walk_rewrite": (RewriteContext, "walk_rewrite", native_walk_rewrite(mod))}
   return mod, patches
 
 
-_bound: dict[ModuleType, dict[str, object]] = {}
+_bound: dict[ModuleType, dict[str, tuple[Any, str, Any]]] = {}
