@@ -21,7 +21,6 @@ from tinygrad.uop.ops import RewriteContext
 
 import tinybounty.engine as engine
 from tinybounty.engine import native
-from tinybounty.engine.hot import PATCHES, STOCK
 from tinybounty.engine.measure import MODELS, compare, describe_engine, run_once
 from tinybounty.engine.rewrite import native_unified_rewrite
 from tinybounty.hardware import machine
@@ -37,16 +36,19 @@ def profile(build, top: int = 25) -> None:
 
 def _without(part: str | None) -> None:
   """Install the whole engine, then take one part out: "C loop" (the Python engine runs), "gc" (GC passes run during
-  rewrites), or a hot.PATCHES entry (stock's function)."""
+  rewrites), or one of the patched functions (stock's runs)."""
   engine.install(native_loop=part != "C loop")
   if part == "gc": RewriteContext.unified_rewrite = native_unified_rewrite(native.bind()[0])
-  elif part in PATCHES: setattr(PATCHES[part][0], PATCHES[part][1], STOCK[part])
+  elif part is not None: setattr(*engine.patches("native")[part][:2], engine.STOCK_OBJECTS[part])
 
 
 def ablate(build, repeats: int) -> None:
   """Rewrite time of stock, of everything, and of everything but each part, alternating in one process (medians)."""
+  with engine.enabled(True):
+    if engine.engine_kind() != "native": raise SystemExit(f"--ablate needs the C loop: {engine.native_error()}")
+    parts = [p for p in engine.patches("native") if p != "unified_rewrite"]
   configs = {"stock": engine.uninstall, "everything": lambda: _without(None),
-             **{f"everything but {p}": functools.partial(_without, p) for p in ["C loop", "gc", *PATCHES]}}
+             **{f"everything but {p}": functools.partial(_without, p) for p in ["C loop", "gc", *parts]}}
   times: dict[str, list[float]] = {k: [] for k in configs}
   for i in range(repeats):
     for name in (list(configs) if i % 2 == 0 else list(configs)[::-1]):

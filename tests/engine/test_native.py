@@ -80,3 +80,16 @@ def test_recursive_properties_are_stocks(both):
   build = lambda: [(u._shape, u.key, u.vmin, u.vmax) for u in ((x + y) * 2 + (x < y).where(x, y), UOp.const(1.0, dtypes.float).reshape((1,)))]  # noqa: E731
   stock, ours = both(build)
   assert stock == ours
+
+
+@pytest.mark.parametrize("call_op", [Ops.CALL, Ops.FUNCTION])
+@pytest.mark.parametrize("enter_calls", [False, True])
+def test_call_bodies_are_left_alone_like_stock(both, call_op, enter_calls):
+  pm = PatternMatcher([(UPat(Ops.ADD, src=(UPat.var("a"), UPat(Ops.CONST, arg=0))), lambda a: a)])
+  def build():
+    call = UOp(call_op, dtypes.void, (UOp.sink(x + 0), y + 0))
+    g = UOp.sink(call, x + 0)
+    return graph_rewrite(g, pm, enter_calls=enter_calls), list(g.toposort(enter_calls=enter_calls)), list(g.toposort())
+  stock, ours = both(build)
+  assert stock[0] is ours[0] and all(a is b for a, b in zip(stock[1], ours[1], strict=True)) and stock[2] == ours[2]
+  assert len(stock[1]) < len(stock[2]) or enter_calls

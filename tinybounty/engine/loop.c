@@ -12,7 +12,7 @@
 static PyTypeObject *uop_type;
 static Py_ssize_t off_op, off_dtype, off_src, off_arg, off_tag;
 static PyObject *op_buffer, *op_function, *op_call, *opaque_bodies, *addrspace_alu, *bottom_up_gate, *ucache, *dtype_of,
-  *void_dtype, *spec, *stock_call, *recursive_get, *s_src_ops, *s_addrspace, *s_value, *s_nm, *s_fxn, *s_issubset, *stage_obj[3], *stock_del;
+  *void_dtype, *spec, *stock_call, *recursive_get, *s_src_ops, *s_addrspace, *s_value, *s_nm, *s_fxn, *s_issubset, *stage_obj[3], *stock_del, *py_toposort;
 
 #define FIELD(u, off) (*(PyObject **)((char *)(u) + (off)))
 
@@ -176,6 +176,63 @@ static PyObject *recursive_property_get(PyObject *self, PyObject *const *args, P
   if (err) return NULL;
   if ((v = PyDict_GetItemWithError(d, nm)) == NULL && !PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, nm);
   return Py_XNewRef(v);
+}
+
+/* ---- UOp.toposort(gate=None, enter_calls=True): sources before users, gated nodes unexpanded, CALL/FUNCTION bodies
+ * skipped unless enter_calls; anything but those two arguments goes to the Python version (and its errors) ---- */
+
+static PyObject *toposort(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
+  PyObject *a[2] = {Py_None, Py_True}, *order, *g;
+  Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+  int fallback = nargs > 2 || check_uop(self) < 0;
+  for (Py_ssize_t i = 0; i < nargs && !fallback; i++) a[i] = args[i];
+  for (Py_ssize_t k = 0; k < nkw && !fallback; k++) {
+    int i = PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, k), "gate") == 0 ? 0 :
+            PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, k), "enter_calls") == 0 ? 1 : -1;
+    if (i < 0 || i < nargs) fallback = 1; else a[i] = args[nargs + k];
+  }
+  if (fallback) {
+    PyErr_Clear();
+    PyObject **full = PyMem_Malloc((nargs + nkw + 1) * sizeof(PyObject *)), *ret;
+    if (full == NULL) return PyErr_NoMemory();
+    full[0] = self;
+    for (Py_ssize_t i = 0; i < nargs + nkw; i++) full[i + 1] = args[i];
+    ret = PyObject_Vectorcall(py_toposort, full, nargs + 1, kwnames);
+    PyMem_Free(full);
+    return ret;
+  }
+  int enter_calls = PyObject_IsTrue(a[1]);
+  Stack s = {NULL, 0, 0};
+  if (enter_calls < 0 || (order = PyDict_New()) == NULL) return NULL;
+  if (push(&s, self, 0, self) < 0) goto error;
+  while (s.len) {
+    Frame f = s.f[--s.len];
+    int in = PyDict_Contains(order, f.n);
+    if (in == 0 && f.stage) in = PyDict_SetItem(order, f.n, Py_None);
+    else if (in == 0 && (in = check_uop(f.n)) == 0) {
+      int open = 1;
+      if (a[0] != Py_None) {
+        open = (g = PyObject_CallOneArg(a[0], f.n)) == NULL ? -1 : PyObject_IsTrue(g);
+        Py_XDECREF(g);
+      }
+      if (open < 0) in = -1;
+      else if (open) {
+        PyObject *src = FIELD(f.n, off_src), *op = FIELD(f.n, off_op);
+        Py_ssize_t first = !enter_calls && (op == op_call || op == op_function);
+        in = push(&s, f.n, 1, f.n);
+        for (Py_ssize_t i = PyTuple_GET_SIZE(src) - 1; i >= first && in == 0; i--) in = push(&s, PyTuple_GET_ITEM(src, i), 0, PyTuple_GET_ITEM(src, i));
+      }
+    }
+    Py_DECREF(f.n);
+    Py_DECREF(f.x);
+    if (in < 0) goto error;
+  }
+  clear(&s);
+  return order;
+error:
+  clear(&s);
+  Py_DECREF(order);
+  return NULL;
 }
 
 /* ---- UOp.__del__: drop the hash-consing entry (stock's __del__ for BUFFERs, which may hold a device Buffer) ---- */
@@ -632,15 +689,18 @@ static int member_offset(PyObject *cls, const char *name, Py_ssize_t *off) {
 static PyMethodDef uop_call_def = {"__call__", (PyCFunction)(void (*)(void))uop_call, METH_FASTCALL | METH_KEYWORDS,
                                    "UOpMetaClass.__call__: the hash-consed UOp (tinybounty.engine's C fast path)"};
 static PyMethodDef uop_del_def = {"__del__", (PyCFunction)uop_del, METH_NOARGS, "UOp.__del__: drop the hash-consing entry (tinybounty.engine)"};
+static PyMethodDef toposort_def = {"toposort", (PyCFunction)(void (*)(void))toposort, METH_FASTCALL | METH_KEYWORDS,
+                                   "UOp.toposort(gate=None, enter_calls=True) (tinybounty.engine)"};
 static PyMethodDef recursive_get_def = {"__get__", (PyCFunction)(void (*)(void))recursive_property_get, METH_FASTCALL,
                                         "recursive_property.__get__: the cached value, else the walk (tinybounty.engine)"};
 
 /* setup(UOp, UOpMetaClass, recursive_property, ops, ucache, dtype_of, void, SPEC, stock, recursive_get)
- * ops: (BUFFER, FUNCTION, CALL, opaque call bodies, AddrSpace.ALU, BottomUpGate); stock: (UOpMetaClass.__call__, UOp.__del__)
- * returns the (UOpMetaClass.__call__, recursive_property.__get__, UOp.__del__) descriptors */
+ * ops: (BUFFER, FUNCTION, CALL, opaque call bodies, AddrSpace.ALU, BottomUpGate)
+ * fallbacks: (stock UOpMetaClass.__call__, stock UOp.__del__, Python UOp.toposort)
+ * returns the (UOpMetaClass.__call__, recursive_property.__get__, UOp.__del__, UOp.toposort) descriptors */
 static PyObject *setup(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
   if (nargs != 10 || !PyType_Check(args[0]) || !PyType_Check(args[1]) || !PyType_Check(args[2]) || !PyTuple_Check(args[3]) ||
-      PyTuple_GET_SIZE(args[3]) != 6 || !PyDict_CheckExact(args[4]) || !PyTuple_Check(args[8]) || PyTuple_GET_SIZE(args[8]) != 2) {
+      PyTuple_GET_SIZE(args[3]) != 6 || !PyDict_CheckExact(args[4]) || !PyTuple_Check(args[8]) || PyTuple_GET_SIZE(args[8]) != 3) {
     PyErr_SetString(PyExc_TypeError, "setup: unexpected arguments");
     return NULL;
   }
@@ -649,14 +709,16 @@ static PyObject *setup(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
       member_offset(args[0], "arg", &off_arg) < 0 || member_offset(args[0], "tag", &off_tag) < 0) return NULL;
   PyObject **slots[] = {&op_buffer, &op_function, &op_call, &opaque_bodies, &addrspace_alu, &bottom_up_gate};
   for (int i = 0; i < 6; i++) Py_XSETREF(*slots[i], Py_NewRef(PyTuple_GET_ITEM(args[3], i)));
-  PyObject *keep[] = {args[0], args[4], args[5], args[6], args[7], PyTuple_GET_ITEM(args[8], 0), PyTuple_GET_ITEM(args[8], 1), args[9]};
-  PyObject **into[] = {(PyObject **)&uop_type, &ucache, &dtype_of, &void_dtype, &spec, &stock_call, &stock_del, &recursive_get};
-  for (int i = 0; i < 8; i++) { Py_INCREF(keep[i]); *into[i] = keep[i]; }  /* module globals live as long as the process */
+  PyObject *keep[] = {args[0], args[4], args[5], args[6], args[7], PyTuple_GET_ITEM(args[8], 0), PyTuple_GET_ITEM(args[8], 1),
+                      PyTuple_GET_ITEM(args[8], 2), args[9]};
+  PyObject **into[] = {(PyObject **)&uop_type, &ucache, &dtype_of, &void_dtype, &spec, &stock_call, &stock_del, &py_toposort, &recursive_get};
+  for (int i = 0; i < 9; i++) { Py_INCREF(keep[i]); *into[i] = keep[i]; }  /* module globals live as long as the process */
   PyObject *call = PyDescr_NewMethod((PyTypeObject *)args[1], &uop_call_def);
   PyObject *get = PyDescr_NewMethod((PyTypeObject *)args[2], &recursive_get_def);
   PyObject *del = PyDescr_NewMethod(uop_type, &uop_del_def);
-  if (call == NULL || get == NULL || del == NULL) { Py_XDECREF(call); Py_XDECREF(get); Py_XDECREF(del); return NULL; }
-  return Py_BuildValue("(NNN)", call, get, del);
+  PyObject *topo = PyDescr_NewMethod(uop_type, &toposort_def);
+  if (call == NULL || get == NULL || del == NULL || topo == NULL) { Py_XDECREF(call); Py_XDECREF(get); Py_XDECREF(del); Py_XDECREF(topo); return NULL; }
+  return Py_BuildValue("(NNNN)", call, get, del, topo);
 }
 
 static PyMethodDef methods[] = {

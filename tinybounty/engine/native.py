@@ -4,8 +4,8 @@ The shared object is cached under tinygrad's cache directory (`$XDG_CACHE_HOME/t
 `TINYBOUNTY_NATIVE_CACHE`), named by a hash of the source, the compiler command and the Python version, and written to a
 temporary file then renamed, so a failed or concurrent build never leaves a half-written module. `bind()` hands it
 tinygrad's objects (UOp's slots, a few Ops, the hash-consing cache, stock's constructor for the cases it leaves to stock)
-and returns its C fast paths: `UOpMetaClass.__call__`, `recursive_property.__get__`, `UOp.__del__` and
-`RewriteContext.walk_rewrite`. `load()` raises
+and returns its C fast paths: `UOpMetaClass.__call__`, `recursive_property.__get__`, `UOp.__del__`,
+`UOp.toposort` and `RewriteContext.walk_rewrite`. `load()` raises
 NativeUnavailable naming the problem (no compiler, no Python.h, a compile error); `TINYBOUNTY_NATIVE=0` turns it off.
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ from tinygrad.dtype import AddrSpace, dtypes
 from tinygrad.helpers import SPEC, cache_dir
 from tinygrad.uop.ops import BottomUpGate, Ops, RewriteContext, UOp, UOpMetaClass, recursive_property
 
-from tinybounty.engine.hot import STOCK, dtype_of, recursive_property_get
+from tinybounty.engine.hot import STOCK, dtype_of, recursive_property_get, toposort
 from tinybounty.engine.rewrite import native_walk_rewrite
 
 SOURCE = Path(__file__).with_name("loop.c")
@@ -90,11 +90,12 @@ def bind() -> tuple[ModuleType, dict[str, tuple[Any, str, Any]]]:
   replace hot.PATCHES entries of the same name, and those only the C engine has (stock's are in STOCK_NATIVE)."""
   mod = load()
   if (patches := _bound.get(mod)) is None:
-    call, get, delete = mod.setup(UOp, UOpMetaClass, recursive_property, (Ops.BUFFER, Ops.FUNCTION, Ops.CALL, UOp._OPAQUE_CALL_BODIES,
+    call, get, delete, topo = mod.setup(UOp, UOpMetaClass, recursive_property, (Ops.BUFFER, Ops.FUNCTION, Ops.CALL, UOp._OPAQUE_CALL_BODIES,
                                   AddrSpace.ALU, BottomUpGate), UOpMetaClass.ucache, dtype_of, dtypes.void, SPEC,
-                                  (STOCK["uop_call"], STOCK_NATIVE["uop_del"]), recursive_property_get)
+                                  (STOCK["uop_call"], STOCK_NATIVE["uop_del"], toposort), recursive_property_get)
     patches = _bound[mod] = {"uop_call": (UOpMetaClass, "__call__", call), "recursive_property": (recursive_property, "__get__", get),
-                             "uop_del": (UOp, "__del__", delete), "walk_rewrite": (RewriteContext, "walk_rewrite", native_walk_rewrite(mod))}
+                             "uop_del": (UOp, "__del__", delete), "toposort": (UOp, "toposort", topo),
+                             "walk_rewrite": (RewriteContext, "walk_rewrite", native_walk_rewrite(mod))}
   return mod, patches
 
 
