@@ -11,7 +11,7 @@
 
 static PyTypeObject *uop_type;
 static Py_ssize_t off_op, off_dtype, off_src, off_arg, off_tag;
-static PyObject *op_buffer, *op_function, *op_call, *opaque_bodies, *addrspace_alu, *bottom_up_gate, *ucache, *dtype_of,
+static PyObject *dtype_table, *dtype_first, *dtype_promo, *op_buffer, *op_function, *op_call, *opaque_bodies, *addrspace_alu, *bottom_up_gate, *ucache, *dtype_of,
   *void_dtype, *spec, *stock_call, *recursive_get, *s_src_ops, *s_addrspace, *s_value, *s_nm, *s_fxn, *s_issubset, *stage_obj[3], *stock_del, *py_toposort;
 
 #define FIELD(u, off) (*(PyObject **)((char *)(u) + (off)))
@@ -75,6 +75,22 @@ static PyObject *interned_uop(PyObject *cls, PyObject *op, PyObject *dtype, PyOb
   return ret;
 }
 
+/* hot.dtype_of(op, src, arg) (new ref): the per-op table's constant, first-source or promoted dtype, else the Python function */
+static PyObject *derive_dtype(PyObject *op, PyObject *src, PyObject *arg) {
+  PyObject *kind = PyDict_GetItemWithError(dtype_table, op), *d0;
+  Py_ssize_t n = PyTuple_CheckExact(src) ? PyTuple_GET_SIZE(src) : 0;
+  if (kind != NULL && kind != dtype_first && kind != dtype_promo) return Py_NewRef(kind);
+  if (kind != NULL && n > 0 && Py_TYPE(PyTuple_GET_ITEM(src, 0)) == uop_type && (d0 = FIELD(PyTuple_GET_ITEM(src, 0), off_dtype)) != NULL) {
+    int same = 1;
+    for (Py_ssize_t i = 1; kind == dtype_promo && i < n && same; i++)
+      same = Py_TYPE(PyTuple_GET_ITEM(src, i)) == uop_type && FIELD(PyTuple_GET_ITEM(src, i), off_dtype) == d0;
+    if (same) return Py_NewRef(d0);
+  }
+  if (PyErr_Occurred()) return NULL;
+  PyObject *args[3] = {op, src, arg};
+  return PyObject_Vectorcall(dtype_of, args, 3, NULL);  /* promotion, ops the table leaves to stock, and every error */
+}
+
 static const char *const call_names[] = {"op", "dtype", "src", "arg", "tag", "metadata", "_buffer"};
 
 /* UOpMetaClass.__call__(cls, op, dtype=None, src=(), arg=None, tag=None, metadata=None, _buffer=None) */
@@ -108,8 +124,7 @@ static PyObject *uop_call(PyObject *cls, PyObject *const *args, Py_ssize_t nargs
   if (src == NULL) { if ((src = PyTuple_New(0)) == NULL) return NULL; }
   else Py_INCREF(src);
   if (dtype == Py_None) {
-    PyObject *dargs[3] = {a[0], src, a[3]};
-    if ((dtype = PyObject_Vectorcall(dtype_of, dargs, 3, NULL)) == NULL) { Py_DECREF(src); return NULL; }
+    if ((dtype = derive_dtype(a[0], src, a[3])) == NULL) { Py_DECREF(src); return NULL; }
     int truthy = PyObject_IsTrue(dtype);
     if (truthy < 0) { Py_DECREF(dtype); Py_DECREF(src); return NULL; }
     if (!truthy) { Py_DECREF(dtype); dtype = void_dtype; Py_INCREF(dtype); }
@@ -438,8 +453,7 @@ static PyObject *rebuild(PyObject *n, PyObject *new_src) {
     if (FIELD(PyTuple_GET_ITEM(src, i), off_dtype) != FIELD(PyTuple_GET_ITEM(new_src, i), off_dtype)) { dtype = NULL; break; }
   if (dtype != NULL) Py_INCREF(dtype);
   else {
-    PyObject *dargs[3] = {FIELD(n, off_op), new_src, FIELD(n, off_arg)};
-    if ((dtype = PyObject_Vectorcall(dtype_of, dargs, 3, NULL)) == NULL) return NULL;
+    if ((dtype = derive_dtype(FIELD(n, off_op), new_src, FIELD(n, off_arg))) == NULL) return NULL;
     int truthy = PyObject_IsTrue(dtype);
     if (truthy < 0) { Py_DECREF(dtype); return NULL; }
     if (!truthy) { Py_DECREF(dtype); dtype = FIELD(n, off_dtype); Py_INCREF(dtype); }
@@ -694,13 +708,14 @@ static PyMethodDef toposort_def = {"toposort", (PyCFunction)(void (*)(void))topo
 static PyMethodDef recursive_get_def = {"__get__", (PyCFunction)(void (*)(void))recursive_property_get, METH_FASTCALL,
                                         "recursive_property.__get__: the cached value, else the walk (tinybounty.engine)"};
 
-/* setup(UOp, UOpMetaClass, recursive_property, ops, ucache, dtype_of, void, SPEC, stock, recursive_get)
+/* setup(UOp, UOpMetaClass, recursive_property, ops, ucache, dtypes, void, SPEC, stock, recursive_get)
+ * dtypes: (hot.dtype_of, its table {op: dtype, FIRST or PROMO}, FIRST, PROMO)
  * ops: (BUFFER, FUNCTION, CALL, opaque call bodies, AddrSpace.ALU, BottomUpGate)
  * fallbacks: (stock UOpMetaClass.__call__, stock UOp.__del__, Python UOp.toposort)
  * returns the (UOpMetaClass.__call__, recursive_property.__get__, UOp.__del__, UOp.toposort) descriptors */
 static PyObject *setup(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
   if (nargs != 10 || !PyType_Check(args[0]) || !PyType_Check(args[1]) || !PyType_Check(args[2]) || !PyTuple_Check(args[3]) ||
-      PyTuple_GET_SIZE(args[3]) != 6 || !PyDict_CheckExact(args[4]) || !PyTuple_Check(args[8]) || PyTuple_GET_SIZE(args[8]) != 3) {
+      PyTuple_GET_SIZE(args[3]) != 6 || !PyDict_CheckExact(args[4]) || !PyTuple_Check(args[5]) || PyTuple_GET_SIZE(args[5]) != 4 || !PyTuple_Check(args[8]) || PyTuple_GET_SIZE(args[8]) != 3) {
     PyErr_SetString(PyExc_TypeError, "setup: unexpected arguments");
     return NULL;
   }
@@ -709,10 +724,12 @@ static PyObject *setup(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
       member_offset(args[0], "arg", &off_arg) < 0 || member_offset(args[0], "tag", &off_tag) < 0) return NULL;
   PyObject **slots[] = {&op_buffer, &op_function, &op_call, &opaque_bodies, &addrspace_alu, &bottom_up_gate};
   for (int i = 0; i < 6; i++) Py_XSETREF(*slots[i], Py_NewRef(PyTuple_GET_ITEM(args[3], i)));
-  PyObject *keep[] = {args[0], args[4], args[5], args[6], args[7], PyTuple_GET_ITEM(args[8], 0), PyTuple_GET_ITEM(args[8], 1),
+  PyObject *keep[] = {args[0], args[4], PyTuple_GET_ITEM(args[5], 0), PyTuple_GET_ITEM(args[5], 1), PyTuple_GET_ITEM(args[5], 2),
+                      PyTuple_GET_ITEM(args[5], 3), args[6], args[7], PyTuple_GET_ITEM(args[8], 0), PyTuple_GET_ITEM(args[8], 1),
                       PyTuple_GET_ITEM(args[8], 2), args[9]};
-  PyObject **into[] = {(PyObject **)&uop_type, &ucache, &dtype_of, &void_dtype, &spec, &stock_call, &stock_del, &py_toposort, &recursive_get};
-  for (int i = 0; i < 9; i++) { Py_INCREF(keep[i]); *into[i] = keep[i]; }  /* module globals live as long as the process */
+  PyObject **into[] = {(PyObject **)&uop_type, &ucache, &dtype_of, &dtype_table, &dtype_first, &dtype_promo, &void_dtype, &spec, &stock_call,
+                       &stock_del, &py_toposort, &recursive_get};
+  for (int i = 0; i < 12; i++) { Py_INCREF(keep[i]); *into[i] = keep[i]; }  /* module globals live as long as the process */
   PyObject *call = PyDescr_NewMethod((PyTypeObject *)args[1], &uop_call_def);
   PyObject *get = PyDescr_NewMethod((PyTypeObject *)args[2], &recursive_get_def);
   PyObject *del = PyDescr_NewMethod(uop_type, &uop_del_def);

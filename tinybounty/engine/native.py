@@ -26,7 +26,7 @@ from tinygrad.dtype import AddrSpace, dtypes
 from tinygrad.helpers import SPEC, cache_dir
 from tinygrad.uop.ops import BottomUpGate, Ops, RewriteContext, UOp, UOpMetaClass, recursive_property
 
-from tinybounty.engine.hot import STOCK, dtype_of, recursive_property_get, toposort
+from tinybounty.engine.hot import DTYPE_TABLE, STOCK, dtype_of, recursive_property_get, toposort
 from tinybounty.engine.rewrite import native_walk_rewrite
 
 SOURCE = Path(__file__).with_name("loop.c")
@@ -91,7 +91,7 @@ def bind() -> tuple[ModuleType, dict[str, tuple[Any, str, Any]]]:
   mod = load()
   if (patches := _bound.get(mod)) is None:
     call, get, delete, topo = mod.setup(UOp, UOpMetaClass, recursive_property, (Ops.BUFFER, Ops.FUNCTION, Ops.CALL, UOp._OPAQUE_CALL_BODIES,
-                                  AddrSpace.ALU, BottomUpGate), UOpMetaClass.ucache, dtype_of, dtypes.void, SPEC,
+                                  AddrSpace.ALU, BottomUpGate), UOpMetaClass.ucache, (dtype_of, *DTYPE_TABLE), dtypes.void, SPEC,
                                   (STOCK["uop_call"], STOCK_NATIVE["uop_del"], toposort), recursive_property_get)
     patches = _bound[mod] = {"uop_call": (UOpMetaClass, "__call__", call), "recursive_property": (recursive_property, "__get__", get),
                              "uop_del": (UOp, "__del__", delete), "toposort": (UOp, "toposort", topo),
