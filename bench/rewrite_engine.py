@@ -39,7 +39,7 @@ def _without(part: str | None) -> None:
   rewrites), or one of the patched functions (stock's runs)."""
   engine.install(native_loop=part != "C loop")
   if part == "gc": RewriteContext.unified_rewrite = native_unified_rewrite(native.bind()[0])
-  elif part is not None: setattr(*engine.patches("native")[part][:2], engine.STOCK_OBJECTS[part])
+  elif part not in (None, "C loop"): setattr(*engine.patches("native")[part][:2], engine.STOCK_OBJECTS[part])
 
 
 def ablate(build, repeats: int) -> None:
