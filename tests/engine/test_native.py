@@ -93,3 +93,25 @@ def test_call_bodies_are_left_alone_like_stock(both, call_op, enter_calls):
   stock, ours = both(build)
   assert stock[0] is ours[0] and all(a is b for a, b in zip(stock[1], ours[1], strict=True)) and stock[2] == ours[2]
   assert len(stock[1]) < len(stock[2]) or enter_calls
+
+
+def _fresh_graph(name: str) -> tuple[UOp, UOp]:
+  v = UOp.variable(name, 0, 10)
+  return v, UOp.sink((v + 0) * 1 + (v * 2).maximum(v), (v + 0).simplify() + 3)
+
+
+@pytest.mark.parametrize("mode", ["top_down", "bottom_up", "walk", "raises"])
+def test_no_references_leak(ours, kind, mode):
+  import gc
+  import weakref
+  add0 = (UPat(Ops.ADD, src=(UPat.var("a"), UPat(Ops.CONST, arg=0))), lambda a: a)
+  pm = PatternMatcher([add0, (UPat(Ops.MAX, name="m"), lambda m: _raise_on_mul(m.src[0]))] if mode == "raises" else [add0])
+  with ours():
+    v, g = _fresh_graph(f"leak_{mode}_{kind}")
+    try: out = graph_rewrite(g, pm, bottom_up=mode == "bottom_up", walk=mode == "walk")
+    except ValueError: out = g
+    # every node built from the fresh variable must die with the graph (shared leaves such as STACK() live on)
+    refs = [weakref.ref(u) for u in {**g.toposort(), **out.toposort()} if v in u.toposort()]
+    del v, g, out
+    gc.collect()
+  assert refs and all(r() is None for r in refs), [r() for r in refs if r() is not None][:3]
