@@ -115,3 +115,15 @@ def test_no_references_leak(ours, kind, mode):
     del v, g, out
     gc.collect()
   assert refs and all(r() is None for r in refs), [r() for r in refs if r() is not None][:3]
+
+
+def test_tracking_matchers_count_every_try_like_stock(both):
+  from tinygrad.uop.ops import TrackedPatternMatcher, match_stats
+  pm = TrackedPatternMatcher([(UPat(Ops.ADD, src=(UPat.var("a"), UPat(Ops.CONST, arg=0))), lambda a: a)])
+  def run():
+    v = UOp.variable("tracked", 0, 10)
+    match_stats.pop(pm.patterns[0][0], None)
+    out = graph_rewrite(UOp.sink((v + 0) * 2, v + 0), pm)
+    return out, match_stats[pm.patterns[0][0]][:2]  # (matches, tries)
+  stock, ours = both(run)
+  assert stock == ours and stock[1][0] == 1
