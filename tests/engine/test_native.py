@@ -25,6 +25,8 @@ def test_build_is_cached_and_named_by_the_source(tmp_path, monkeypatch):
 def test_failed_build_names_the_problem_and_leaves_nothing(tmp_path, monkeypatch):
   monkeypatch.setenv("CC", "false")  # a "compiler" that always fails
   with pytest.raises(native.NativeUnavailable, match="compiling loop.c failed"): native._build(tmp_path / "m.so")
+  monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+  with pytest.raises(native.NativeUnavailable, match="no-such-cc is not an executable"): native._build(tmp_path / "m.so")
   assert list(tmp_path.iterdir()) == []
 
 

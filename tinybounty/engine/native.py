@@ -39,7 +39,10 @@ class NativeUnavailable(RuntimeError):
 
 
 def _compiler() -> str:
-  for cc in (os.environ.get("CC"), sysconfig.get_config_var("CC"), "clang", "gcc", "cc"):
+  if cc := os.environ.get("CC"):
+    if path := shutil.which(cc.split()[0]): return path
+    raise NativeUnavailable(f"CC={cc} is not an executable")
+  for cc in (sysconfig.get_config_var("CC"), "clang", "gcc", "cc"):
     if cc and (path := shutil.which(cc.split()[0])): return path
   raise NativeUnavailable("no C compiler found (set CC, or install clang: scripts/setup does)")
 
