@@ -65,7 +65,9 @@ def _uops() -> list:
   c = UOp.const(3, dtypes.int)
   return [UOp(Ops.ADD, dtypes.int, (c, c)), UOp(Ops.ADD, src=(c, c)), UOp(op=Ops.MUL, src=(c, c), dtype=dtypes.int, tag=1),
           UOp(Ops.SINK), UOp(Ops.CMPLT, src=(c, c)), c.cast(dtypes.float), UOp(Ops.ADD, dtypes.int, (c, c), None, None, None),
-          UOp(Ops.NOOP, src=(c,)), x * y, (x + 2).simplify()]
+          UOp(Ops.NOOP, src=(c,)), x * y, (x + 2).simplify(), UOp(Ops.CONST, arg=3), UOp(Ops.CONST, arg=2.5), UOp(Ops.CONST, arg=True),
+          UOp(Ops.WHERE, src=(c < c, c, c)), UOp(Ops.WHERE, src=(c < c, c, c.cast(dtypes.float))), UOp(Ops.INDEX, src=(c, c)),
+          UOp(Ops.BITCAST, src=(c,), arg=dtypes.uint32)]
 
 
 def test_uop_construction_is_stocks(both):
@@ -76,6 +78,7 @@ def test_uop_construction_is_stocks(both):
     assert all(a is b for a, b in zip(stock, ours))
   for on in (False, True):
     with engine.enabled(on), pytest.raises(TypeError): UOp(Ops.ADD, nonsense=1)
+    with engine.enabled(on), pytest.raises(RuntimeError, match="where cond must be bool"): UOp(Ops.WHERE, src=(c := UOp.const(3, dtypes.int), c, c))
 
 
 def test_recursive_properties_are_stocks(both):

@@ -9,10 +9,11 @@
 #include <Python.h>
 #include <structmember.h>
 
-static PyTypeObject *uop_type;
+static PyTypeObject *uop_type, *dtype_type;
 static Py_ssize_t off_op, off_dtype, off_src, off_arg, off_tag;
-static PyObject *dtype_table, *dtype_first, *dtype_promo, *op_buffer, *op_function, *op_call, *opaque_bodies, *addrspace_alu, *bottom_up_gate, *ucache, *dtype_of,
-  *void_dtype, *spec, *stock_call, *recursive_get, *s_src_ops, *s_addrspace, *s_value, *s_nm, *s_fxn, *s_issubset, *stage_obj[3], *stock_del, *py_toposort;
+static PyObject *op_const, *op_cast, *op_bitcast, *op_where, *op_index, *op_param, *bool_dtype, *weakint_dtype, *weakfloat_dtype, *stock_init,
+  *dtype_table, *dtype_first, *dtype_promo, *op_buffer, *op_function, *op_call, *opaque_bodies, *addrspace_alu, *bottom_up_gate, *ucache, *dtype_of,
+  *void_dtype, *spec, *stock_call, *recursive_get, *s_src_ops, *s_addrspace, *s_value, *s_nm, *s_fxn, *s_issubset, *s_init, *stage_obj[3], *stock_del, *py_toposort;
 
 #define FIELD(u, off) (*(PyObject **)((char *)(u) + (off)))
 
@@ -63,12 +64,24 @@ static int spec_allows_fast_path(void) {
   return level <= 1;
 }
 
+/* type.__call__(cls, *key): for UOp itself, with object's __new__ and the dataclass __init__ it was set up with, the
+ * instance is allocated and its five slots set here, which is all that __init__ does */
+static PyObject *new_uop(PyObject *cls, PyObject *key) {
+  if (cls != (PyObject *)uop_type || uop_type->tp_new != PyBaseObject_Type.tp_new || _PyType_Lookup(uop_type, s_init) != stock_init)
+    return PyType_Type.tp_call(cls, key, NULL);
+  PyObject *u = uop_type->tp_alloc(uop_type, 0);
+  if (u == NULL) return NULL;
+  Py_ssize_t offs[5] = {off_op, off_dtype, off_src, off_arg, off_tag};
+  for (int i = 0; i < 5; i++) FIELD(u, offs[i]) = Py_NewRef(PyTuple_GET_ITEM(key, i));
+  return u;
+}
+
 static PyObject *interned_uop(PyObject *cls, PyObject *op, PyObject *dtype, PyObject *src, PyObject *arg, PyObject *tag) {
   PyObject *key = PyTuple_Pack(5, op, dtype, src, arg, tag);
   if (key == NULL) return NULL;
   PyObject *ref = PyDict_GetItemWithError(ucache, key), *ret;
   if (ref != NULL && (ret = PyWeakref_GetObject(ref)) != Py_None) { Py_INCREF(ret); Py_DECREF(key); return ret; }
-  if (PyErr_Occurred() || (ret = PyType_Type.tp_call(cls, key, NULL)) == NULL) { Py_DECREF(key); return NULL; }
+  if (PyErr_Occurred() || (ret = new_uop(cls, key)) == NULL) { Py_DECREF(key); return NULL; }
   if ((ref = PyWeakref_NewRef(ret, NULL)) == NULL || PyDict_SetItem(ucache, key, ref) < 0) { Py_XDECREF(ref); Py_DECREF(key); Py_DECREF(ret); return NULL; }
   Py_DECREF(ref);
   Py_DECREF(key);
@@ -80,6 +93,20 @@ static PyObject *derive_dtype(PyObject *op, PyObject *src, PyObject *arg) {
   PyObject *kind = PyDict_GetItemWithError(dtype_table, op), *d0;
   Py_ssize_t n = PyTuple_CheckExact(src) ? PyTuple_GET_SIZE(src) : 0;
   if (kind != NULL && kind != dtype_first && kind != dtype_promo) return Py_NewRef(kind);
+  if (kind == NULL && !PyErr_Occurred()) {  /* the common cases of ops the table leaves to stock's rules */
+    PyObject *s0 = n > 0 && Py_TYPE(PyTuple_GET_ITEM(src, 0)) == uop_type ? PyTuple_GET_ITEM(src, 0) : NULL;
+    if (op == op_const && PyBool_Check(arg)) return Py_NewRef(bool_dtype);
+    if (op == op_const && PyLong_CheckExact(arg)) return Py_NewRef(weakint_dtype);
+    if (op == op_const && PyFloat_CheckExact(arg)) return Py_NewRef(weakfloat_dtype);
+    if ((op == op_cast || op == op_bitcast) && PyObject_TypeCheck(arg, dtype_type)) return Py_NewRef(arg);
+    if (op == op_index && s0 != NULL && FIELD(s0, off_op) != op_param && FIELD(s0, off_dtype) != NULL) return Py_NewRef(FIELD(s0, off_dtype));
+    if (op == op_where && n >= 2 && s0 != NULL && FIELD(s0, off_dtype) == bool_dtype) {
+      PyObject *s1 = PyTuple_GET_ITEM(src, 1), *d1 = Py_TYPE(s1) == uop_type ? FIELD(s1, off_dtype) : NULL;
+      for (Py_ssize_t i = 2; i < n && d1 != NULL; i++)
+        if (Py_TYPE(PyTuple_GET_ITEM(src, i)) != uop_type || FIELD(PyTuple_GET_ITEM(src, i), off_dtype) != d1) d1 = NULL;
+      if (d1 != NULL) return Py_NewRef(d1);
+    }
+  }
   if (kind != NULL && n > 0 && Py_TYPE(PyTuple_GET_ITEM(src, 0)) == uop_type && (d0 = FIELD(PyTuple_GET_ITEM(src, 0), off_dtype)) != NULL) {
     int same = 1;
     for (Py_ssize_t i = 1; kind == dtype_promo && i < n && same; i++)
@@ -708,28 +735,36 @@ static PyMethodDef toposort_def = {"toposort", (PyCFunction)(void (*)(void))topo
 static PyMethodDef recursive_get_def = {"__get__", (PyCFunction)(void (*)(void))recursive_property_get, METH_FASTCALL,
                                         "recursive_property.__get__: the cached value, else the walk (tinybounty.engine)"};
 
-/* setup(UOp, UOpMetaClass, recursive_property, ops, ucache, dtypes, void, SPEC, stock, recursive_get)
- * dtypes: (hot.dtype_of, its table {op: dtype, FIRST or PROMO}, FIRST, PROMO)
- * ops: (BUFFER, FUNCTION, CALL, opaque call bodies, AddrSpace.ALU, BottomUpGate)
- * fallbacks: (stock UOpMetaClass.__call__, stock UOp.__del__, Python UOp.toposort)
- * returns the (UOpMetaClass.__call__, recursive_property.__get__, UOp.__del__, UOp.toposort) descriptors */
+/* the tinygrad objects the C code uses, by the name native.bind() gives them */
+static struct { const char *name; PyObject **into; } bound[] = {
+  {"UOp", (PyObject **)&uop_type}, {"ucache", &ucache}, {"SPEC", &spec}, {"BottomUpGate", &bottom_up_gate}, {"ALU", &addrspace_alu},
+  {"opaque_bodies", &opaque_bodies}, {"BUFFER", &op_buffer}, {"FUNCTION", &op_function}, {"CALL", &op_call}, {"CONST", &op_const},
+  {"CAST", &op_cast}, {"BITCAST", &op_bitcast}, {"WHERE", &op_where}, {"INDEX", &op_index}, {"PARAM", &op_param},
+  {"DType", (PyObject **)&dtype_type}, {"void", &void_dtype}, {"bool", &bool_dtype}, {"weakint", &weakint_dtype},
+  {"weakfloat", &weakfloat_dtype}, {"dtype_table", &dtype_table}, {"FIRST", &dtype_first}, {"PROMO", &dtype_promo},
+  {"dtype_of", &dtype_of}, {"stock_call", &stock_call}, {"stock_init", &stock_init}, {"stock_del", &stock_del},
+  {"toposort", &py_toposort}, {"recursive_get", &recursive_get},
+};
+
+/* setup(objects: {name: object}, UOpMetaClass, recursive_property): bind them (kept for the life of the process) and
+ * return the (UOpMetaClass.__call__, recursive_property.__get__, UOp.__del__, UOp.toposort) descriptors */
 static PyObject *setup(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
-  if (nargs != 10 || !PyType_Check(args[0]) || !PyType_Check(args[1]) || !PyType_Check(args[2]) || !PyTuple_Check(args[3]) ||
-      PyTuple_GET_SIZE(args[3]) != 6 || !PyDict_CheckExact(args[4]) || !PyTuple_Check(args[5]) || PyTuple_GET_SIZE(args[5]) != 4 || !PyTuple_Check(args[8]) || PyTuple_GET_SIZE(args[8]) != 3) {
-    PyErr_SetString(PyExc_TypeError, "setup: unexpected arguments");
+  if (nargs != 3 || !PyDict_CheckExact(args[0]) || !PyType_Check(args[1]) || !PyType_Check(args[2])) {
+    PyErr_SetString(PyExc_TypeError, "setup(objects, UOpMetaClass, recursive_property)");
     return NULL;
   }
-  uop_type = (PyTypeObject *)args[0];
-  if (member_offset(args[0], "op", &off_op) < 0 || member_offset(args[0], "dtype", &off_dtype) < 0 || member_offset(args[0], "src", &off_src) < 0 ||
-      member_offset(args[0], "arg", &off_arg) < 0 || member_offset(args[0], "tag", &off_tag) < 0) return NULL;
-  PyObject **slots[] = {&op_buffer, &op_function, &op_call, &opaque_bodies, &addrspace_alu, &bottom_up_gate};
-  for (int i = 0; i < 6; i++) Py_XSETREF(*slots[i], Py_NewRef(PyTuple_GET_ITEM(args[3], i)));
-  PyObject *keep[] = {args[0], args[4], PyTuple_GET_ITEM(args[5], 0), PyTuple_GET_ITEM(args[5], 1), PyTuple_GET_ITEM(args[5], 2),
-                      PyTuple_GET_ITEM(args[5], 3), args[6], args[7], PyTuple_GET_ITEM(args[8], 0), PyTuple_GET_ITEM(args[8], 1),
-                      PyTuple_GET_ITEM(args[8], 2), args[9]};
-  PyObject **into[] = {(PyObject **)&uop_type, &ucache, &dtype_of, &dtype_table, &dtype_first, &dtype_promo, &void_dtype, &spec, &stock_call,
-                       &stock_del, &py_toposort, &recursive_get};
-  for (int i = 0; i < 12; i++) { Py_INCREF(keep[i]); *into[i] = keep[i]; }  /* module globals live as long as the process */
+  for (size_t i = 0; i < sizeof(bound) / sizeof(bound[0]); i++) {
+    PyObject *o = PyDict_GetItemString(args[0], bound[i].name);
+    if (o == NULL) return PyErr_Format(PyExc_KeyError, "setup: missing %s", bound[i].name);
+    Py_XSETREF(*bound[i].into, Py_NewRef(o));
+  }
+  if (!PyType_Check(uop_type) || !PyType_Check(dtype_type) || !PyDict_CheckExact(ucache) || !PyDict_CheckExact(dtype_table)) {
+    PyErr_SetString(PyExc_TypeError, "setup: UOp and DType must be types, ucache and dtype_table dicts");
+    return NULL;
+  }
+  PyObject *u = (PyObject *)uop_type;
+  if (member_offset(u, "op", &off_op) < 0 || member_offset(u, "dtype", &off_dtype) < 0 || member_offset(u, "src", &off_src) < 0 ||
+      member_offset(u, "arg", &off_arg) < 0 || member_offset(u, "tag", &off_tag) < 0) return NULL;
   PyObject *call = PyDescr_NewMethod((PyTypeObject *)args[1], &uop_call_def);
   PyObject *get = PyDescr_NewMethod((PyTypeObject *)args[2], &recursive_get_def);
   PyObject *del = PyDescr_NewMethod(uop_type, &uop_del_def);
@@ -750,9 +785,9 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_loop", "tinybounty.engine's rewrite loop in C", -1, methods};
 
 PyMODINIT_FUNC PyInit__loop(void) {
-  const char *names[] = {"_src_ops", "addrspace", "value", "nm", "fxn", "issubset"};
-  PyObject **into[] = {&s_src_ops, &s_addrspace, &s_value, &s_nm, &s_fxn, &s_issubset};
-  for (int i = 0; i < 6; i++)
+  const char *names[] = {"_src_ops", "addrspace", "value", "nm", "fxn", "issubset", "__init__"};
+  PyObject **into[] = {&s_src_ops, &s_addrspace, &s_value, &s_nm, &s_fxn, &s_issubset, &s_init};
+  for (int i = 0; i < 7; i++)
     if ((*into[i] = PyUnicode_InternFromString(names[i])) == NULL) return NULL;
   for (long i = 0; i < 3; i++)
     if ((stage_obj[i] = PyLong_FromLong(i)) == NULL) return NULL;

@@ -22,7 +22,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from tinygrad.dtype import AddrSpace, dtypes
+from tinygrad.dtype import AddrSpace, DType, dtypes
 from tinygrad.helpers import SPEC, cache_dir
 from tinygrad.uop.ops import BottomUpGate, Ops, RewriteContext, UOp, UOpMetaClass, recursive_property
 
@@ -93,9 +93,12 @@ def bind() -> tuple[ModuleType, dict[str, tuple[Any, str, Any]]]:
   replace hot.PATCHES entries of the same name, and those only the C engine has (stock's are in STOCK_NATIVE)."""
   mod = load()
   if (patches := _bound.get(mod)) is None:
-    call, get, delete, topo = mod.setup(UOp, UOpMetaClass, recursive_property, (Ops.BUFFER, Ops.FUNCTION, Ops.CALL, UOp._OPAQUE_CALL_BODIES,
-                                  AddrSpace.ALU, BottomUpGate), UOpMetaClass.ucache, (dtype_of, *DTYPE_TABLE), dtypes.void, SPEC,
-                                  (STOCK["uop_call"], STOCK_NATIVE["uop_del"], toposort), recursive_property_get)
+    objects = {"UOp": UOp, "ucache": UOpMetaClass.ucache, "SPEC": SPEC, "BottomUpGate": BottomUpGate, "ALU": AddrSpace.ALU,
+               "opaque_bodies": UOp._OPAQUE_CALL_BODIES, **{op: Ops[op] for op in ("BUFFER", "FUNCTION", "CALL", "CONST", "CAST", "BITCAST",
+               "WHERE", "INDEX", "PARAM")}, "DType": DType, **{d: getattr(dtypes, d) for d in ("void", "bool", "weakint", "weakfloat")},
+               **dict(zip(("dtype_table", "FIRST", "PROMO"), DTYPE_TABLE)), "dtype_of": dtype_of, "stock_call": STOCK["uop_call"],
+               "stock_init": UOp.__init__, "stock_del": STOCK_NATIVE["uop_del"], "toposort": toposort, "recursive_get": recursive_property_get}
+    call, get, delete, topo = mod.setup(objects, UOpMetaClass, recursive_property)
     patches = _bound[mod] = {"uop_call": (UOpMetaClass, "__call__", call), "recursive_property": (recursive_property, "__get__", get),
                              "uop_del": (UOp, "__del__", delete), "toposort": (UOp, "toposort", topo),
                              "walk_rewrite": (RewriteContext, "walk_rewrite", native_walk_rewrite(mod))}
