@@ -20,29 +20,35 @@ from tinygrad import Device
 from tinygrad.uop.ops import RewriteContext
 
 import tinybounty.engine as engine
-from tinybounty.engine.hot import PATCHES, STOCK
-from tinybounty.engine.measure import MODELS, compare, run_once
-from tinybounty.engine.rewrite import unified_rewrite
+from tinybounty.engine import native
+from tinybounty.engine.measure import MODELS, compare, describe_engine, run_once
+from tinybounty.engine.rewrite import native_unified_rewrite
 from tinybounty.hardware import machine
 
 
 def profile(build, top: int = 25) -> None:
   pr = cProfile.Profile()
-  with engine.enabled(True): run_once(build, pr)
+  with engine.enabled(True):
+    print(f"  ours = {describe_engine(engine.engine_kind())}")
+    run_once(build, pr)
   pstats.Stats(pr).sort_stats("tottime").print_stats(top)
 
 
 def _without(part: str | None) -> None:
-  """Install the whole engine, then put one part (a hot.PATCHES entry, or "gc": GC passes during rewrites) back to stock."""
-  engine.install()
-  if part == "gc": RewriteContext.unified_rewrite = lambda self, root: unified_rewrite(self, root)
-  elif part is not None: setattr(PATCHES[part][0], PATCHES[part][1], STOCK[part])
+  """Install the whole engine, then take one part out: "C loop" (the Python engine runs), "gc" (GC passes run during
+  rewrites), or one of the patched functions (stock's runs)."""
+  engine.install(native_loop=part != "C loop")
+  if part == "gc": RewriteContext.unified_rewrite = native_unified_rewrite(native.bind()[0])
+  elif part not in (None, "C loop"): setattr(*engine.patches("native")[part][:2], engine.STOCK_OBJECTS[part])
 
 
 def ablate(build, repeats: int) -> None:
   """Rewrite time of stock, of everything, and of everything but each part, alternating in one process (medians)."""
+  with engine.enabled(True):
+    if engine.engine_kind() != "native": raise SystemExit(f"--ablate needs the C loop: {engine.native_error()}")
+    parts = [p for p in engine.patches("native") if p != "unified_rewrite"]
   configs = {"stock": engine.uninstall, "everything": lambda: _without(None),
-             **{f"everything but {p}": functools.partial(_without, p) for p in ["gc", *PATCHES]}}
+             **{f"everything but {p}": functools.partial(_without, p) for p in ["C loop", "gc", *parts]}}
   times: dict[str, list[float]] = {k: [] for k in configs}
   for i in range(repeats):
     for name in (list(configs) if i % 2 == 0 else list(configs)[::-1]):

@@ -48,8 +48,9 @@ pm_shapes = PatternMatcher([
   lambda: UOp.sink(x.maximum(x), x.maximum(C(3)), (x.maximum(x) + 0) * 1),
 ], ids=["commutative", "any_len_sink", "early_reject"])
 @pytest.mark.parametrize("bottom_up", [False, True])
-def test_hand_built_graphs_match_stock(both, build, bottom_up):
-  stock, ours = both(lambda: graph_rewrite(build(), pm_shapes, bottom_up=bottom_up))
+@pytest.mark.parametrize("walk", [False, True])
+def test_hand_built_graphs_match_stock(both, build, bottom_up, walk):
+  stock, ours = both(lambda: graph_rewrite(build(), pm_shapes, bottom_up=bottom_up, walk=walk))
   assert ours is stock
   assert stock is not build()  # the rules did something
 
@@ -75,6 +76,8 @@ def test_ctx_rules_called_in_stock_order(both):
     seen: list = []
     graph_rewrite(g, pm_record, ctx=seen)
     graph_rewrite(g, pm_record, ctx=seen, bottom_up=True)
+    graph_rewrite(g, pm_record, ctx=seen, walk=True)
+    graph_rewrite(g, pm_record, ctx=seen, bottom_up=True, walk=True)
     return seen
   stock, ours = both(calls)
   assert ours == stock and len(stock) > 10
@@ -94,10 +97,10 @@ def _count_buffer(b: UOp):
   return None
 
 
-def test_memo_skips_rules_without_ctx_and_follows_settings():
+def test_memo_skips_rules_without_ctx_and_follows_settings(ours):
   pm, g = PatternMatcher([(UPat(Ops.BUFFER, name="a"), _z_from_setting)]), (x + z) * y
   calls.clear()
-  with engine.enabled(True):
+  with ours():
     first = graph_rewrite(g, pm)
     n = len(calls)
     assert graph_rewrite(g, pm) is first and len(calls) == n  # memoized: no rule ran the second time
@@ -108,10 +111,10 @@ def test_memo_skips_rules_without_ctx_and_follows_settings():
   assert seven is not first and n > 0
 
 
-def test_device_buffer_graphs_are_not_memoized():
+def test_device_buffer_graphs_are_not_memoized(ours):
   pm, g = PatternMatcher([(UPat(Ops.BUFFER, name="b"), _count_buffer)]), UOp.new_buffer("CPU", 16, dtypes.float32).reshape((4, 4))
   calls.clear()
-  with engine.enabled(True):
+  with ours():
     graph_rewrite(g, pm); graph_rewrite(g, pm)
   assert len(calls) == 2
 
@@ -128,11 +131,12 @@ def test_bottom_up_gate_matches_stock(both):
   assert ours is stock
 
 
-def test_infinite_loop_raises_like_stock():
+@pytest.mark.parametrize("bottom_up", [False, True])
+def test_infinite_loop_raises_like_stock(ours, bottom_up):
   pm = PatternMatcher([(UPat(Ops.ADD, name="a"), lambda a: a.src[1] + a.src[0])])
-  for on in (False, True):
-    with engine.enabled(on), pytest.raises(RuntimeError, match="infinite loop"):
-      with Context(REWRITE_STACK_LIMIT=1000): graph_rewrite(x + y, pm, bottom_up=True)
+  for on in (engine.enabled(False), ours()):
+    with on, pytest.raises(RuntimeError, match="infinite loop"):
+      with Context(REWRITE_STACK_LIMIT=1000): graph_rewrite(x + y, pm, bottom_up=bottom_up)
 
 
 exprs = st.recursive(st.sampled_from([x, y, z]) | st.integers(-8, 8).map(lambda c: C(c)),
@@ -145,11 +149,12 @@ def _alu(op: str, a: UOp, b: UOp) -> UOp:
   return {"+": a.__add__, "*": a.__mul__, "//": a.__floordiv__, "%": a.__mod__, "max": a.maximum}[op](b)
 
 
+@pytest.mark.parametrize("native_loop", [True, False], ids=["native", "python"])
 @settings(max_examples=60, deadline=None)
-@given(exprs)
-def test_symbolic_simplification_matches_stock(e):
+@given(e=exprs)
+def test_symbolic_simplification_matches_stock(native_loop, e):
   with engine.enabled(False): stock = (graph_rewrite(e, sym), graph_rewrite(e, symbolic), e.simplify())
-  with engine.enabled(True): ours = (graph_rewrite(e, sym), graph_rewrite(e, symbolic), e.simplify())
+  with engine.enabled(True, native_loop): ours = (graph_rewrite(e, sym), graph_rewrite(e, symbolic), e.simplify())
   assert all(a is b for a, b in zip(stock, ours))
 
 

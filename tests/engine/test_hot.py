@@ -9,10 +9,14 @@ import tinybounty.engine as engine
 from tinybounty.engine.hot import PATCHES, STOCK, base, dtype_of, shape_of
 
 
-def test_uninstall_restores_every_patched_attribute():
-  engine.install()
-  assert all(owner.__dict__[attr] is ours for owner, attr, ours in PATCHES.values())
+@pytest.mark.parametrize("native_loop", [True, False], ids=["native", "python"])
+def test_uninstall_restores_every_patched_attribute(native_loop):
+  engine.install(native_loop)
+  patched = engine.patches("native" if native_loop else "python")
+  assert PATCHES.keys() <= patched.keys() and all(owner.__dict__[attr] is ours for owner, attr, ours in patched.values())
+  engine.install(not native_loop)  # switching engines leaves nothing of the other behind
   engine.uninstall()
+  assert all(owner.__dict__[attr] is engine.STOCK_OBJECTS[name] for name, (owner, attr, _) in engine.patches("native").items())
   assert all(owner.__dict__[attr] is STOCK[name] for name, (owner, attr, _) in PATCHES.items())
 
 

@@ -15,6 +15,7 @@ def test_replay_is_byte_identical(target):
   for r in rows:
     assert r["kernels"] > 0, f"{target} {r['workload']}: nothing was rendered"
     assert r["identical"], f"{target} {r['workload']}: {r['difference']}"
+    assert r["engine"] == "native", f"{target} {r['workload']}: the C loop did not run"
 
 
 def test_first_difference_names_what_differs():

@@ -4,6 +4,7 @@ Stock `PatternMatcher.rewrite` walks every rule registered for the node's op and
 (ops that must appear among the sources) is not a subset of the node's source ops. Both inputs are hashable, so the
 surviving rules, in stock's order, are computed once per (op, source ops) and reused; the rules are then tried exactly
 as stock tries them. A rule's compiled matcher is read from its entry on every call, since tinygrad compiles lazily.
+The table, {op: {source ops: rules}}, is shared by the Python dispatcher and the C loop (loop.c reads `matcher_arg`).
 """
 from __future__ import annotations
 
@@ -15,19 +16,30 @@ from tinygrad.uop.ops import PatternMatcher, TrackedPatternMatcher, UOp
 _tables: weakref.WeakKeyDictionary[PatternMatcher, dict] = weakref.WeakKeyDictionary()
 
 
+def table_of(pm: PatternMatcher) -> dict:
+  """The dispatch table of pm, {op: {frozenset of source ops: entries of pm.pdict[op] that can match}}."""
+  if (table := _tables.get(pm)) is None: table = _tables[pm] = {}
+  return table
+
+
+def matcher_arg(pm: PatternMatcher | None) -> Any:
+  """What the C loop takes for a matcher: None, (pdict, table), or pm.rewrite for a tracking matcher (it records every try)."""
+  if pm is None: return None
+  return pm.rewrite if isinstance(pm, TrackedPatternMatcher) else (pm.pdict, table_of(pm))
+
+
 def dispatcher(pm: PatternMatcher) -> Callable[[UOp, Any], UOp | None]:
   """A function with PatternMatcher.rewrite's result for every (uop, ctx), sharing one dispatch table per matcher."""
-  if isinstance(pm, TrackedPatternMatcher): return pm.rewrite  # it records every rule it tries
-  if (table := _tables.get(pm)) is None: table = _tables[pm] = {}
-  pdict = pm.pdict
+  if isinstance(pm, TrackedPatternMatcher): return pm.rewrite
+  table, pdict = table_of(pm), pm.pdict
 
   def rewrite(uop: UOp, ctx=None) -> UOp | None:
-    if uop.op not in pdict: return None
+    if not (pats := pdict.get(op := uop.op)): return None
     d = uop.__dict__
     if (ler := d.get("_src_ops")) is None: d["_src_ops"] = ler = frozenset(u.op for u in uop.src)
     elif type(ler) is not frozenset: d["_src_ops"] = ler = frozenset(ler)
-    if (entries := table.get(key := (uop.op, ler))) is None:
-      entries = table[key] = tuple(e for e in pdict[uop.op] if e[2].issubset(ler))
+    if (by_ops := table.get(op)) is None: by_ops = table[op] = {}
+    if (entries := by_ops.get(ler)) is None: entries = by_ops[ler] = tuple(e for e in pats if e[2].issubset(ler))
     for e in entries:
       if (ret := e[1](uop, ctx)) is not None and ret is not uop: return ret
     return None

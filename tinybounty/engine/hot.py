@@ -45,6 +45,7 @@ def _dtype_table() -> dict[Ops, Any]:
 
 
 _DTYPE = _dtype_table()
+DTYPE_TABLE = (_DTYPE, _FIRST, _PROMO)  # for the C constructor (loop.c), which answers the same ops the same way
 
 
 def dtype_of(op: Ops, src: tuple[UOp, ...], arg: Any) -> Any:

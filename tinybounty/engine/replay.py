@@ -4,7 +4,8 @@
   python -m tinybounty.engine.replay --size full --targets clang --workloads resnet50_fwd
 
 For each target (a tinygrad DEV, one subprocess each since DEV is process-wide) and each workload, the capture is taken
-twice in one process, first with stock tinygrad, then with our engine installed, from freshly built tensors and with
+twice in one process, first with stock tinygrad, then with our engine installed (the C loop unless it cannot be built:
+each row says which ran), from freshly built tensors and with
 tinygrad's schedule cache cleared: the schedule (ordered kernel names, each with its buffers numbered by first use,
 dtype and size) and each kernel's source as the target's renderer writes it. Any difference fails the run.
 """
@@ -75,13 +76,15 @@ def replay_here(workloads: list[str], size: str) -> list[dict]:
   import tinybounty.engine as engine
   results = []
   for w in workloads:
-    caps, st = {}, time.process_time()
+    caps, st, kind = {}, time.process_time(), None
     for on in (False, True):
       gc.collect()
-      with engine.enabled(on): caps[on] = capture(w, size)
+      with engine.enabled(on):
+        caps[on] = capture(w, size)
+        kind = engine.engine_kind() if on else None
     diff = first_difference(caps[False], caps[True])
     results.append({"workload": w, "kernels": sum(k.source != "" for k in caps[True]), "calls": len(caps[True]), "identical": diff is None,
-                    "difference": diff, "seconds": round(time.process_time() - st, 1)})
+                    "difference": diff, "seconds": round(time.process_time() - st, 1), "engine": kind})
   return results
 
 
@@ -129,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
       ok &= r["identical"]
       verdict = "identical" if r["identical"] else f"DIFFERS: {r['difference']}"
-      print(f"{t:6s} {r['workload']:18s} {r['calls']:4d} calls {r['kernels']:4d} kernels {r['seconds']:6.1f} s  {verdict}")
+      print(f"{t:6s} {r['workload']:18s} {r['calls']:4d} calls {r['kernels']:4d} kernels {r['seconds']:6.1f} s  ours: {r['engine']} loop  {verdict}")
   print("replay: byte-identical" if ok else "replay: FAILED, stock and ours differ")
   return 0 if ok else 1
 

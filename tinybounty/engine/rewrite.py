@@ -12,16 +12,20 @@ A call adds to the memo only if nothing in it reads state outside the graph: no 
 pinned to itself (stock pins it for the rest of the call, an order-dependent effect: from that pin on the call neither
 reads nor writes the memo). Calls with a ctx run the same loop without the memo, calling rules in exactly stock's
 order, so rules with side effects on ctx see the same calls.
+
+`unified_rewrite` is the loop in Python; `native_unified_rewrite(loop)` runs the same algorithm in C (loop.c), and
+`native_walk_rewrite(loop)` stock's walk_rewrite.
 """
 from __future__ import annotations
 
 import operator
+from typing import Callable
 
 from tinygrad.dtype import AddrSpace
 from tinygrad.helpers import ContextVar
 from tinygrad.uop.ops import REWRITE_STACK_LIMIT, BottomUpGate, Ops, RewriteContext, UOp
 
-from tinybounty.engine.dispatch import dispatcher
+from tinybounty.engine.dispatch import dispatcher, matcher_arg
 from tinybounty.engine.hot import rebuild_dtype
 
 _MISS = object()
@@ -36,9 +40,9 @@ def _settings() -> tuple:
   return tuple(tuple(v) if type(v) is list else v for v in map(_value, ContextVar._cache.values()))
 
 
-def memo_token(pm, bpm, enter_calls: bool) -> object | None:
+def memo_token(pm, bpm, enter_calls: bool, settings: tuple | None = None) -> object | None:
   """The __dict__ key under which F for these matchers and the current settings is memoized (None: a setting is unhashable)."""
-  key = (pm, bpm, enter_calls, _settings())
+  key = (pm, bpm, enter_calls, _settings() if settings is None else settings)
   try:
     if (tok := _tokens.get(key)) is None:
       if len(_tokens) >= MAX_TOKENS: _tokens.clear()  # matchers built per call would otherwise stay alive here
@@ -126,3 +130,23 @@ def unified_rewrite(self: RewriteContext, root: UOp) -> UOp:
   if pure:
     for k, v in replace.items(): k.__dict__[tok] = None if v is k else v
   return replace[root]
+
+
+def native_unified_rewrite(loop) -> Callable[[RewriteContext, UOp], UOp]:
+  """unified_rewrite with the loop, dispatch and memo in C (loop: the module native.bind() returns)."""
+  rewrite, settings, cvars = loop.rewrite, loop.settings, ContextVar._cache
+
+  def unified_rewrite_native(self: RewriteContext, root: UOp) -> UOp:
+    tok = memo_token(self.pm, self.bpm, self.enter_calls, settings(cvars)) if self.ctx is None else None
+    return rewrite(root, self.replace, self.bpm_cache, matcher_arg(self.pm), matcher_arg(self.bpm), self.ctx, self.enter_calls,
+                   REWRITE_STACK_LIMIT.value, tok)
+  return unified_rewrite_native
+
+
+def native_walk_rewrite(loop) -> Callable[[RewriteContext, UOp], UOp]:
+  """RewriteContext.walk_rewrite (graph_rewrite(walk=True)) with its loop in C: stock's single pass, no memo."""
+  walk = loop.walk
+
+  def walk_rewrite_native(self: RewriteContext, root: UOp) -> UOp:
+    return walk(root, self.replace, self.bpm_cache, matcher_arg(self.pm), matcher_arg(self.bpm), self.ctx, self.enter_calls)
+  return walk_rewrite_native
