@@ -31,9 +31,14 @@ from tinybounty.runner.compare import max_rel_diff, run
 from tinybounty.runner.run import find_data_location, write_data_cache
 
 
-def train(script: str, device: str, epochs: float, seed: int, init: dict | None) -> tuple[list[float], list[float], dict]:
+def train(script: str, device: str, epochs: float, seed: int, init: dict | None, engine: bool) -> tuple[list[float], list[float], dict]:
   """One device's run, in a child process (tiny is registered only there)."""
-  if device == "tiny": importlib.import_module("tinybounty.torch_backend")  # DEV picks tinygrad's backend
+  if device == "tiny":
+    importlib.import_module("tinybounty.torch_backend")  # DEV picks tinygrad's backend
+    if engine:
+      import tinybounty.engine
+      tinybounty.engine.install()
+      print(f"[tiny] tinybounty.engine installed ({tinybounty.engine.engine_kind()} loop)")
   return run(script, device, epochs, seed, init)
 
 
@@ -43,6 +48,7 @@ def main() -> None:
   p.add_argument("--epochs", type=float, default=1.0, help="train_epochs for both runs (main.py's default is 12.1)")
   p.add_argument("--data", help="CIFAR-10 python batches for the data cache (default: synthetic CIFAR-format data)")
   p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--engine", action="store_true", help="install tinybounty.engine (the fast rewrite engine) in the tiny run")
   p.add_argument("--runs", nargs="+", default=["cuda", "tiny"], choices=["cuda", "tiny", "cpu"])
   args = p.parse_args()
   cache = find_data_location(args.script) or "data.pt"
@@ -50,7 +56,7 @@ def main() -> None:
   results, init = {}, None
   for dev in args.runs:
     with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-      losses, times, state = pool.submit(train, args.script, dev, args.epochs, args.seed, init).result()
+      losses, times, state = pool.submit(train, args.script, dev, args.epochs, args.seed, init, args.engine).result()
     init = init or state
     results[dev] = (losses, times)
     print(f"[{dev}] {len(losses)} steps; epoch times {', '.join(f'{t:.3f}' for t in times)} s; final loss {losses[-1]:.4f}")
@@ -61,7 +67,7 @@ def main() -> None:
   print(f"epoch time: {dev} {statistics.median(got_t):.3f} s vs {ref_dev} {statistics.median(ref_t):.3f} s (median): {ratio:.2f}x "
         f"(target <= 2x); full 12.1-epoch run projected {statistics.median(got_t) * 12.1:.1f} s")
   if torch.cuda.is_available(): print("torch", torch.__version__, torch.cuda.get_device_name())
-  cmd = f"DEV=CUDA PYTHONPATH=. python bench/hlb_cifar.py main.py --epochs {args.epochs:g}"
+  cmd = f"DEV=CUDA python bench/hlb_cifar.py main.py --epochs {args.epochs:g}" + (" --engine" if args.engine else "")
   print(format_row("hlb_cifar", machine(), cmd, f"tiny epoch {statistics.median(got_t):.3f} s ({ratio:.2f}x); losses max rel diff {rel:.2%}",
                    f"PyTorch {ref_dev} eager epoch {statistics.median(ref_t):.3f} s, same bench run (one child process per device)"))
 

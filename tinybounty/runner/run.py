@@ -126,9 +126,7 @@ class RecordLosses(TorchFunctionMode):
 
 def synchronize(device: torch.device) -> None:
   """Wait for all work queued on `device`."""
-  if device.type == "tiny":
-    from tinygrad import Device
-    Device[Device.DEFAULT].synchronize()
+  if device.type == "tiny": torch.tiny.synchronize()
   elif (mod := getattr(torch, device.type, None)) is not None and hasattr(mod, "synchronize"): mod.synchronize()
 
 

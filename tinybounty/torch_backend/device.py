@@ -16,6 +16,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from tinygrad import Tensor, dtypes
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from tinybounty.torch_backend import ops
 from tinybounty.torch_backend.stats import count, on_device, to_host
@@ -88,9 +89,26 @@ def write(t: torch.Tensor, value: Tensor, uniform: bool = False) -> torch.Tensor
   if ops.to_tiny_dtype(t.dtype) != st.buf.dtype: raise NotImplementedError(f"tiny: writing {t.dtype} into {st.buf.dtype} storage")
   value = on_device(value.cast(st.buf.dtype))
   if tuple(value.shape) != tuple(t.shape): value = value.expand(tuple(t.shape)) if t.ndim else value.reshape(())
-  if t.is_contiguous() and t.storage_offset() == 0 and t.numel() == st.buf.shape[0]: st.value, st._buf = value.contiguous().realize(), None
-  else: st.buf = strided_write(st.buf, value, tuple(t.shape), t.stride(), t.storage_offset(), uniform).contiguous().realize()
+  if t.is_contiguous() and t.storage_offset() == 0 and t.numel() == st.buf.shape[0]: st.value, st._buf = value.contiguous(), None
+  else: st.buf = strided_write(st.buf, value, tuple(t.shape), t.stride(), t.storage_offset(), uniform).contiguous()
+  _pending[id(st)] = st
+  if len(_pending) >= FLUSH_AT: flush()
   return t
+
+
+# Writes are realized in batches, not one by one: a training step's in-place updates (optimizer, running stats,
+# gradient accumulation) then schedule together. Every view reads a storage's current value, realized or not, so
+# batching changes no result. Flushed when FLUSH_AT writes are pending, after every optimizer step, and on synchronize.
+FLUSH_AT = 256
+_pending: dict[int, TinyStorage] = {}
+
+
+def flush() -> None:
+  """Realize every storage written since the last flush, in one schedule."""
+  if not _pending: return
+  values = [st.value for st in _pending.values()]
+  _pending.clear()
+  Tensor.realize(*values)
 
 
 def _is_tiny(a: Any) -> bool:
@@ -388,6 +406,7 @@ def register() -> None:
                   "an internal assert (pytorch/pytorch#161129): run CUDA training in another process", stacklevel=2)
   threads.install()
   serialization.install()
+  register_optimizer_step_post_hook(lambda *_: flush())
   _setup_privateuseone_for_python_backend(BACKEND, backend_module=TinyModule())
   _register_table()
   _register_decompositions()

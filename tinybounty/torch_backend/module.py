@@ -36,7 +36,9 @@ class TinyModule:
 
   @staticmethod
   def synchronize(device: int | None = None) -> None:
-    """Wait for every kernel queued on the tinygrad device."""
+    """Realize every pending write, then wait for every kernel queued on the tinygrad device."""
+    from tinybounty.torch_backend.device import flush
+    flush()
     Device[Device.DEFAULT].synchronize()
 
   @staticmethod

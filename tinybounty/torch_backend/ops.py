@@ -25,6 +25,7 @@ import torch
 from tinygrad import Tensor, dtypes
 from tinygrad.dtype import DType, strong_dtype
 
+from tinybounty.torch_backend.compaction import compact
 from tinybounty.torch_backend.random import key_for
 from tinybounty.torch_backend.stats import size_sync, to_host
 from tinybounty.torch_backend.strided import strided_read
@@ -223,16 +224,25 @@ def _atan2(a: Tensor, b: Tensor) -> Tensor:
   return b.eq(0).where(a.sign() * (math.pi / 2), (b < 0).where(base + (a >= 0).where(math.pi, -math.pi), base))
 
 
+def _scaled(b: Tensor, alpha: Any) -> Tensor:
+  """b * alpha. A float alpha (an optimizer's learning rate, which a schedule changes every step) is read from a
+  device buffer rather than compiled into the kernel, so a new value reuses the kernel instead of compiling another."""
+  if alpha == 1: return b
+  if isinstance(alpha, float) and isinstance(b, Tensor) and dtypes.is_float(b.dtype) and isinstance(b.device, str):
+    return b * Tensor([alpha], dtype=b.dtype, device=b.device).reshape(())
+  return b * alpha
+
+
 @aten("add.Tensor", "add.Scalar")
 def add(self: Any, other: Any, alpha: Any = 1) -> Tensor:
   dt = result_dtype(self, other)
   if dt == dtypes.bool: return _binary(lambda a, b: a | b)(self, other)
-  return _binary(lambda a, b: a + (b * alpha if alpha != 1 else b))(self, other)
+  return _binary(lambda a, b: a + _scaled(b, alpha))(self, other)
 
 
 @aten("sub.Tensor", "sub.Scalar")
 def sub(self: Any, other: Any, alpha: Any = 1) -> Tensor:
-  return _binary(lambda a, b: a - (b * alpha if alpha != 1 else b))(self, other)
+  return _binary(lambda a, b: a - _scaled(b, alpha))(self, other)
 
 
 @aten("rsub.Tensor", "rsub.Scalar")
@@ -606,9 +616,7 @@ def _nonzero(mask: Tensor) -> list[Tensor]:
   flat = mask.reshape(-1).cast(dtypes.bool)
   n = _nonzero_count(flat)
   if n == 0: return [Tensor.empty(0, dtype=dtypes.int64) for _ in range(max(mask.ndim, 1))]
-  rank = flat.cast(dtypes.int32).cumsum() - 1
-  hit = flat.unsqueeze(0) & rank.unsqueeze(0).eq(Tensor.arange(n, dtype=dtypes.int32).unsqueeze(1))
-  pos = (hit.where(Tensor.arange(flat.shape[0], dtype=dtypes.int32).unsqueeze(0), 0)).sum(1).cast(dtypes.int64)
+  pos = compact(flat, n).cast(dtypes.int64)
   out, div_ = [], 1
   for size in reversed(mask.shape):
     out.append((pos // div_) % size)
@@ -626,8 +634,9 @@ def nonzero(self: Tensor) -> Tensor:
 def masked_select(self: Tensor, mask: Tensor) -> Tensor:
   shape = tuple(torch.broadcast_shapes(tuple(self.shape), tuple(mask.shape)))
   x, m = self.expand(shape) if shape else self, mask.expand(shape) if shape else mask
-  (pos,) = _nonzero(m.reshape(-1))
-  return x.reshape(-1)[pos.cast(dtypes.int32)] if pos.shape[0] else Tensor.empty(0, dtype=self.dtype)
+  flat = m.reshape(-1).cast(dtypes.bool)
+  n = _nonzero_count(flat)
+  return compact(flat, n, x.reshape(-1)) if n else Tensor.empty(0, dtype=self.dtype)
 
 
 def _expand_bool(self: Tensor, indices: Sequence[Tensor | None]) -> list[Tensor | None]:

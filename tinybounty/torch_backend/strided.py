@@ -12,6 +12,8 @@ from typing import Sequence
 
 from tinygrad import Tensor, dtypes
 
+SMALL_WRITE = 64  # views up to this many elements are written through positions (see _scatter)
+
 
 def _split_last(x: Tensor, n: int, s: int, inner: int) -> Tensor:
   """x[..., L] -> y[..., n, inner] with y[..., i, j] = x[..., i*s + j] (windows may overlap when inner > s)."""
@@ -83,14 +85,16 @@ def strided_write(flat: Tensor, value: Tensor, size: Sequence[int], stride: Sequ
   if any(size[d] > 1 and stride[d] == 0 for d in range(len(size))):
     raise RuntimeError("unsupported operation: more than one element of the written-to tensor refers to a single memory location. "
                        "Please clone() the tensor before performing the operation.")
-  if not is_embeddable(size, stride): return _scatter(flat, value, size, stride, offset)
+  if not is_embeddable(size, stride) or math.prod(size) <= SMALL_WRITE: return _scatter(flat, value, size, stride, offset)
   mask = _embed(Tensor.ones(*size, dtype=dtypes.bool, device=flat.device), size, stride, offset, total)
   return mask.where(_embed(value, size, stride, offset, total), flat)
 
 
 def _scatter(flat: Tensor, value: Tensor, size: Sequence[int], stride: Sequence[int], offset: int) -> Tensor:
-  """Write an interleaved (non-nested) layout through explicit positions: exact but O(view x storage)."""
-  pos = Tensor.full(size, offset, dtype=dtypes.int32, device=flat.device)
+  """Write through explicit positions: exact for any layout but O(view x storage); used for interleaved layouts and
+  for small views. The offset is a device buffer, not a constant, so a loop of small writes at different offsets
+  (torch.nn.init.dirac_, x[i, j] = v) compiles one kernel, not one per offset."""
+  pos = Tensor([offset], dtype=dtypes.int32, device=flat.device).reshape((1,) * len(size)).expand(size)
   for d, (n, s) in enumerate(zip(size, stride)):
     pos = pos + (Tensor.arange(n, dtype=dtypes.int32).to(flat.device) * s).reshape(*(n if i == d else 1 for i in range(len(size))))
   return flat.scatter(0, pos.reshape(-1), value.reshape(-1))
