@@ -4,7 +4,8 @@ Representation (docs/torch_backend.md): a torch tensor on "tiny" is a real PyTor
 storage_offset, version counter, autograd views) whose storage has no bytes; the storage's Python object carries a
 `TinyStorage`, whose `buf` is a flat tinygrad Tensor of the storage's elements. Views share the torch storage, so they
 share `buf`. Reading a tensor builds its strided view of `buf` with movement ops; an in-place op writes its result
-back into `buf` through the same layout (strided.py) and realizes it, so every view of that storage sees the write.
+back into `buf` through the same layout (strided.py), so every view of that storage sees the write; written storages
+are realized in batches (flush()).
 """
 from __future__ import annotations
 
