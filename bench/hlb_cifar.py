@@ -19,12 +19,14 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import importlib
+import json
 import multiprocessing
 import os
 import statistics
 
 import torch
 
+from tinybounty.data.files import atomic_write
 from tinybounty.hardware import machine
 from tinybounty.records import format_row
 from tinybounty.runner.compare import max_rel_diff, run
@@ -32,14 +34,24 @@ from tinybounty.runner.run import find_data_location, write_data_cache
 
 
 def train(script: str, device: str, epochs: float, seed: int, init: dict | None, engine: bool) -> tuple[list[float], list[float], dict]:
-  """One device's run, in a child process (tiny is registered only there)."""
+  """One run, in a child process (tiny is registered only there). Device "cuda-cudnn-benchmark" is CUDA with cuDNN's
+  autotuner on (other convolution algorithms): against plain "cuda" it measures how far two correct fp16 runs drift."""
   if device == "tiny":
     importlib.import_module("tinybounty.torch_backend")  # DEV picks tinygrad's backend
     if engine:
       import tinybounty.engine
       tinybounty.engine.install()
       print(f"[tiny] tinybounty.engine installed ({tinybounty.engine.engine_kind()} loop)")
+  if device == "cuda-cudnn-benchmark": torch.backends.cudnn.benchmark, device = True, "cuda"
   return run(script, device, epochs, seed, init)
+
+
+def compare(name: str, got: list[float], ref: list[float]) -> float:
+  rel = max_rel_diff(got, ref)
+  worst = max(range(len(ref)), key=lambda i: abs(got[i] - ref[i]) / max(abs(ref[i]), 1e-8)) if len(got) == len(ref) else 0
+  print(f"{name}: {len(got)} vs {len(ref)} steps, max relative loss difference {rel:.3%} ({'within' if rel <= 0.02 else 'NOT within'} 2%), "
+        f"worst at step {worst} ({got[worst]:.4f} vs {ref[worst]:.4f})")
+  return rel
 
 
 def main() -> None:
@@ -49,7 +61,9 @@ def main() -> None:
   p.add_argument("--data", help="CIFAR-10 python batches for the data cache (default: synthetic CIFAR-format data)")
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--engine", action="store_true", help="install tinybounty.engine (the fast rewrite engine) in the tiny run")
-  p.add_argument("--runs", nargs="+", default=["cuda", "tiny"], choices=["cuda", "tiny", "cpu"])
+  p.add_argument("--runs", nargs="+", default=["cuda", "tiny"], choices=["cuda", "tiny", "cpu", "cuda-cudnn-benchmark"],
+                 help="the first is the reference; every other run is compared with it")
+  p.add_argument("--json", help="write every run's per-step losses and epoch times here")
   args = p.parse_args()
   cache = find_data_location(args.script) or "data.pt"
   if not os.path.exists(cache): write_data_cache(cache, args.data)
@@ -60,20 +74,21 @@ def main() -> None:
     init = init or state
     results[dev] = (losses, times)
     print(f"[{dev}] {len(losses)} steps; epoch times {', '.join(f'{t:.3f}' for t in times)} s; final loss {losses[-1]:.4f}")
-  if len(results) < 2: return
-  (ref_dev, (ref, ref_t)), (dev, (got, got_t)) = list(results.items())[:2]
-  rel, ratio = max_rel_diff(got, ref), statistics.median(got_t) / statistics.median(ref_t)
-  print(f"losses: {len(got)} vs {len(ref)} steps, max relative difference {rel:.3%} ({'within' if rel <= 0.02 else 'NOT within'} 2%)")
-  print(f"epoch time: {dev} {statistics.median(got_t):.3f} s vs {ref_dev} {statistics.median(ref_t):.3f} s (median): {ratio:.2f}x "
-        f"(target <= 2x); full 12.1-epoch run projected {statistics.median(got_t) * 12.1:.1f} s")
+  if args.json:
+    with atomic_write(args.json) as f: f.write(json.dumps({k: {"losses": v[0], "epoch_times": v[1]} for k, v in results.items()}).encode())
   if torch.cuda.is_available(): print("torch", torch.__version__, torch.cuda.get_device_name())
-  cmd = f"DEV=CUDA python bench/hlb_cifar.py main.py --epochs {args.epochs:g}" + (" --engine" if args.engine else "")
-  worst = max(range(len(ref)), key=lambda i: abs(got[i] - ref[i]) / max(abs(ref[i]), 1e-8)) if len(got) == len(ref) else -1
-  print(f"worst step {worst}: tiny {got[worst]:.4f} vs {ref_dev} {ref[worst]:.4f}; first losses tiny {got[:3]} {ref_dev} {ref[:3]}")
-  within = "within" if rel <= 0.02 else "NOT within"
+  ref_dev, (ref, ref_t) = next(iter(results.items()))
+  rels = {dev: compare(f"{dev} vs {ref_dev}", got, ref) for dev, (got, _) in list(results.items())[1:]}
+  got_t = results.get("tiny", ([], []))[1]
+  if not got_t or not ref_t: return
+  ratio = statistics.median(got_t) / statistics.median(ref_t)
+  print(f"epoch time: tiny {statistics.median(got_t):.3f} s vs {ref_dev} {statistics.median(ref_t):.3f} s (median): {ratio:.2f}x "
+        f"(target <= 2x); full 12.1-epoch run projected {statistics.median(got_t) * 12.1:.1f} s")
+  cmd = f"DEV=CUDA python bench/hlb_cifar.py main.py --epochs {args.epochs:g}{' --engine' if args.engine else ''} --runs {' '.join(args.runs)}"
+  noise = "".join(f"; {dev} vs {ref_dev}: {rel:.2%}" for dev, rel in rels.items() if dev != "tiny")
   print(format_row("hlb_cifar", machine(), cmd, f"tiny epochs {', '.join(f'{t:.2f}' for t in got_t)} s ({ratio:.0f}x median); losses max rel diff "
-                   f"{rel:.2%} ({within} 2%)",
-                   f"PyTorch {ref_dev} eager epoch {statistics.median(ref_t):.3f} s, same bench run (one child process per device)"))
+                   f"{rels['tiny']:.2%} ({'within' if rels['tiny'] <= 0.02 else 'NOT within'} 2%){noise}",
+                   f"PyTorch {ref_dev} eager epochs {', '.join(f'{t:.3f}' for t in ref_t)} s, same bench run (one child process per run)"))
 
 
 if __name__ == "__main__":
