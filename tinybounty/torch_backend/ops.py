@@ -132,8 +132,19 @@ def _dims(dim: int | Sequence[int] | None, ndim: int) -> tuple[int, ...]:
 
 # ***** elementwise *****
 
+def _opmath(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
+  """`fn` on float32 copies of half / bfloat16 tensor arguments, its result rounded back once: PyTorch's CPU and CUDA
+  kernels compute reduced-precision math in float32 ("opmath"), where tinygrad would round every intermediate."""
+  def wrapped(*args: Any, **kwargs: Any) -> Tensor:
+    low = next((a.dtype for a in args if isinstance(a, Tensor) and a.dtype in (dtypes.half, dtypes.bfloat16)), None)
+    if low is None: return fn(*args, **kwargs)
+    out = fn(*(a.cast(dtypes.float32) if isinstance(a, Tensor) and a.dtype == low else a for a in args), **kwargs)
+    return out.cast(low) if out.dtype == dtypes.float32 else out
+  return wrapped
+
+
 def _unary(fn: Callable[[Tensor], Tensor], floating: bool = True) -> Callable[..., Tensor]:
-  return lambda self: fn(self.cast(_float(self.dtype)) if floating else self)
+  return _opmath(lambda self: fn(self.cast(_float(self.dtype)))) if floating else fn
 
 
 for _name, _fn in {"exp": Tensor.exp, "exp2": Tensor.exp2, "log": Tensor.log, "log2": Tensor.log2, "sqrt": Tensor.sqrt,
@@ -158,10 +169,21 @@ for _name, _fn in {"abs": Tensor.abs, "neg": Tensor.neg, "relu": Tensor.relu, "s
   aten(_name)(_unary(_fn, floating=False))
 
 
-@aten("gelu")
-def gelu(self: Tensor, approximate: str = "none") -> Tensor:
-  x = self.cast(_float(self.dtype))
+def _gelu(x: Tensor, approximate: str) -> Tensor:
   return x.gelu() if approximate == "tanh" else 0.5 * x * (1 + (x * (1 / math.sqrt(2))).erf())
+
+
+@aten("gelu")
+@_opmath
+def gelu(self: Tensor, approximate: str = "none") -> Tensor: return _gelu(self.cast(_float(self.dtype)), approximate)
+
+
+@aten("gelu_backward")
+@_opmath
+def gelu_backward(grad_output: Tensor, self: Tensor, *, approximate: str = "none") -> Tensor:
+  x, g = self.cast(_float(self.dtype)), grad_output.cast(_float(self.dtype))
+  if approximate == "tanh": return _gelu(x, approximate).gradient(x, gradient=g)[0]
+  return g * (0.5 * (1 + (x * (1 / math.sqrt(2))).erf()) + x * (-0.5 * x * x).exp() * (1 / math.sqrt(2 * math.pi)))
 
 
 @aten("leaky_relu")
@@ -318,10 +340,12 @@ def mul_(a: Any, b: Any) -> Tensor: return lookup("mul.Tensor")(a, b)
 
 
 @aten("sigmoid_backward")
+@_opmath
 def sigmoid_backward(grad_output: Tensor, output: Tensor) -> Tensor: return grad_output * output * (1 - output)
 
 
 @aten("tanh_backward")
+@_opmath
 def tanh_backward(grad_output: Tensor, output: Tensor) -> Tensor: return grad_output * (1 - output * output)
 
 
@@ -432,22 +456,29 @@ def logsumexp(self: Tensor, dim: Sequence[int], keepdim: bool = False) -> Tensor
 def logcumsumexp(self: Tensor, dim: int) -> Tensor: return self.logcumsumexp(dim) if self.ndim else self
 
 
+def _to_float_if(x: Tensor, half_to_float: bool) -> Tensor: return x.cast(dtypes.float32) if half_to_float else x
+
+
 @aten("_softmax")
-def softmax(self: Tensor, dim: int, half_to_float: bool) -> Tensor: return self.softmax(dim) if self.ndim else self.const_like(1)
+def softmax(self: Tensor, dim: int, half_to_float: bool) -> Tensor:
+  return _to_float_if(_opmath(lambda x: x.softmax(dim) if x.ndim else x.const_like(1))(self), half_to_float)
 
 
 @aten("_log_softmax")
-def log_softmax(self: Tensor, dim: int, half_to_float: bool) -> Tensor: return self.log_softmax(dim) if self.ndim else self.const_like(0)
+def log_softmax(self: Tensor, dim: int, half_to_float: bool) -> Tensor:
+  return _to_float_if(_opmath(lambda x: x.log_softmax(dim) if x.ndim else x.const_like(0))(self), half_to_float)
 
 
 @aten("_softmax_backward_data")
+@_opmath
 def softmax_backward(grad_output: Tensor, output: Tensor, dim: int, input_dtype: torch.dtype) -> Tensor:
-  return output * (grad_output - (grad_output * output).sum(dim, keepdim=True))
+  return (output * (grad_output - (grad_output * output).sum(dim, keepdim=True))).cast(to_tiny_dtype(input_dtype))
 
 
 @aten("_log_softmax_backward_data")
+@_opmath
 def log_softmax_backward(grad_output: Tensor, output: Tensor, dim: int, input_dtype: torch.dtype) -> Tensor:
-  return grad_output - output.exp() * grad_output.sum(dim, keepdim=True)
+  return (grad_output - output.exp() * grad_output.sum(dim, keepdim=True)).cast(to_tiny_dtype(input_dtype))
 
 
 # ***** linear algebra and nn *****
