@@ -136,9 +136,9 @@ def _opmath(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
   """`fn` on float32 copies of half / bfloat16 tensor arguments, its result rounded back once: PyTorch's CPU and CUDA
   kernels compute reduced-precision math in float32 ("opmath"), where tinygrad would round every intermediate."""
   def wrapped(*args: Any, **kwargs: Any) -> Tensor:
-    low = next((a.dtype for a in args if isinstance(a, Tensor) and a.dtype in (dtypes.half, dtypes.bfloat16)), None)
-    if low is None: return fn(*args, **kwargs)
-    out = fn(*(a.cast(dtypes.float32) if isinstance(a, Tensor) and a.dtype == low else a for a in args), **kwargs)
+    low = {a.dtype for a in args if isinstance(a, Tensor)}
+    if len(low) != 1 or (low := low.pop()) not in (dtypes.half, dtypes.bfloat16): return fn(*args, **kwargs)  # mixed dtypes promote
+    out = fn(*(a.cast(dtypes.float32) if isinstance(a, Tensor) else a for a in args), **kwargs)
     return out.cast(low) if out.dtype == dtypes.float32 else out
   return wrapped
 
@@ -259,12 +259,13 @@ def _scaled(b: Tensor, alpha: Any) -> Tensor:
 def add(self: Any, other: Any, alpha: Any = 1) -> Tensor:
   dt = result_dtype(self, other)
   if dt == dtypes.bool: return _binary(lambda a, b: a | b)(self, other)
-  return _binary(lambda a, b: a + _scaled(b, alpha))(self, other)
+  # a + alpha * b rounds once, like PyTorch (an optimizer's update of half parameters would otherwise round twice)
+  return _opmath(_binary(lambda a, b: a + _scaled(b, alpha)))(self, other) if alpha != 1 else _binary(Tensor.add)(self, other)
 
 
 @aten("sub.Tensor", "sub.Scalar")
 def sub(self: Any, other: Any, alpha: Any = 1) -> Tensor:
-  return _binary(lambda a, b: a - _scaled(b, alpha))(self, other)
+  return _opmath(_binary(lambda a, b: a - _scaled(b, alpha)))(self, other) if alpha != 1 else _binary(Tensor.sub)(self, other)
 
 
 @aten("rsub.Tensor", "rsub.Scalar")
@@ -323,15 +324,18 @@ def clamp_max(self: Tensor, max: Any) -> Tensor: return clamp(self, max=max)
 
 
 @aten("lerp.Scalar", "lerp.Tensor")
+@_opmath
 def lerp(self: Tensor, end: Tensor, weight: Any) -> Tensor: return self + (end - self) * weight
 
 
 @aten("addcmul")
+@_opmath
 def addcmul(self: Tensor, tensor1: Tensor, tensor2: Tensor, *, value: Any = 1) -> Tensor:
   return add(self, mul_(tensor1, tensor2), alpha=value)
 
 
 @aten("addcdiv")
+@_opmath
 def addcdiv(self: Tensor, tensor1: Tensor, tensor2: Tensor, *, value: Any = 1) -> Tensor:
   return add(self, div(tensor1, tensor2), alpha=value)
 

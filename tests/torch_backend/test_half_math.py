@@ -1,0 +1,29 @@
+"""Half-precision math computed in float32 and rounded once, as PyTorch's kernels do ("opmath"): within an ulp of the
+float32 result rounded to half, where rounding every intermediate to half (tinygrad's default) is far off."""
+import pytest
+import torch
+
+import tinybounty.torch_backend  # noqa: F401
+
+torch.manual_seed(0)
+X, G, P = (torch.randn(64, 64) * 3).half(), torch.randn(64, 64).half(), torch.randn(64, 64).half()
+
+
+def ulps(got: torch.Tensor, want: torch.Tensor, floor: float) -> float:
+  """The largest distance in units of half's last place at each expected value (at least at `floor`)."""
+  spacing = torch.finfo(torch.float16).eps * want.float().abs().clamp(min=floor) / 2  # an ulp is eps/2 to eps of |v|
+  return ((got.float() - want.float()).abs() / spacing).max().item()
+
+
+# erf and gelu: tinygrad's erf has an absolute error near 1e-7, so their ulps are counted at magnitude 1 and above
+@pytest.mark.parametrize("name, fn, max_ulps, floor", [
+  ("tanh", torch.tanh, 1, 2 ** -14), ("sigmoid", torch.sigmoid, 1, 2 ** -14), ("softmax", lambda t, g, p: torch.softmax(t, -1), 1, 2 ** -14),
+  ("log_softmax", lambda t, g, p: torch.log_softmax(t, -1), 1, 2 ** -14), ("erf", torch.erf, 1, 1), ("gelu", torch.nn.functional.gelu, 1, 1),
+  ("sgd update", lambda t, g, p: t.add(g, alpha=-0.0137), 1, 2 ** -14), ("addcmul", lambda t, g, p: t.addcmul(g, p, value=0.3), 1, 2 ** -14),
+])
+def test_half_ops_round_once(name, fn, max_ulps, floor):
+  call = (lambda t, g, p: fn(t)) if fn in (torch.tanh, torch.sigmoid, torch.erf, torch.nn.functional.gelu) else fn
+  want = call(X.float(), G.float(), P.float()).half()
+  got = call(X.to("tiny"), G.to("tiny"), P.to("tiny")).cpu()
+  assert got.dtype == torch.float16
+  assert ulps(got, want, floor) <= max_ulps, f"{name}: {ulps(got, want, floor):.1f} ulps from float32 rounded once"
