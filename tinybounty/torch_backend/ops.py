@@ -1168,3 +1168,6 @@ def cummax(self: Tensor, dim: int) -> tuple[Tensor, Tensor]: return _cum_extreme
 
 @aten("cummin")
 def cummin(self: Tensor, dim: int) -> tuple[Tensor, Tensor]: return _cum_extreme(self, dim, self.cummin(dim)[0] if self.ndim else self)
+
+
+from tinybounty.torch_backend import linalg  # noqa: E402,F401  (registers its ops in this table)

@@ -1,0 +1,265 @@
+"""Dense linear algebra on the device: Cholesky, triangular solves, pivoted LU (det, inverse, solve), Householder QR,
+Jacobi eigenvalues and singular values.
+
+Matrices in op_db and in models are small, so each factorization is unrolled over the matrix size with batched
+tinygrad ops (the batch dims stay vectorized); nothing is read back. The pivot choice is LAPACK's (first largest
+|value| of the column), so LU factors and permutations equal the CPU's. Work is done in float64 where the device
+has it, which keeps float32 results at the CPU's accuracy.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from tinygrad import Device, Tensor, dtypes
+from tinygrad.dtype import DType
+
+from tinybounty.torch_backend.ops import aten
+
+_NO_FP64 = ("WEBGPU", "METAL", "QCOM")
+
+
+def _work() -> DType:
+  return dtypes.float64 if Device.DEFAULT.split(":")[0] not in _NO_FP64 else dtypes.float32
+
+
+def _eye(n: int, like: Tensor) -> Tensor:
+  return Tensor.eye(n, dtype=like.dtype).expand(*like.shape[:-2], n, n)
+
+
+def _col(A: Tensor, j: int) -> Tensor:
+  return A[..., j:j + 1]
+
+
+def _row(A: Tensor, i: int) -> Tensor:
+  return A[..., i:i + 1, :]
+
+
+def _mT(A: Tensor) -> Tensor:
+  return A.transpose(-1, -2)
+
+
+# ***** Cholesky and triangular solves *****
+
+def cholesky_lower(A: Tensor) -> tuple[Tensor, Tensor]:
+  """(L, info): A = L L^T column by column; info is 1 + the first non-positive pivot (0 if A is positive definite)."""
+  n, cols = A.shape[-1], []
+  info = Tensor.zeros(*A.shape[:-2], dtype=dtypes.int32)
+  rows = Tensor.arange(n).reshape(n, 1)
+  for j in range(n):
+    c = _col(A, j) - sum((cols[k] * cols[k][..., j:j + 1, :] for k in range(j)), start=Tensor.zeros(1, 1, dtype=A.dtype))
+    d = c[..., j:j + 1, :]
+    info = ((info == 0) & ~(d[..., 0, 0] > 0)).where(j + 1, info)
+    cols.append((rows >= j).where(c / d.sqrt(), 0))
+  return (Tensor.cat(*cols, dim=-1) if cols else A), info
+
+
+def solve_triangular(A: Tensor, B: Tensor, upper: bool, unitriangular: bool = False) -> Tensor:
+  """X with A X = B for triangular A (forward or back substitution, one row of X at a time)."""
+  n = A.shape[-1]
+  if upper: return solve_triangular(A.flip(-1).flip(-2), B.flip(-2), False, unitriangular).flip(-2)
+  xs: list[Tensor] = []
+  for i in range(n):
+    r = _row(B, i) - sum((A[..., i:i + 1, k:k + 1] * xs[k] for k in range(i)), start=Tensor.zeros(1, 1, dtype=B.dtype))
+    xs.append(r if unitriangular else r / A[..., i:i + 1, i:i + 1])
+  return Tensor.cat(*xs, dim=-2) if xs else B
+
+
+def _broadcast(A: Tensor, B: Tensor) -> tuple[Tensor, Tensor]:
+  batch = _bshape(A.shape[:-2], B.shape[:-2])
+  return A.expand(*batch, *A.shape[-2:]), B.expand(*batch, *B.shape[-2:])
+
+
+def _bshape(a: tuple, b: tuple) -> tuple:
+  n = max(len(a), len(b))
+  a, b = (1,) * (n - len(a)) + tuple(a), (1,) * (n - len(b)) + tuple(b)
+  return tuple(y if x == 1 else x for x, y in zip(a, b))
+
+
+def _triangular(A: Tensor, B: Tensor, upper: bool, left: bool, unitriangular: bool) -> Tensor:
+  dt = B.dtype
+  A, B = _broadcast(A.cast(_work()), B.cast(_work()))
+  if not left: return _mT(solve_triangular(_mT(A), _mT(B), not upper, unitriangular)).cast(dt)
+  return solve_triangular(A, B, upper, unitriangular).cast(dt)
+
+
+@aten("linalg_solve_triangular")
+def linalg_solve_triangular(self: Tensor, B: Tensor, *, upper: bool, left: bool = True, unitriangular: bool = False) -> Tensor:
+  return _triangular(self, B, upper, left, unitriangular)
+
+
+@aten("triangular_solve")
+def triangular_solve(self: Tensor, A: Tensor, upper: bool = True, transpose: bool = False, unitriangular: bool = False) -> tuple[Tensor, Tensor]:
+  tri = (A.triu() if upper else A.tril())
+  X = _triangular(_mT(tri) if transpose else tri, self, upper != transpose, True, unitriangular)
+  return X, A.expand(*_bshape(A.shape[:-2], self.shape[:-2]), *A.shape[-2:]).contiguous()
+
+
+@aten("linalg_cholesky_ex")
+def linalg_cholesky_ex(self: Tensor, *, upper: bool = False, check_errors: bool = False) -> tuple[Tensor, Tensor]:
+  L, info = cholesky_lower(self.cast(_work()))
+  L = L.cast(self.dtype)
+  return (_mT(L) if upper else L), info
+
+
+@aten("cholesky")
+def cholesky(self: Tensor, upper: bool = False) -> Tensor: return linalg_cholesky_ex(self, upper=upper)[0]
+
+
+@aten("cholesky_inverse")
+def cholesky_inverse(self: Tensor, upper: bool = False) -> Tensor:
+  """inv(A) from A's Cholesky factor: inv(L)^T inv(L) (upper: inv(U) inv(U)^T)."""
+  L = (_mT(self.triu()) if upper else self.tril()).cast(_work())
+  Li = solve_triangular(L, _eye(L.shape[-1], L), False)
+  return (_mT(Li) @ Li).cast(self.dtype)
+
+
+@aten("_cholesky_solve_helper")
+def cholesky_solve_helper(self: Tensor, A: Tensor, upper: bool) -> Tensor:
+  L = _mT(A.triu()) if upper else A.tril()
+  L, B = _broadcast(L.cast(_work()), self.cast(_work()))
+  return solve_triangular(_mT(L), solve_triangular(L, B, False), True).cast(self.dtype)
+
+
+# ***** LU with partial pivoting *****
+
+def lu_factor(A: Tensor) -> tuple[Tensor, Tensor]:
+  """(LU, pivots): LAPACK getrf's packed factors (unit L below the diagonal, U on and above) and 1-based int32 pivots."""
+  m, n = A.shape[-2:]
+  rows, pivots = Tensor.arange(m).reshape(m, 1), []
+  for k in range(min(m, n)):
+    col = A[..., :, k:k + 1]
+    p = (rows >= k).where(col.abs(), -1).argmax(-2, keepdim=True)        # (..., 1, 1): first largest |a_ik|, i >= k
+    pivots.append(p[..., 0, 0] + 1)
+    row_k, row_p = _row(A, k), A.gather(-2, p.expand(*A.shape[:-2], 1, n))
+    A = (rows == k).where(row_p, (rows == p).where(row_k, A))
+    piv = A[..., k:k + 1, k:k + 1]
+    l = (rows > k).where((piv != 0).where(_col(A, k) / piv, _col(A, k)), 0)
+    upd = (Tensor.arange(n) > k).reshape(1, n).where(l * _row(A, k), 0)
+    A = (rows > k).where(A - upd, A)
+    A = (rows > k).where((Tensor.arange(n) == k).reshape(1, n).where(l, A), A)
+  piv = Tensor.stack(*pivots, dim=-1).cast(dtypes.int32) if pivots else Tensor.zeros(*A.shape[:-2], 0, dtype=dtypes.int32)
+  return A, piv
+
+
+def _perm(pivots: Tensor, m: int) -> Tensor:
+  """The row permutation the pivots apply, as indices: row i of P A is row perm[i] of A."""
+  perm = Tensor.arange(m).expand(*pivots.shape[:-1], m)
+  idx = Tensor.arange(m)
+  for k in range(pivots.shape[-1]):
+    p = (pivots[..., k:k + 1] - 1).cast(perm.dtype)
+    pk, pp = perm[..., k:k + 1], perm.gather(-1, p)
+    perm = (idx == k).where(pp, (idx == p).where(pk, perm))
+  return perm
+
+
+def _unpack(LU: Tensor) -> tuple[Tensor, Tensor]:
+  m, n = LU.shape[-2:]
+  k = min(m, n)
+  L = LU[..., :, :k].tril(-1) + Tensor.eye(m, k, dtype=LU.dtype)
+  return L, LU[..., :k, :].triu()
+
+
+def _perm_matrix(pivots: Tensor, m: int, dtype: DType) -> Tensor:
+  """P with A = P L U (torch's convention: P^T A = L U)."""
+  perm = _perm(pivots, m)
+  return (perm.unsqueeze(-2) == Tensor.arange(m).reshape(m, 1)).cast(dtype)
+
+
+def _lu_solve(LU: Tensor, pivots: Tensor, B: Tensor) -> Tensor:
+  """X with A X = B from A's packed LU (B already broadcast)."""
+  perm = _perm(pivots, LU.shape[-1])
+  PB = B.gather(-2, perm.unsqueeze(-1).expand(*perm.shape, B.shape[-1]))
+  return solve_triangular(LU, solve_triangular(LU, PB, False, True), True)
+
+
+def _factor(A: Tensor) -> tuple[Tensor, Tensor]:
+  return lu_factor(A.cast(_work()))
+
+
+def _info(LU: Tensor) -> Tensor:
+  """getrf's info: 1 + the first zero on U's diagonal, 0 when there is none."""
+  d = LU.diagonal(dim1=-2, dim2=-1) if LU.ndim and min(LU.shape[-2:]) else Tensor.ones(*LU.shape[:-2], 0)
+  k = d.shape[-1]
+  first = (d == 0).where(Tensor.arange(k) + 1, k + 1).min(-1) if k else Tensor.full(LU.shape[:-2], 1)
+  return (first > k).where(0, first).cast(dtypes.int32)
+
+
+@aten("linalg_lu_factor_ex")
+def linalg_lu_factor_ex(A: Tensor, *, pivot: bool = True, check_errors: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+  if not pivot: raise NotImplementedError("tiny: aten::linalg_lu_factor_ex (overload 'default') with pivot=False is not implemented")
+  LU, piv = _factor(A)
+  return LU.cast(A.dtype), piv, _info(LU)
+
+
+@aten("linalg_lu")
+def linalg_lu(A: Tensor, *, pivot: bool = True) -> tuple[Tensor, Tensor, Tensor]:
+  if not pivot: raise NotImplementedError("tiny: aten::linalg_lu (overload 'default') with pivot=False is not implemented")
+  LU, piv = _factor(A)
+  L, U = _unpack(LU)
+  return _perm_matrix(piv, A.shape[-2], A.dtype), L.cast(A.dtype), U.cast(A.dtype)
+
+
+@aten("lu_unpack")
+def lu_unpack(LU_data: Tensor, LU_pivots: Tensor, unpack_data: bool = True, unpack_pivots: bool = True) -> tuple[Tensor, Tensor, Tensor]:
+  m = LU_data.shape[-2]
+  L, U = _unpack(LU_data) if unpack_data else (Tensor.empty(0, dtype=LU_data.dtype), Tensor.empty(0, dtype=LU_data.dtype))
+  P = _perm_matrix(LU_pivots, m, LU_data.dtype) if unpack_pivots else Tensor.empty(0, dtype=LU_data.dtype)
+  return P, L, U
+
+
+def _lu_solve_adjoint(LU: Tensor, pivots: Tensor, B: Tensor) -> Tensor:
+  """X with A^T X = B: U^T L^T P^T X = B."""
+  y = solve_triangular(_mT(LU), solve_triangular(_mT(LU), B, False), True, True)
+  return _perm_matrix(pivots, LU.shape[-1], y.dtype) @ y
+
+
+@aten("linalg_lu_solve")
+def linalg_lu_solve(LU: Tensor, pivots: Tensor, B: Tensor, *, left: bool = True, adjoint: bool = False) -> Tensor:
+  batch = _bshape(LU.shape[:-2], B.shape[:-2])
+  work = LU.cast(_work()).expand(*batch, *LU.shape[-2:])
+  piv, B = pivots.expand(*batch, pivots.shape[-1]), B.cast(work.dtype).expand(*batch, *B.shape[-2:])
+  solve = _lu_solve_adjoint if adjoint == left else _lu_solve          # X A = B is A^T X^T = B^T
+  return (solve(work, piv, B) if left else _mT(solve(work, piv, _mT(B)))).cast(LU.dtype)
+
+
+def _det_parts(A: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+  """(diag(U), parity sign, LU, pivots) of A."""
+  LU, piv = _factor(A)
+  n = A.shape[-1]
+  d = LU.diagonal(dim1=-2, dim2=-1) if n else Tensor.ones(*A.shape[:-2], 0, dtype=LU.dtype)
+  swaps = (piv != Tensor.arange(1, n + 1, dtype=dtypes.int32)).cast(dtypes.int32).sum(-1) if n else Tensor.zeros(*A.shape[:-2], dtype=dtypes.int32)
+  return d, 1 - 2 * (swaps % 2).cast(LU.dtype), LU, piv
+
+
+@aten("_linalg_det")
+def linalg_det(A: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+  d, sign, LU, piv = _det_parts(A)
+  return (sign * d.prod(-1)).cast(A.dtype), LU.cast(A.dtype), piv
+
+
+@aten("_linalg_slogdet")
+def linalg_slogdet(A: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+  d, sign, LU, piv = _det_parts(A)
+  sgn = sign * d.sign().prod(-1)
+  return sgn.cast(A.dtype), d.abs().log().sum(-1).cast(A.dtype), LU.cast(A.dtype), piv
+
+
+@aten("linalg_inv_ex")
+def linalg_inv_ex(A: Tensor, *, check_errors: bool = False) -> tuple[Tensor, Tensor]:
+  LU, piv = _factor(A)
+  return _lu_solve(LU, piv, _eye(A.shape[-1], LU)).cast(A.dtype), _info(LU)
+
+
+@aten("_linalg_solve_ex")
+def linalg_solve_ex(A: Tensor, B: Tensor, *, left: bool = True, check_errors: bool = False) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+  vector = B.ndim == 1 or (B.ndim == A.ndim - 1 and tuple(B.shape) == tuple(A.shape[:-1]))
+  Bm = B.unsqueeze(-1) if vector else B
+  LU, piv = _factor(A)
+  X = linalg_lu_solve(LU, piv, Bm, left=left)
+  return (X.squeeze(-1) if vector else X).cast(A.dtype), LU.cast(A.dtype), piv, _info(LU)
+
+
+@aten("eye", "eye.m")
+def eye(n: int, m: int | None = None, *, dtype: Any = None, layout: Any = None, device: Any = None, pin_memory: Any = None) -> Tensor:
+  from tinybounty.torch_backend.ops import _factory_dtype
+  return Tensor.eye(n, n if m is None else m, dtype=_factory_dtype(dtype))
