@@ -8,8 +8,9 @@ has it, which keeps float32 results at the CPU's accuracy.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
+import torch
 from tinygrad import Device, Tensor, dtypes
 from tinygrad.dtype import DType
 
@@ -222,26 +223,37 @@ def linalg_lu_solve(LU: Tensor, pivots: Tensor, B: Tensor, *, left: bool = True,
   return (solve(work, piv, B) if left else _mT(solve(work, piv, _mT(B)))).cast(LU.dtype)
 
 
-def _det_parts(A: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-  """(diag(U), parity sign, LU, pivots) of A."""
-  LU, piv = _factor(A)
+# det and slogdet are torch-level kernels: like the CPU, they factor A^T when A is contiguous (det(A^T) = det(A)), and
+# PyTorch's backward formulas read that choice back from A's strides when they reuse the returned LU.
+
+def _det_parts(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+  """(diag(U), permutation sign, LU, pivots) of A's LU factorization (of A^T if A is contiguous)."""
+  LU, pivots, _ = torch.ops.aten.linalg_lu_factor_ex(A.mT if A.is_contiguous() else A)
   n = A.shape[-1]
-  d = LU.diagonal(dim1=-2, dim2=-1) if n else Tensor.ones(*A.shape[:-2], 0, dtype=LU.dtype)
-  swaps = (piv != Tensor.arange(1, n + 1, dtype=dtypes.int32)).cast(dtypes.int32).sum(-1) if n else Tensor.zeros(*A.shape[:-2], dtype=dtypes.int32)
-  return d, 1 - 2 * (swaps % 2).cast(LU.dtype), LU, piv
+  swaps = (pivots != torch.arange(1, n + 1, device=A.device, dtype=torch.int32)).sum(-1)
+  return LU.diagonal(dim1=-2, dim2=-1), 1 - 2 * (swaps % 2).to(A.dtype), LU, pivots
 
 
-@aten("_linalg_det")
-def linalg_det(A: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-  d, sign, LU, piv = _det_parts(A)
-  return (sign * d.prod(-1)).cast(A.dtype), LU.cast(A.dtype), piv
+def _det(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+  d, sign, LU, pivots = _det_parts(A)
+  return sign * d.prod(-1), LU, pivots
 
 
-@aten("_linalg_slogdet")
-def linalg_slogdet(A: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-  d, sign, LU, piv = _det_parts(A)
-  sgn = sign * d.sign().prod(-1)
-  return sgn.cast(A.dtype), d.abs().log().sum(-1).cast(A.dtype), LU.cast(A.dtype), piv
+def _slogdet(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+  d, sign, LU, pivots = _det_parts(A)
+  return sign * d.sign().prod(-1), d.abs().log().sum(-1), LU, pivots
+
+
+def _out(fn: Callable[..., tuple], names: tuple[str, ...]) -> Callable[..., tuple]:
+  def kernel(*args: Any, **kwargs: Any) -> tuple:
+    outs = [kwargs.pop(n) for n in names]
+    for o, r in zip(outs, fn(*args, **kwargs)): o.resize_(r.shape).copy_(r)
+    return tuple(outs)
+  return kernel
+
+
+KERNELS = {"_linalg_det": _det, "_linalg_det.result": _out(_det, ("result", "LU", "pivots")), "_linalg_slogdet": _slogdet,
+           "_linalg_slogdet.sign": _out(_slogdet, ("sign", "logabsdet", "LU", "pivots"))}
 
 
 @aten("linalg_inv_ex")
@@ -263,3 +275,111 @@ def linalg_solve_ex(A: Tensor, B: Tensor, *, left: bool = True, check_errors: bo
 def eye(n: int, m: int | None = None, *, dtype: Any = None, layout: Any = None, device: Any = None, pin_memory: Any = None) -> Tensor:
   from tinybounty.torch_backend.ops import _factory_dtype
   return Tensor.eye(n, n if m is None else m, dtype=_factory_dtype(dtype))
+
+
+# ***** Householder QR (LAPACK geqrf's reflectors and signs) *****
+
+def householder(A: Tensor) -> tuple[Tensor, Tensor]:
+  """(packed, tau) like geqrf: R on and above the diagonal, reflector k's v (v_k = 1 implied) below it."""
+  m, n = A.shape[-2:]
+  rows, taus = Tensor.arange(m).reshape(m, 1), []
+  for k in range(min(m, n)):
+    x = _col(A, k)
+    alpha = x[..., k:k + 1, :]
+    xnorm = (rows > k).where(x, 0).square().sum(-2, keepdim=True).sqrt()
+    beta = -(alpha >= 0).where(1, -1) * (alpha.square() + xnorm.square()).sqrt()
+    trivial = xnorm == 0
+    tau = trivial.where(0, (beta - alpha) / beta)
+    v = (rows == k).where(1, (rows > k).where(x / trivial.where(1, alpha - beta), 0))
+    A = A - (Tensor.arange(n) > k).reshape(1, n).where(tau * v * (v * A).sum(-2, keepdim=True), 0)
+    A = (Tensor.arange(n) == k).reshape(1, n).where((rows == k).where(trivial.where(alpha, beta), (rows > k).where(v, A)), A)
+    taus.append(tau[..., 0, 0])
+  return A, (Tensor.stack(*taus, dim=-1) if taus else Tensor.zeros(*A.shape[:-2], 0, dtype=A.dtype))
+
+
+def householder_q(packed: Tensor, tau: Tensor, cols: int) -> Tensor:
+  """The first `cols` columns of Q = H_1 ... H_k from geqrf's packed reflectors."""
+  m = packed.shape[-2]
+  rows = Tensor.arange(m).reshape(m, 1)
+  Q = Tensor.eye(m, cols, dtype=packed.dtype).expand(*packed.shape[:-2], m, cols)
+  for k in reversed(range(tau.shape[-1])):
+    v = (rows == k).where(1, (rows > k).where(_col(packed, k), 0))
+    Q = Q - tau[..., k:k + 1].unsqueeze(-1) * v * (v * Q).sum(-2, keepdim=True)
+  return Q
+
+
+@aten("geqrf")
+def geqrf(self: Tensor) -> tuple[Tensor, Tensor]:
+  packed, tau = householder(self.cast(_work()))
+  return packed.cast(self.dtype), tau.cast(self.dtype)
+
+
+@aten("linalg_householder_product")
+def linalg_householder_product(input: Tensor, tau: Tensor) -> Tensor:
+  return householder_q(input.cast(_work()), tau.cast(_work()), input.shape[-1]).cast(input.dtype)
+
+
+@aten("ormqr")
+def ormqr(self: Tensor, input2: Tensor, input3: Tensor, left: bool = True, transpose: bool = False) -> Tensor:
+  Q = householder_q(self.cast(_work()), input2.cast(_work()), self.shape[-2])
+  Q, C = _mT(Q) if transpose else Q, input3.cast(_work())
+  return (Q @ C if left else C @ Q).cast(input3.dtype)
+
+
+@aten("linalg_qr")
+def linalg_qr(A: Tensor, mode: str = "reduced") -> tuple[Tensor, Tensor]:
+  m, n = A.shape[-2:]
+  packed, tau = householder(A.cast(_work()))
+  k = m if mode == "complete" else min(m, n)
+  R = packed[..., :k, :].triu().cast(A.dtype)
+  if mode == "r": return Tensor.empty(0, dtype=A.dtype), R
+  return householder_q(packed, tau, k).cast(A.dtype), R
+
+
+# ***** singular values and symmetric eigenvalues: cyclic Jacobi with a fixed number of sweeps *****
+
+SWEEPS = 10   # cyclic Jacobi converges quadratically: 10 sweeps reach float64 rounding for the sizes used here
+
+
+def _jacobi_svd(A: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+  """(U, S, V) of a tall A (m >= n) by one-sided Jacobi: rotate column pairs until all are orthogonal. S descending."""
+  n = A.shape[-1]
+  V = _eye(n, A)
+  idx = Tensor.arange(n)
+  for _ in range(SWEEPS if n > 1 else 0):
+    for p in range(n - 1):
+      for q in range(p + 1, n):
+        ap, aq = _col(A, p), _col(A, q)
+        alpha, beta, gamma = ap.square().sum(-2, keepdim=True), aq.square().sum(-2, keepdim=True), (ap * aq).sum(-2, keepdim=True)
+        still = gamma.abs() > 1e-300
+        zeta = (beta - alpha) / still.where(2 * gamma, 1)
+        t = still.where((zeta >= 0).where(1, -1) / (zeta.abs() + (1 + zeta.square()).sqrt()), 0)
+        c = 1 / (1 + t.square()).sqrt()
+        s = c * t
+        A, V = (_rotate(M, p, q, c, s, idx) for M in (A, V))
+    A, V = A.realize(), V.realize()
+  S = A.square().sum(-2).sqrt()
+  order = S.sort(-1, descending=True)[1] if n > 1 else Tensor.zeros(*S.shape, dtype=dtypes.int32)
+  S = S.gather(-1, order)
+  take = order.unsqueeze(-2)
+  U, V = A.gather(-1, take.expand(*A.shape)) / (S.unsqueeze(-2) + (S.unsqueeze(-2) == 0)), V.gather(-1, take.expand(*V.shape))
+  return U, S, V
+
+
+def _rotate(M: Tensor, p: int, q: int, c: Tensor, s: Tensor, idx: Tensor) -> Tensor:
+  mp, mq = _col(M, p), _col(M, q)
+  return (idx == p).where(c * mp - s * mq, (idx == q).where(s * mp + c * mq, M))
+
+
+@aten("_linalg_svd")
+def linalg_svd(A: Tensor, full_matrices: bool = False, compute_uv: bool = True, *, driver: str | None = None) -> tuple[Tensor, Tensor, Tensor]:
+  """Singular values are unique; U and V only up to the signs of their columns (as on every backend)."""
+  m, n = A.shape[-2:]
+  if full_matrices and compute_uv and m != n:
+    raise NotImplementedError("tiny: aten::_linalg_svd (overload 'default') with full_matrices=True on a non-square matrix is not implemented")
+  wide = m < n
+  work = A.cast(_work())
+  U, S, V = _jacobi_svd(_mT(work) if wide else work)
+  if wide: U, V = V, U
+  if not compute_uv: return Tensor.empty(0, dtype=A.dtype), S.cast(A.dtype), Tensor.empty(0, dtype=A.dtype)
+  return U.cast(A.dtype), S.cast(A.dtype), _mT(V).cast(A.dtype)
