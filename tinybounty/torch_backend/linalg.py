@@ -11,16 +11,10 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import torch
-from tinygrad import Device, Tensor, dtypes
+from tinygrad import Tensor, dtypes
 from tinygrad.dtype import DType
 
-from tinybounty.torch_backend.ops import aten
-
-_NO_FP64 = ("WEBGPU", "METAL", "QCOM")
-
-
-def _work() -> DType:
-  return dtypes.float64 if Device.DEFAULT.split(":")[0] not in _NO_FP64 else dtypes.float32
+from tinybounty.torch_backend.ops import aten, precise_dtype
 
 
 def _eye(n: int, like: Tensor) -> Tensor:
@@ -78,7 +72,7 @@ def _bshape(a: tuple, b: tuple) -> tuple:
 
 def _triangular(A: Tensor, B: Tensor, upper: bool, left: bool, unitriangular: bool) -> Tensor:
   dt = B.dtype
-  A, B = _broadcast(A.cast(_work()), B.cast(_work()))
+  A, B = _broadcast(A.cast(precise_dtype()), B.cast(precise_dtype()))
   if not left: return _mT(solve_triangular(_mT(A), _mT(B), not upper, unitriangular)).cast(dt)
   return solve_triangular(A, B, upper, unitriangular).cast(dt)
 
@@ -97,7 +91,7 @@ def triangular_solve(self: Tensor, A: Tensor, upper: bool = True, transpose: boo
 
 @aten("linalg_cholesky_ex")
 def linalg_cholesky_ex(self: Tensor, *, upper: bool = False, check_errors: bool = False) -> tuple[Tensor, Tensor]:
-  L, info = cholesky_lower(self.cast(_work()))
+  L, info = cholesky_lower(self.cast(precise_dtype()))
   L = L.cast(self.dtype)
   return (_mT(L) if upper else L), info
 
@@ -109,7 +103,7 @@ def cholesky(self: Tensor, upper: bool = False) -> Tensor: return linalg_cholesk
 @aten("cholesky_inverse")
 def cholesky_inverse(self: Tensor, upper: bool = False) -> Tensor:
   """inv(A) from A's Cholesky factor: inv(L)^T inv(L) (upper: inv(U) inv(U)^T)."""
-  L = (_mT(self.triu()) if upper else self.tril()).cast(_work())
+  L = (_mT(self.triu()) if upper else self.tril()).cast(precise_dtype())
   Li = solve_triangular(L, _eye(L.shape[-1], L), False)
   return (_mT(Li) @ Li).cast(self.dtype)
 
@@ -117,7 +111,7 @@ def cholesky_inverse(self: Tensor, upper: bool = False) -> Tensor:
 @aten("_cholesky_solve_helper")
 def cholesky_solve_helper(self: Tensor, A: Tensor, upper: bool) -> Tensor:
   L = _mT(A.triu()) if upper else A.tril()
-  L, B = _broadcast(L.cast(_work()), self.cast(_work()))
+  L, B = _broadcast(L.cast(precise_dtype()), self.cast(precise_dtype()))
   return solve_triangular(_mT(L), solve_triangular(L, B, False), True).cast(self.dtype)
 
 
@@ -174,7 +168,7 @@ def _lu_solve(LU: Tensor, pivots: Tensor, B: Tensor) -> Tensor:
 
 
 def _factor(A: Tensor) -> tuple[Tensor, Tensor]:
-  return lu_factor(A.cast(_work()))
+  return lu_factor(A.cast(precise_dtype()))
 
 
 def _info(LU: Tensor) -> Tensor:
@@ -217,7 +211,7 @@ def _lu_solve_adjoint(LU: Tensor, pivots: Tensor, B: Tensor) -> Tensor:
 @aten("linalg_lu_solve")
 def linalg_lu_solve(LU: Tensor, pivots: Tensor, B: Tensor, *, left: bool = True, adjoint: bool = False) -> Tensor:
   batch = _bshape(LU.shape[:-2], B.shape[:-2])
-  work = LU.cast(_work()).expand(*batch, *LU.shape[-2:])
+  work = LU.cast(precise_dtype()).expand(*batch, *LU.shape[-2:])
   piv, B = pivots.expand(*batch, pivots.shape[-1]), B.cast(work.dtype).expand(*batch, *B.shape[-2:])
   solve = _lu_solve_adjoint if adjoint == left else _lu_solve          # X A = B is A^T X^T = B^T
   return (solve(work, piv, B) if left else _mT(solve(work, piv, _mT(B)))).cast(LU.dtype)
@@ -310,26 +304,26 @@ def householder_q(packed: Tensor, tau: Tensor, cols: int) -> Tensor:
 
 @aten("geqrf")
 def geqrf(self: Tensor) -> tuple[Tensor, Tensor]:
-  packed, tau = householder(self.cast(_work()))
+  packed, tau = householder(self.cast(precise_dtype()))
   return packed.cast(self.dtype), tau.cast(self.dtype)
 
 
 @aten("linalg_householder_product")
 def linalg_householder_product(input: Tensor, tau: Tensor) -> Tensor:
-  return householder_q(input.cast(_work()), tau.cast(_work()), input.shape[-1]).cast(input.dtype)
+  return householder_q(input.cast(precise_dtype()), tau.cast(precise_dtype()), input.shape[-1]).cast(input.dtype)
 
 
 @aten("ormqr")
 def ormqr(self: Tensor, input2: Tensor, input3: Tensor, left: bool = True, transpose: bool = False) -> Tensor:
-  Q = householder_q(self.cast(_work()), input2.cast(_work()), self.shape[-2])
-  Q, C = _mT(Q) if transpose else Q, input3.cast(_work())
+  Q = householder_q(self.cast(precise_dtype()), input2.cast(precise_dtype()), self.shape[-2])
+  Q, C = _mT(Q) if transpose else Q, input3.cast(precise_dtype())
   return (Q @ C if left else C @ Q).cast(input3.dtype)
 
 
 @aten("linalg_qr")
 def linalg_qr(A: Tensor, mode: str = "reduced") -> tuple[Tensor, Tensor]:
   m, n = A.shape[-2:]
-  packed, tau = householder(A.cast(_work()))
+  packed, tau = householder(A.cast(precise_dtype()))
   k = m if mode == "complete" else min(m, n)
   R = packed[..., :k, :].triu().cast(A.dtype)
   if mode == "r": return Tensor.empty(0, dtype=A.dtype), R
@@ -378,7 +372,7 @@ def linalg_svd(A: Tensor, full_matrices: bool = False, compute_uv: bool = True, 
   if full_matrices and compute_uv and m != n:
     raise NotImplementedError("tiny: aten::_linalg_svd (overload 'default') with full_matrices=True on a non-square matrix is not implemented")
   wide = m < n
-  work = A.cast(_work())
+  work = A.cast(precise_dtype())
   U, S, V = _jacobi_svd(_mT(work) if wide else work)
   if wide: U, V = V, U
   if not compute_uv: return Tensor.empty(0, dtype=A.dtype), S.cast(A.dtype), Tensor.empty(0, dtype=A.dtype)

@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-from tinygrad import Tensor, dtypes
+from tinygrad import Device, Tensor, dtypes
 from tinygrad.dtype import DType, strong_dtype
 
 from tinybounty.torch_backend.random import key_for
@@ -80,6 +80,11 @@ def to_torch_dtype(dtype: DType) -> torch.dtype:
   """The torch dtype of a tinygrad dtype (tinygrad's weak/default dtypes map to their strong twins)."""
   if (dt := TINY_TO_TORCH.get(dtype)) is None: dt = TINY_TO_TORCH[strong_dtype(dtype)]
   return dt
+
+
+def precise_dtype() -> DType:
+  """The dtype iterative algorithms (linalg, special functions) work in: float64 where the device has it."""
+  return dtypes.float32 if Device.DEFAULT.split(":")[0] in ("WEBGPU", "METAL", "QCOM") else dtypes.float64
 
 
 def _category(dt: DType) -> int:
@@ -1170,4 +1175,4 @@ def cummax(self: Tensor, dim: int) -> tuple[Tensor, Tensor]: return _cum_extreme
 def cummin(self: Tensor, dim: int) -> tuple[Tensor, Tensor]: return _cum_extreme(self, dim, self.cummin(dim)[0] if self.ndim else self)
 
 
-from tinybounty.torch_backend import linalg  # noqa: E402,F401  (registers its ops in this table)
+from tinybounty.torch_backend import linalg, special  # noqa: E402,F401  (they register their ops in this table)
