@@ -294,9 +294,10 @@ def _out_overloads(op_name: str, fn_args: dict[str, bool]) -> list[tuple[str, li
 
 
 def _register_table() -> None:
+  from tinybounty.torch_backend.autodiff import KERNELS as AUTODIFF
   from tinybounty.torch_backend.fused import KERNELS as FUSED
   from tinybounty.torch_backend.linalg import KERNELS as LINALG
-  for name, kernel in {**DEVICE_KERNELS, **FUSED, **LINALG}.items(): _impl(name, kernel)
+  for name, kernel in {**DEVICE_KERNELS, **FUSED, **LINALG, **AUTODIFF}.items(): _impl(name, kernel)
   for name in ops.names():
     op = _overload(name)
     # views alias storage (the device's own kernels); CompositeImplicitAutograd ops must keep decomposing above

@@ -8,12 +8,13 @@ has it, which keeps float32 results at the CPU's accuracy.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from tinygrad import Tensor, dtypes
 from tinygrad.dtype import DType
 
+from tinybounty.torch_backend.autodiff import out_variant
 from tinybounty.torch_backend.ops import aten, precise_dtype
 
 
@@ -238,16 +239,8 @@ def _slogdet(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
   return sign * d.sign().prod(-1), d.abs().log().sum(-1), LU, pivots
 
 
-def _out(fn: Callable[..., tuple], names: tuple[str, ...]) -> Callable[..., tuple]:
-  def kernel(*args: Any, **kwargs: Any) -> tuple:
-    outs = [kwargs.pop(n) for n in names]
-    for o, r in zip(outs, fn(*args, **kwargs)): o.resize_(r.shape).copy_(r)
-    return tuple(outs)
-  return kernel
-
-
-KERNELS = {"_linalg_det": _det, "_linalg_det.result": _out(_det, ("result", "LU", "pivots")), "_linalg_slogdet": _slogdet,
-           "_linalg_slogdet.sign": _out(_slogdet, ("sign", "logabsdet", "LU", "pivots"))}
+KERNELS = {"_linalg_det": _det, "_linalg_det.result": out_variant(_det, ("result", "LU", "pivots")), "_linalg_slogdet": _slogdet,
+           "_linalg_slogdet.sign": out_variant(_slogdet, ("sign", "logabsdet", "LU", "pivots"))}
 
 
 @aten("linalg_inv_ex")
