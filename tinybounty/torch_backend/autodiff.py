@@ -1,6 +1,6 @@
 """Backward kernels by autograd through PyTorch's own decomposition of the forward op, on the device.
 
-Some backward ops (upsampling, replication padding, grid sampling, margin losses, adaptive max pooling) have no
+Some backward ops (upsampling, replication padding, grid sampling, margin losses) have no
 decomposition, but their forward ops do. Their kernel reruns that forward decomposition on tiny tensors with autograd
 switched back on (a backend kernel runs below autograd) and returns the gradients it gives: every op involved is a
 table op, so nothing leaves the device. Linear forwards (upsampling) run on zeros of the input's shape.
@@ -62,13 +62,6 @@ def grid_sampler_2d_backward(grad_output: torch.Tensor, input: torch.Tensor, gri
   return gi if output_mask[0] else None, gg
 
 
-def adaptive_max_pool_backward(forward: torch._ops.OpOverload, nd: int) -> Callable[..., torch.Tensor]:
-  decomp = decomposition_table[forward]
-  def kernel(grad_output: torch.Tensor, self: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
-    return _grad(lambda t: decomp(t, list(grad_output.shape[-nd:])), [self], grad_output)[0]
-  return kernel
-
-
 def multilabel_margin_loss_backward(grad_output: torch.Tensor, self: torch.Tensor, target: torch.Tensor, reduction: int,
                                     is_target: torch.Tensor) -> torch.Tensor:
   return _grad(decomposition_table[A.multilabel_margin_loss_forward.default], [self], grad_output, target, reduction)[0]
@@ -83,8 +76,6 @@ KERNELS: dict[str, Callable[..., Any]] = {
     _grad(decomposition_table[A.multi_margin_loss.default], [self], grad_output, target, p, margin, weight, reduction)[0],
   "multilabel_margin_loss_backward": multilabel_margin_loss_backward,
   "grid_sampler_2d_backward": grid_sampler_2d_backward,
-  "adaptive_max_pool2d_backward": adaptive_max_pool_backward(A.adaptive_max_pool2d.default, 2),
-  "adaptive_max_pool3d_backward": adaptive_max_pool_backward(A.adaptive_max_pool3d.default, 3),
 }
 KERNELS.update({f"{name}.grad_input": out_variant(KERNELS[name], ("grad_input",)) for name in list(KERNELS)
                 if name != "grid_sampler_2d_backward"})

@@ -500,12 +500,10 @@ def convolution_backward(grad_output: Tensor, input: Tensor, weight: Tensor, bia
   return gi, gw, gb
 
 
-def _pool_args(kernel_size: Sequence[int], stride: Sequence[int], padding: Any, dilation: Any) -> tuple:
-  k = tuple(kernel_size) * (2 // len(kernel_size))
-  s = tuple(stride) * (2 // len(stride)) if stride else k
-  p = tuple(padding) * (2 // len(padding)) if isinstance(padding, (list, tuple)) else (padding, padding)
-  d = tuple(dilation) * (2 // len(dilation)) if isinstance(dilation, (list, tuple)) else (dilation, dilation)
-  return k, s, p, d
+def _pool_args(kernel_size: Sequence[int], stride: Sequence[int], padding: Any, dilation: Any, nd: int = 2) -> tuple:
+  def full(v: Any) -> tuple: return tuple(v) * (nd // len(v)) if isinstance(v, (list, tuple)) else (v,) * nd
+  k = full(kernel_size)
+  return k, full(stride) if stride else k, full(padding), full(dilation)
 
 
 @aten("max_pool2d_with_indices")
@@ -540,20 +538,21 @@ def max_pool3d_with_indices_backward(grad_output: Tensor, self: Tensor, kernel_s
 def avg_pool2d(self: Tensor, kernel_size: Sequence[int], stride: Sequence[int] = (), padding: Any = 0, ceil_mode: bool = False,
                count_include_pad: bool = True, divisor_override: int | None = None) -> Tensor:
   k, s, p, _ = _pool_args(kernel_size, stride, padding, 1)
-  if divisor_override is not None: return _sum_pool2d(self, k, s, p, ceil_mode) / divisor_override
+  if divisor_override is not None: return _sum_pool(self, k, s, p, ceil_mode) / divisor_override
   return self.avg_pool2d(k, s, 1, p, ceil_mode, count_include_pad)
 
 
-def _sum_pool2d(x: Tensor, k: tuple, s: tuple, p: tuple, ceil_mode: bool) -> Tensor:
-  """Window sums with PyTorch's output size (ceil_mode windows must start inside the input or left padding)."""
-  out = []
-  for size, kk, ss, pp in zip(x.shape[-2:], k, s, p):
+def _sum_pool(x: Tensor, k: tuple, s: tuple, p: tuple, ceil_mode: bool) -> Tensor:
+  """Window sums over the last len(k) dims with PyTorch's output size (ceil_mode windows must start inside the input
+  or left padding)."""
+  nd, out = len(k), []
+  for size, kk, ss, pp in zip(x.shape[-nd:], k, s, p):
     n = -(-(size + 2 * pp - kk) // ss) + 1 if ceil_mode else (size + 2 * pp - kk) // ss + 1
     if ceil_mode and (n - 1) * ss >= size + pp: n -= 1
     out.append(n)
-  extra = [max(0, (n - 1) * ss + kk - (size + 2 * pp)) for n, size, kk, ss, pp in zip(out, x.shape[-2:], k, s, p)]
-  xp = x.pad(((0, 0),) * (x.ndim - 2) + ((p[0], p[0] + extra[0]), (p[1], p[1] + extra[1])))
-  return xp._pool(k, s).sum((-2, -1))[..., :out[0], :out[1]]
+  extra = [max(0, (n - 1) * ss + kk - (size + 2 * pp)) for n, size, kk, ss, pp in zip(out, x.shape[-nd:], k, s, p)]
+  xp = x.pad(((0, 0),) * (x.ndim - nd) + tuple((pp, pp + e) for pp, e in zip(p, extra)))
+  return xp._pool(k, s).sum(tuple(range(-nd, 0)))[(...,) + tuple(slice(0, n) for n in out)]
 
 
 @aten("avg_pool2d_backward")
@@ -1175,4 +1174,4 @@ def cummax(self: Tensor, dim: int) -> tuple[Tensor, Tensor]: return _cum_extreme
 def cummin(self: Tensor, dim: int) -> tuple[Tensor, Tensor]: return _cum_extreme(self, dim, self.cummin(dim)[0] if self.ndim else self)
 
 
-from tinybounty.torch_backend import linalg, special  # noqa: E402,F401  (they register their ops in this table)
+from tinybounty.torch_backend import linalg, pooling, special  # noqa: E402,F401  (they register their ops in this table)
