@@ -118,6 +118,7 @@ def _unwrap_args(a: Any) -> Any:
     if a.device.type == "cpu" and a.ndim == 0: return from_cpu(a)
     raise RuntimeError(f"tiny: expected all tensors on {BACKEND}, got one on {a.device} of shape {tuple(a.shape)}")
   if isinstance(a, (list, tuple)): return type(a)(_unwrap_args(x) for x in a)
+  if isinstance(a, dict): return {k: _unwrap_args(v) for k, v in a.items()}
   return a
 
 

@@ -1174,4 +1174,4 @@ def cummax(self: Tensor, dim: int) -> tuple[Tensor, Tensor]: return _cum_extreme
 def cummin(self: Tensor, dim: int) -> tuple[Tensor, Tensor]: return _cum_extreme(self, dim, self.cummin(dim)[0] if self.ndim else self)
 
 
-from tinybounty.torch_backend import linalg, pooling, special  # noqa: E402,F401  (they register their ops in this table)
+from tinybounty.torch_backend import linalg, pooling, reductions, special  # noqa: E402,F401  (they register their ops in this table)
