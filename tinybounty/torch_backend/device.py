@@ -295,10 +295,8 @@ def _out_overloads(op_name: str, fn_args: dict[str, bool]) -> list[tuple[str, li
 
 
 def _register_table() -> None:
-  from tinybounty.torch_backend.autodiff import KERNELS as AUTODIFF
-  from tinybounty.torch_backend.fused import KERNELS as FUSED
-  from tinybounty.torch_backend.linalg import KERNELS as LINALG
-  for name, kernel in {**DEVICE_KERNELS, **FUSED, **LINALG, **AUTODIFF}.items(): _impl(name, kernel)
+  from tinybounty.torch_backend.kernels import KERNELS as TORCH_KERNELS
+  for name, kernel in {**DEVICE_KERNELS, **TORCH_KERNELS}.items(): _impl(name, kernel)
   for name in ops.names():
     op = _overload(name)
     # views alias storage (the device's own kernels); CompositeImplicitAutograd ops must keep decomposing above
