@@ -141,7 +141,8 @@ def _unary(fn: Callable[[Tensor], Tensor], floating: bool = True) -> Callable[..
 
 
 for _name, _fn in {"exp": Tensor.exp, "exp2": Tensor.exp2, "log": Tensor.log, "log2": Tensor.log2, "sqrt": Tensor.sqrt,
-                   "rsqrt": Tensor.rsqrt, "sin": Tensor.sin, "cos": Tensor.cos, "tan": Tensor.tan, "asin": Tensor.asin,
+                   "rsqrt": Tensor.rsqrt, "sin": Tensor.sin, "cos": Tensor.cos, "asin": Tensor.asin,
+                   "tan": lambda x: x.cast(precise_dtype()).tan().cast(x.dtype),      # float32 tan loses digits near its poles
                    "acos": Tensor.acos, "atan": Tensor.atan, "sinh": Tensor.sinh, "cosh": Tensor.cosh, "tanh": Tensor.tanh,
                    "asinh": Tensor.asinh, "acosh": Tensor.acosh, "atanh": Tensor.atanh, "sigmoid": Tensor.sigmoid,
                    "erf": Tensor.erf, "reciprocal": Tensor.reciprocal, "log10": lambda x: x.log2() * math.log10(2),
@@ -933,6 +934,12 @@ def empty(size: Sequence[int], *args: Any, dtype: torch.dtype | None = None, lay
   return Tensor.empty(*size, dtype=_factory_dtype(dtype))
 
 
+@aten("_efficientzerotensor")
+def efficientzerotensor(size: Sequence[int], *, dtype: torch.dtype | None = None, layout: Any = None, device: Any = None,
+                        pin_memory: Any = None) -> Tensor:
+  return Tensor.zeros(*size, dtype=_factory_dtype(dtype))
+
+
 @aten("full")
 def full(size: Sequence[int], fill_value: Any, *, dtype: torch.dtype | None = None, layout: Any = None, device: Any = None,
          pin_memory: Any = None) -> Tensor:
@@ -1174,4 +1181,4 @@ def cummax(self: Tensor, dim: int) -> tuple[Tensor, Tensor]: return _cum_extreme
 def cummin(self: Tensor, dim: int) -> tuple[Tensor, Tensor]: return _cum_extreme(self, dim, self.cummin(dim)[0] if self.ndim else self)
 
 
-from tinybounty.torch_backend import linalg, pooling, reductions, special  # noqa: E402,F401  (they register their ops in this table)
+from tinybounty.torch_backend import distance, linalg, pooling, reductions, special  # noqa: E402,F401  (they register their ops in this table)

@@ -344,7 +344,19 @@ def igammac(a: Tensor, x: Tensor) -> Tensor:
   return _igamma_domain(a, x, (x == float("inf")).where(0.0, out), 1.0)
 
 
-# ***** nextafter: one step of the bit pattern *****
+# ***** frexp and nextafter: exponent and bit-pattern arithmetic *****
+
+@aten("frexp.Tensor")
+def frexp(self: Tensor) -> tuple[Tensor, Tensor]:
+  """(mantissa in [0.5, 1), int32 exponent) with self = mantissa * 2^exponent; zeros, infs and NaNs keep exponent 0."""
+  x = self.cast(precise_dtype())
+  e = (x.abs().log2().floor() + 1)
+  finite = (x != 0) & ~x.isinf() & ~x.isnan()
+  e = finite.where(e, 0)
+  m = x / e.exp2()
+  e = (m.abs() >= 1).where(e + 1, (m.abs() < 0.5).where(e - 1, e))      # log2 can round across a power of two
+  m = finite.where(x / e.exp2(), x)
+  return m.cast(self.dtype), e.cast(dtypes.int32)
 
 @aten("nextafter")
 def nextafter(self: Tensor, other: Tensor) -> Tensor:
