@@ -1,6 +1,6 @@
 """Backward kernels by autograd through PyTorch's own decomposition of the forward op, on the device.
 
-Some backward ops (upsampling, replication padding, grid sampling, margin losses) have no
+Some backward ops (upsampling, replication padding, grid sampling, multi-margin loss) have no
 decomposition, but their forward ops do. Their kernel reruns that forward decomposition on tiny tensors with autograd
 switched back on (a backend kernel runs below autograd) and returns the gradients it gives: every op involved is a
 table op, so nothing leaves the device. Linear forwards (upsampling) run on zeros of the input's shape.
@@ -62,11 +62,6 @@ def grid_sampler_2d_backward(grad_output: torch.Tensor, input: torch.Tensor, gri
   return gi if output_mask[0] else None, gg
 
 
-def multilabel_margin_loss_backward(grad_output: torch.Tensor, self: torch.Tensor, target: torch.Tensor, reduction: int,
-                                    is_target: torch.Tensor) -> torch.Tensor:
-  return _grad(decomposition_table[A.multilabel_margin_loss_forward.default], [self], grad_output, target, reduction)[0]
-
-
 KERNELS: dict[str, Callable[..., Any]] = {
   **{f"{name}_backward": _upsample(getattr(A, name).default)
      for name in ("upsample_nearest1d", "upsample_nearest2d", "upsample_nearest3d", "_upsample_nearest_exact1d", "_upsample_nearest_exact2d",
@@ -74,7 +69,6 @@ KERNELS: dict[str, Callable[..., Any]] = {
   **{f"replication_pad{n}d_backward": _with_input(getattr(A, f"replication_pad{n}d").default) for n in (1, 2, 3)},
   "multi_margin_loss_backward": lambda grad_output, self, target, p, margin, weight=None, reduction=1:
     _grad(decomposition_table[A.multi_margin_loss.default], [self], grad_output, target, p, margin, weight, reduction)[0],
-  "multilabel_margin_loss_backward": multilabel_margin_loss_backward,
   "grid_sampler_2d_backward": grid_sampler_2d_backward,
 }
 KERNELS.update({f"{name}.grad_input": out_variant(KERNELS[name], ("grad_input",)) for name in list(KERNELS)

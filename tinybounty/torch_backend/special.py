@@ -308,14 +308,14 @@ def _igamma_parts(a: Tensor, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
   log_pref = a * x.log() - x - lgamma(a)
   term = 1 / a
   total = term
-  for n in range(1, 160):
+  for n in range(1, 100):
     term = term * x / (a + n)
     total = total + term
     if n % 32 == 0: term, total = term.realize(), total.realize()   # bounds the expression depth the compiler sees
   b = x + 1 - a                                              # modified Lentz for the fraction, a fixed number of steps
   c, d = x.const_like(1e300), 1 / b
   h = d
-  for n in range(1, 160):
+  for n in range(1, 100):
     an, b = -n * (n - a), b + 2
     d, c = an * d + b, b + an / c
     d, c = 1 / (d.abs() < 1e-300).where(1e-300, d), (c.abs() < 1e-300).where(1e-300, c)
@@ -354,7 +354,7 @@ def frexp(self: Tensor) -> tuple[Tensor, Tensor]:
   finite = (x != 0) & ~x.isinf() & ~x.isnan()
   e = finite.where(e, 0)
   m = x / e.exp2()
-  e = (m.abs() >= 1).where(e + 1, (m.abs() < 0.5).where(e - 1, e))      # log2 can round across a power of two
+  e = finite.where((m.abs() >= 1).where(e + 1, (m.abs() < 0.5).where(e - 1, e)), 0)   # log2 can round across a power of two
   m = finite.where(x / e.exp2(), x)
   return m.cast(self.dtype), e.cast(dtypes.int32)
 
