@@ -323,28 +323,56 @@ def linalg_qr(A: Tensor, mode: str = "reduced") -> tuple[Tensor, Tensor]:
   return householder_q(packed, tau, k).cast(A.dtype), R
 
 
-# ***** singular values and symmetric eigenvalues: cyclic Jacobi with a fixed number of sweeps *****
+# ***** singular values and symmetric eigenvalues: parallel cyclic Jacobi with a fixed number of sweeps *****
 
 SWEEPS = 10   # cyclic Jacobi converges quadratically: 10 sweeps reach float64 rounding for the sizes used here
+
+
+def _rounds(n: int) -> list[tuple[Tensor, Tensor]]:
+  """Round-robin pairings of 0..n-1 (each pair once per sweep, n // 2 disjoint pairs per round) as one-hot (n, k)
+  matrices P, Q: column j of P and Q selects the j-th pair (p < q)."""
+  m = n + n % 2
+  players, rounds = list(range(m)), []
+  for _ in range(m - 1):
+    pairs = sorted((min(a, b), max(a, b)) for a, b in ((players[i], players[m - 1 - i]) for i in range(m // 2)) if max(a, b) < n)
+    onehot = lambda idx: Tensor([[float(i == j) for j in idx] for i in range(n)])  # noqa: E731
+    rounds.append((onehot([p for p, _ in pairs]), onehot([q for _, q in pairs])))
+    players = [players[0], players[-1]] + players[1:-1]
+  return rounds
+
+
+def _rotation(P: Tensor, Q: Tensor, c: Tensor, s: Tensor) -> Tensor:
+  """J = the identity rotated by (c, s) in each (p, q) plane: J[p,p] = J[q,q] = c, J[p,q] = s, J[q,p] = -s."""
+  def outer(X: Tensor, v: Tensor, Y: Tensor) -> Tensor: return (X * v.unsqueeze(-2)) @ Y.T
+  n = P.shape[0]
+  return Tensor.eye(n, dtype=c.dtype) + outer(P, c - 1, P) + outer(Q, c - 1, Q) + outer(P, s, Q) - outer(Q, s, P)
+
+
+def _jacobi_angle(app: Tensor, aqq: Tensor, apq: Tensor) -> tuple[Tensor, Tensor]:
+  """(c, s) of the rotation that zeroes apq: t = sign(theta) / (|theta| + sqrt(theta^2 + 1)), theta = (aqq - app) / 2 apq."""
+  still = apq.abs() > 1e-300
+  theta = (aqq - app) / still.where(2 * apq, 1)
+  t = still.where((theta >= 0).where(1, -1) / (theta.abs() + (theta.square() + 1).sqrt()), 0)
+  c = 1 / (t.square() + 1).sqrt()
+  return c, c * t
+
+
+def _pair_entries(M: Tensor, P: Tensor, Q: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+  """(M[p,p], M[q,q], M[p,q]) for every pair of the round."""
+  d = M.diagonal(dim1=-2, dim2=-1).unsqueeze(-2)
+  return (d @ P).squeeze(-2), (d @ Q).squeeze(-2), ((M @ Q) * P).sum(-2)
 
 
 def _jacobi_svd(A: Tensor) -> tuple[Tensor, Tensor, Tensor]:
   """(U, S, V) of a tall A (m >= n) by one-sided Jacobi: rotate column pairs until all are orthogonal. S descending."""
   n = A.shape[-1]
-  V = _eye(n, A)
-  idx = Tensor.arange(n)
+  V, rounds = _eye(n, A), _rounds(n)
   for _ in range(SWEEPS if n > 1 else 0):
-    for p in range(n - 1):
-      for q in range(p + 1, n):
-        ap, aq = _col(A, p), _col(A, q)
-        alpha, beta, gamma = ap.square().sum(-2, keepdim=True), aq.square().sum(-2, keepdim=True), (ap * aq).sum(-2, keepdim=True)
-        still = gamma.abs() > 1e-300
-        zeta = (beta - alpha) / still.where(2 * gamma, 1)
-        t = still.where((zeta >= 0).where(1, -1) / (zeta.abs() + (1 + zeta.square()).sqrt()), 0)
-        c = 1 / (1 + t.square()).sqrt()
-        s = c * t
-        A, V = (_rotate(M, p, q, c, s, idx) for M in (A, V))
-    A, V = A.realize(), V.realize()
+    for P, Q in rounds:
+      P, Q = P.cast(A.dtype), Q.cast(A.dtype)
+      c, s = _jacobi_angle(*_pair_entries(_mT(A) @ A, P, Q))
+      J = _rotation(P, Q, c, s)
+      A, V = (A @ J).realize(), (V @ J).realize()
   S = A.square().sum(-2).sqrt()
   order = S.sort(-1, descending=True)[1] if n > 1 else Tensor.zeros(*S.shape, dtype=dtypes.int32)
   S = S.gather(-1, order)
@@ -353,9 +381,27 @@ def _jacobi_svd(A: Tensor) -> tuple[Tensor, Tensor, Tensor]:
   return U, S, V
 
 
-def _rotate(M: Tensor, p: int, q: int, c: Tensor, s: Tensor, idx: Tensor) -> Tensor:
-  mp, mq = _col(M, p), _col(M, q)
-  return (idx == p).where(c * mp - s * mq, (idx == q).where(s * mp + c * mq, M))
+def jacobi_eigh(A: Tensor) -> tuple[Tensor, Tensor]:
+  """(ascending eigenvalues, eigenvectors) of a symmetric A: rotate off-diagonal pairs to zero, round after round."""
+  n = A.shape[-1]
+  V, rounds = _eye(n, A), _rounds(n)
+  for _ in range(SWEEPS if n > 1 else 0):
+    for P, Q in rounds:
+      P, Q = P.cast(A.dtype), Q.cast(A.dtype)
+      J = _rotation(P, Q, *_jacobi_angle(*_pair_entries(A, P, Q)))
+      A, V = (_mT(J) @ A @ J).realize(), (V @ J).realize()
+  w = A.diagonal(dim1=-2, dim2=-1) if n else A.sum(-1)
+  order = w.sort(-1)[1] if n > 1 else Tensor.zeros(*w.shape, dtype=dtypes.int32)
+  return w.gather(-1, order), V.gather(-1, order.unsqueeze(-2).expand(*V.shape))
+
+
+@aten("_linalg_eigh")
+def linalg_eigh(A: Tensor, UPLO: str = "L", compute_v: bool = True) -> tuple[Tensor, Tensor]:
+  """Symmetric eigendecomposition from the UPLO triangle; eigenvectors are unique only up to sign (as on every backend)."""
+  tri = A.tril() if UPLO == "L" else A.triu()
+  work = (tri + _mT(tri) - tri * _eye(A.shape[-1], A)).cast(precise_dtype())
+  w, V = jacobi_eigh(work)
+  return w.cast(A.dtype), V.cast(A.dtype) if compute_v else Tensor.empty(0, dtype=A.dtype)
 
 
 @aten("_linalg_svd")

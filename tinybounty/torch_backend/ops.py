@@ -20,7 +20,6 @@ import functools
 import math
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import torch
 from tinygrad import Device, Tensor, dtypes
 from tinygrad.dtype import DType, strong_dtype
@@ -783,15 +782,6 @@ def topk(self: Tensor, k: int, dim: int = -1, largest: bool = True, sorted: bool
 def equal(self: Tensor, other: Tensor) -> bool:
   """True if same shape and elements (a Python bool: one counted read of the device)."""
   return tuple(self.shape) == tuple(other.shape) and bool(to_host(self.eq(other).all()))
-
-
-@aten("_linalg_eigh")
-def linalg_eigh(A: Tensor, UPLO: str = "L", compute_v: bool = True) -> tuple[Tensor, Tensor]:
-  """Symmetric eigendecomposition, computed on the host with numpy (tinygrad has no eigensolver): one counted
-  device-to-host transfer of A (used for small matrices, such as a whitening layer's patch covariance)."""
-  a = to_host(A.cast(dtypes.float64))
-  w, v = np.linalg.eigh(a, UPLO=UPLO)
-  return Tensor(w, dtype=A.dtype), Tensor(v if compute_v else np.zeros(0), dtype=A.dtype)
 
 
 @aten("tril")
