@@ -416,3 +416,47 @@ def linalg_svd(A: Tensor, full_matrices: bool = False, compute_uv: bool = True, 
   if wide: U, V = V, U
   if not compute_uv: return Tensor.empty(0, dtype=A.dtype), S.cast(A.dtype), Tensor.empty(0, dtype=A.dtype)
   return U.cast(A.dtype), S.cast(A.dtype), _mT(V).cast(A.dtype)
+
+
+@aten("linalg_lstsq")
+def linalg_lstsq(self: Tensor, b: Tensor, rcond: float | None = None, *, driver: str | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+  """Minimum-norm least squares through the SVD (singular values below rcond * max cut), which every LAPACK driver
+  solves for the full-rank inputs where they agree; residuals when m > n, rank and singular values as the driver reports."""
+  m, n = self.shape[-2:]
+  vector = b.ndim == self.ndim - 1
+  B = (b.unsqueeze(-1) if vector else b).cast(precise_dtype())
+  A = self.cast(precise_dtype())
+  A, B = _broadcast(A, B)
+  wide = m < n
+  U, S, V = _jacobi_svd(_mT(A) if wide else A)
+  if wide: U, V = V, U
+  eps = torch.finfo(torch.float64 if self.dtype == dtypes.float64 else torch.float32).eps
+  cut = rcond if rcond is not None and rcond > 0 else eps * max(m, n)
+  keep = S > cut * S.max(-1, keepdim=True) if S.shape[-1] else S > 0
+  X = V @ (keep.where(1 / keep.where(S, 1), 0).unsqueeze(-1) * (_mT(U) @ B))
+  empty = Tensor.empty(0, dtype=self.dtype)
+  residuals = (A @ X - B).square().sum(-2).cast(self.dtype) if m > n else empty
+  rank = keep.cast(dtypes.int64).sum(-1) if driver in (None, "gelsy", "gelsd", "gelss") else Tensor.empty(0, dtype=dtypes.int64)
+  svals = S.cast(self.dtype) if driver in ("gelsd", "gelss") else empty
+  X = X.cast(self.dtype)
+  return (X.squeeze(-1) if vector else X), (residuals.squeeze(-1) if vector and m > n else residuals), rank, svals
+
+
+@aten("linalg_matrix_exp")
+def linalg_matrix_exp(self: Tensor) -> Tensor:
+  """exp(A) by scaling and squaring: Taylor to degree 18 on A / 2^s (|A / 2^s|_1 <= 1/2), then s squarings, with s
+  chosen per matrix on the device."""
+  A = self.cast(precise_dtype())
+  n = A.shape[-1]
+  if n == 0: return self
+  norm = A.abs().sum(-2).max(-1).reshape(*A.shape[:-2], 1, 1)
+  s = (norm.maximum(1e-300).log2().ceil() + 1).maximum(0).minimum(40)
+  X = A / s.exp2()
+  term, total = _eye(n, A), _eye(n, A)
+  for k in range(1, 19):
+    term = (term @ X) / k
+    total = total + term
+  for i in range(40):
+    total = (s > i).where(total @ total, total)
+    if i % 8 == 7: total = total.realize()
+  return total.cast(self.dtype)
