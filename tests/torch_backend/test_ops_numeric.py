@@ -91,6 +91,22 @@ def test_singular_values_and_products():
   torch.testing.assert_close((U * S.unsqueeze(-2) @ Vh).cpu(), A)
 
 
+def test_symmetric_eigen_on_the_device():
+  A = spd(5, (2,))
+  check(torch.linalg.eigvalsh, A)
+  check(lambda a: torch.linalg.eigvalsh(a, UPLO="U"), A.triu())      # only the named triangle is read
+  w, V = torch.linalg.eigh(A.to("tiny"))
+  torch.testing.assert_close((V * w.unsqueeze(-2) @ V.mT).cpu(), A, rtol=1e-5, atol=1e-4)
+
+
+def test_lstsq_and_matrix_exp():
+  A = torch.randn(5, 3)
+  check(lambda a, b: torch.linalg.lstsq(a, b).solution, A, torch.randn(5, 2))
+  check(lambda a, b: torch.linalg.lstsq(a, b, driver="gelsd")[:2] + (torch.linalg.lstsq(a, b, driver="gelsd")[3],), A, torch.randn(5, 2), grad=False)
+  check(lambda a, b: torch.linalg.lstsq(a, b).solution, A.mT, torch.randn(3, 2))   # underdetermined: the minimum-norm solution
+  check(torch.linalg.matrix_exp, torch.randn(2, 4, 4) * 0.5)
+
+
 # ***** special functions *****
 
 X = torch.linspace(-8.7, 8.9, 37)
