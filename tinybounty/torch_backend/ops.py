@@ -26,7 +26,7 @@ from tinygrad.dtype import DType, strong_dtype
 
 from tinybounty.torch_backend.random import key_for
 from tinybounty.torch_backend.stats import size_sync, to_host
-from tinybounty.torch_backend.strided import strided_read
+from tinybounty.torch_backend.strided import strided_read, strided_write
 
 _TABLE: dict[str, Callable[..., Any]] = {}
 
@@ -887,6 +887,12 @@ def unsqueeze(self: Tensor, dim: int) -> Tensor: return self.unsqueeze(dim)
 @aten("as_strided", "as_strided_copy")
 def as_strided(self: Tensor, size: Sequence[int], stride: Sequence[int], storage_offset: int | None = None) -> Tensor:
   return strided_read(self.reshape(-1), size, stride, storage_offset or 0)
+
+
+@aten("as_strided_scatter")
+def as_strided_scatter(self: Tensor, src: Tensor, size: Sequence[int], stride: Sequence[int], storage_offset: int | None = None) -> Tensor:
+  """A contiguous copy of self with the (size, stride, offset) window of its storage replaced by src (a clone's layout)."""
+  return strided_write(self.reshape(-1), src, size, stride, storage_offset or 0).reshape(self.shape)
 
 
 @aten("diagonal")
