@@ -157,6 +157,9 @@ def test_data_dependent_reductions():
   check(lambda t: torch.mode(t.reshape(1, -1), 1), x, grad=False)
   check(lambda t: torch.nanmedian(t, 1), torch.tensor([[1.0, float("nan"), 3.0, 2.0], [4.0, 0.5, float("nan"), float("nan")]]))
   check(lambda t: torch.histc(t, bins=4), x, grad=False)
+  y, w = torch.randn(200), torch.rand(200)
+  check(lambda t, u: torch.histogram(t, bins=7, weight=u, density=True), y, w, grad=False)
+  check(lambda t, e: torch.histogram(t, bins=e), y, torch.tensor([-2.0, 0.0, 0.5, 3.0]), grad=False)
   idx = torch.tensor([0, 2, 0])
   for reduce in ("prod", "mean", "amax", "amin"):
     check(lambda s, src: s.index_reduce(0, idx.to(s.device), src, reduce), torch.randn(3, 4), torch.randn(3, 4))

@@ -98,7 +98,7 @@ def histc(self: Tensor, bins: int = 100, min: Any = 0, max: Any = 0) -> Tensor:
   """Counts in `bins` equal bins over [min, max] (the data's range when min == max); values outside are ignored."""
   x = self.reshape(-1)
   if min == max and x.shape[0]: lo, hi = x.min(), x.max()
-  else: lo, hi = x.const_like(min).reshape(()), x.const_like(max).reshape(())
+  else: lo, hi = Tensor(float(min), dtype=x.dtype), Tensor(float(max), dtype=x.dtype)
   lo, hi = (lo == hi).where(lo - 1, lo), (lo == hi).where(hi + 1, hi)
   b = ((x - lo) * bins / (hi - lo)).floor().cast(dtypes.int32).minimum(bins - 1)
   inside = (x >= lo) & (x <= hi)
@@ -112,3 +112,31 @@ def index_reduce(self: Tensor, dim: int, index: Tensor, source: Tensor, reduce: 
   d = dim % self.ndim
   idx = index.reshape(tuple(-1 if i == d else 1 for i in range(source.ndim))).expand(source.shape)
   return scatter_reduce(self, d, idx, source, reduce, include_self=include_self)
+
+
+def _histogram(x: Tensor, edges: Tensor, weight: Tensor | None, density: bool, uniform: bool) -> Tensor:
+  """Counts (or summed weights) per bin [e_i, e_i+1), the last bin closed; values outside the edges are ignored.
+  Uniform bins are found arithmetically like the CPU's (which gives other answers than the edges right at an edge)."""
+  nb = edges.shape[0] - 1
+  v, w = x.reshape(-1, 1), (weight.reshape(-1, 1) if weight is not None else x.reshape(-1, 1).ones_like())
+  inside = (v >= edges[0]) & (v <= edges[-1])
+  if uniform: b = ((v - edges[0]) * nb / (edges[-1] - edges[0])).floor().cast(dtypes.int32).minimum(nb - 1)
+  else: b = ((v >= edges[:-1].reshape(1, -1)).cast(dtypes.int32).sum(-1, keepdim=True) - 1).minimum(nb - 1)
+  hist = ((b == Tensor.arange(nb, dtype=dtypes.int32)) & inside).where(w, 0).sum(0).cast(x.dtype)
+  return hist / (hist.sum() * (edges[1:] - edges[:-1])) if density else hist
+
+
+@aten("histogram.bin_ct")
+def histogram(self: Tensor, bins: int = 100, *, range: Any = None, weight: Tensor | None = None, density: bool = False) -> tuple[Tensor, Tensor]:
+  x = self.reshape(-1)
+  if range is not None: lo, hi = Tensor(float(range[0]), dtype=x.dtype), Tensor(float(range[1]), dtype=x.dtype)
+  elif x.shape[0]: lo, hi = x.min(), x.max()
+  else: lo, hi = Tensor(0.0, dtype=x.dtype), Tensor(0.0, dtype=x.dtype)
+  lo, hi = (lo == hi).where(lo - 0.5, lo), (lo == hi).where(hi + 0.5, hi)   # numpy's (and the CPU's) empty-range widening
+  edges = lo + (hi - lo) * Tensor.arange(bins + 1, dtype=x.dtype) / bins
+  return _histogram(x, edges, weight, density, True), edges
+
+
+@aten("histogram.bins_tensor")
+def histogram_bins(self: Tensor, bins: Tensor, *, weight: Tensor | None = None, density: bool = False) -> tuple[Tensor, Tensor]:
+  return _histogram(self.reshape(-1), bins.cast(self.dtype), weight, density, False), bins
