@@ -165,6 +165,13 @@ def test_data_dependent_reductions():
     check(lambda s, src: s.index_reduce(0, idx.to(s.device), src, reduce), torch.randn(3, 4), torch.randn(3, 4))
 
 
+@pytest.mark.parametrize("reduce", ["max", "min", "mean", "sum", "prod"])
+def test_segment_reduce(reduce):
+  data, lengths, offsets = torch.tensor([1.0, 5.0, 2.0, 2.0, 0.0]), torch.tensor([0, 1, 2, 2]), torch.tensor([0, 0, 1, 3, 5])
+  check(lambda d: torch.segment_reduce(d, reduce, lengths=lengths.to(d.device)), data)
+  check(lambda d: torch.segment_reduce(d, reduce, offsets=offsets.to(d.device), initial=4.0), data)
+
+
 @pytest.mark.parametrize("p", [0.0, 1.0, 2.0, 1.5, float("inf")])
 def test_cdist_pdist(p):
   a, b = torch.randn(2, 4, 3), torch.randn(2, 5, 3)

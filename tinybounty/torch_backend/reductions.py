@@ -140,3 +140,50 @@ def histogram(self: Tensor, bins: int = 100, *, range: Any = None, weight: Tenso
 @aten("histogram.bins_tensor")
 def histogram_bins(self: Tensor, bins: Tensor, *, weight: Tensor | None = None, density: bool = False) -> tuple[Tensor, Tensor]:
   return _histogram(self.reshape(-1), bins.cast(self.dtype), weight, density, False), bins
+
+
+def _segments(n: int, lengths: Tensor | None, offsets: Tensor | None, axis: int) -> tuple[Tensor, Tensor]:
+  """(mask (S, n): element j in segment s, segment lengths (S,)) from 1-d lengths or offsets."""
+  if (lengths is not None and lengths.ndim > 1) or (offsets is not None and offsets.ndim > 1):
+    raise NotImplementedError("tiny: aten::segment_reduce (overload 'default') with batched lengths/offsets is not implemented")
+  if lengths is not None: ends = lengths.cast(dtypes.int32).cumsum(0) if lengths.shape[0] else lengths.cast(dtypes.int32)
+  else: ends = offsets[1:].cast(dtypes.int32)
+  lens = lengths.cast(dtypes.int32) if lengths is not None else (offsets[1:] - offsets[:-1]).cast(dtypes.int32)
+  j = Tensor.arange(n, dtype=dtypes.int32).reshape(1, n)
+  return (j >= (ends - lens).reshape(-1, 1)) & (j < ends.reshape(-1, 1)), lens
+
+
+_EMPTY = {"sum": 0.0, "prod": 1.0, "mean": float("nan"), "max": float("-inf"), "min": float("inf")}
+
+
+@aten("segment_reduce")
+def segment_reduce(data: Tensor, reduce: str, *, lengths: Tensor | None = None, indices: Tensor | None = None, offsets: Tensor | None = None,
+                   axis: int = 0, unsafe: bool = False, initial: Any = None) -> Tensor:
+  """Reduce consecutive segments of `data` along axis; `initial` joins every reduction and fills empty segments."""
+  x = data.transpose(axis, -1).unsqueeze(-2)                               # (..., 1, n)
+  mask, lens = _segments(data.shape[axis], lengths, offsets, axis)
+  init = _EMPTY[reduce] if initial is None else float(initial)
+  if reduce in ("sum", "mean"): out = mask.where(x, 0).sum(-1) + (0.0 if initial is None else init)
+  elif reduce == "prod": out = mask.where(x, 1).prod(-1) * (1.0 if initial is None else init)
+  else: out = getattr(mask.where(x, _EMPTY[reduce]), reduce)(-1)
+  if reduce in ("max", "min") and initial is not None: out = out.maximum(init) if reduce == "max" else out.minimum(init)
+  if reduce == "mean": out = out / lens.maximum(1).cast(out.dtype)
+  return (lens == 0).where(init, out).cast(data.dtype).transpose(axis, -1)
+
+
+@aten("_segment_reduce_backward")
+def segment_reduce_backward(grad: Tensor, output: Tensor, data: Tensor, reduce: str, *, lengths: Tensor | None = None,
+                            offsets: Tensor | None = None, axis: int = 0, initial: Any = None) -> Tensor:
+  """The CPU's gradients: every tied extreme gets the full gradient; prod's uses the product of the other elements."""
+  x = data.transpose(axis, -1)                                             # (..., n)
+  mask, lens = _segments(data.shape[axis], lengths, offsets, axis)
+  g, o = grad.transpose(axis, -1), output.transpose(axis, -1)
+  spread = lambda t: mask.where(t.unsqueeze(-1), 0).sum(-2)  # noqa: E731   (..., S) -> (..., n): each element's segment value
+  if reduce == "sum": gx = spread(g)
+  elif reduce == "mean": gx = spread(g / lens.maximum(1).cast(g.dtype))
+  elif reduce in ("max", "min"): gx = spread(g) * (x == spread(o))
+  else:
+    same = (mask.unsqueeze(-1) & mask.unsqueeze(-2)).any(0) & (Tensor.eye(x.shape[-1]) == 0)   # (n, n): other members of my segment
+    others = same.where(x.unsqueeze(-2), 1).prod(-1) * (1.0 if initial is None else float(initial))
+    gx = spread(g) * others
+  return gx.cast(data.dtype).transpose(axis, -1)
