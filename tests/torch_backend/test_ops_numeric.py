@@ -172,6 +172,15 @@ def test_segment_reduce(reduce):
   check(lambda d: torch.segment_reduce(d, reduce, offsets=offsets.to(d.device), initial=4.0), data)
 
 
+@pytest.mark.parametrize("mode", ["sum", "mean", "max"])
+def test_embedding_bag(mode):
+  idx, offsets = torch.tensor([1, 2, 4, 4, 0, 5]), torch.tensor([0, 2, 2, 5])
+  bag = lambda w, *ps: torch.nn.functional.embedding_bag(idx.to(w.device), w, offsets.to(w.device), mode=mode, padding_idx=4,  # noqa: E731
+                                                         per_sample_weights=ps[0] if ps else None)
+  check(bag, torch.randn(6, 3))
+  if mode == "sum": check(bag, torch.randn(6, 3), torch.randn(6))
+
+
 @pytest.mark.parametrize("p", [0.0, 1.0, 2.0, 1.5, float("inf")])
 def test_cdist_pdist(p):
   a, b = torch.randn(2, 4, 3), torch.randn(2, 5, 3)

@@ -1,4 +1,5 @@
-"""Data-dependent reductions on the device: unique, unique_consecutive, mode, nanmedian, histc, index_reduce.
+"""Data-dependent reductions on the device: unique, unique_consecutive, mode, nanmedian, histc, histogram,
+index_reduce, segment_reduce, embedding_bag.
 
 unique and unique_consecutive return as many elements as there are distinct values: like masked_select they read
 that one count back (`stats()['size_syncs']`); everything else, values, inverse indices and counts included, stays on
@@ -187,3 +188,68 @@ def segment_reduce_backward(grad: Tensor, output: Tensor, data: Tensor, reduce: 
     others = same.where(x.unsqueeze(-2), 1).prod(-1) * (1.0 if initial is None else float(initial))
     gx = spread(g) * others
   return gx.cast(data.dtype).transpose(axis, -1)
+
+
+def _bags(indices: Tensor, offsets: Tensor, include_last_offset: bool, padding_idx: int) -> Tensor:
+  """(B, N) bool: index n belongs to bag b (and is not padding)."""
+  n = indices.shape[0]
+  starts = offsets[:-1] if include_last_offset else offsets
+  ends = offsets[1:] if include_last_offset else offsets[1:].cat(Tensor([n], dtype=offsets.dtype))
+  j = Tensor.arange(n).reshape(1, n)
+  member = (j >= starts.reshape(-1, 1)) & (j < ends.reshape(-1, 1))
+  return member & (indices != padding_idx).reshape(1, n) if padding_idx >= 0 else member
+
+
+@aten("_embedding_bag", "_embedding_bag_forward_only")
+def embedding_bag(weight: Tensor, indices: Tensor, offsets: Tensor, scale_grad_by_freq: bool = False, mode: int = 0, sparse: bool = False,
+                  per_sample_weights: Tensor | None = None, include_last_offset: bool = False, padding_idx: int = -1) -> tuple:
+  """(output, offset2bag, bag_size, max_indices): sums, means or maxima of each bag's rows (empty bags give zeros). The
+  auxiliary outputs are this backend's own (for its backward): bag of each index, bag sizes, and each max's row."""
+  member = _bags(indices, offsets, include_last_offset, padding_idx)                   # (B, N)
+  rows = weight[indices.cast(dtypes.int32)]                                            # (N, D)
+  if per_sample_weights is not None: rows = rows * per_sample_weights.reshape(-1, 1)
+  size = member.cast(dtypes.int64).sum(1)
+  inbag = member.unsqueeze(-1)
+  if mode == 2:
+    out = inbag.where(rows.unsqueeze(0), float("-inf")).max(1)
+    hit = inbag & (rows.unsqueeze(0) == out.unsqueeze(1))
+    maxi = hit.where(indices.reshape(1, -1, 1), -1).max(1).cast(dtypes.int64)
+    out = (size > 0).reshape(-1, 1).where(out, 0)
+  else:
+    out = inbag.where(rows.unsqueeze(0), 0).sum(1)
+    if mode == 1: out = out / size.maximum(1).reshape(-1, 1).cast(out.dtype)
+    maxi = Tensor.zeros(*size.shape, dtype=dtypes.int64)
+  bag_of = (member.cast(dtypes.int64) * Tensor.arange(member.shape[0]).reshape(-1, 1)).sum(0)
+  return out.cast(weight.dtype), bag_of, size, maxi
+
+
+@aten("_embedding_bag_dense_backward")
+def embedding_bag_dense_backward(grad: Tensor, indices: Tensor, offset2bag: Tensor, bag_size: Tensor, maximum_indices: Tensor, num_weights: int,
+                                 scale_grad_by_freq: bool, mode: int, per_sample_weights: Tensor | None, padding_idx: int = -1) -> Tensor:
+  if scale_grad_by_freq: raise NotImplementedError("tiny: aten::_embedding_bag_dense_backward with scale_grad_by_freq=True is not implemented")
+  rows = Tensor.arange(num_weights).reshape(-1, 1)
+  if mode == 2:                                                                        # each (bag, column) max routes to its row
+    return (maximum_indices.unsqueeze(0) == rows.unsqueeze(-1)).where(grad.unsqueeze(0), 0).sum(1).cast(grad.dtype)
+  bag = offset2bag.cast(dtypes.int32)
+  g = grad[bag]                                                                        # (N, D): each index's bag gradient
+  if mode == 1: g = g / bag_size[bag].maximum(1).reshape(-1, 1).cast(g.dtype)
+  if per_sample_weights is not None: g = g * per_sample_weights.reshape(-1, 1)
+  onehot = indices.reshape(1, -1) == rows                                              # (W, N)
+  if padding_idx >= 0: onehot = onehot & (indices != padding_idx).reshape(1, -1)
+  return onehot.cast(g.dtype) @ g
+
+
+@aten("_embedding_bag_backward")
+def embedding_bag_backward(grad: Tensor, indices: Tensor, offsets: Tensor, offset2bag: Tensor, bag_size: Tensor, maximum_indices: Tensor,
+                           num_weights: int, scale_grad_by_freq: bool, mode: int, sparse: bool, per_sample_weights: Tensor | None,
+                           padding_idx: int = -1) -> Tensor:
+  if sparse: raise NotImplementedError("tiny: aten::_embedding_bag_backward (overload 'default') with sparse=True is not implemented")
+  return embedding_bag_dense_backward(grad, indices, offset2bag, bag_size, maximum_indices, num_weights, scale_grad_by_freq, mode,
+                                      per_sample_weights, padding_idx)
+
+
+@aten("_embedding_bag_per_sample_weights_backward")
+def embedding_bag_per_sample_weights_backward(grad: Tensor, weight: Tensor, indices: Tensor, offsets: Tensor, offset2bag: Tensor, mode: int,
+                                              padding_idx: int = -1) -> Tensor:
+  g = (grad[offset2bag.cast(dtypes.int32)] * weight[indices.cast(dtypes.int32)]).sum(-1)
+  return (indices != padding_idx).where(g, 0) if padding_idx >= 0 else g
