@@ -253,3 +253,19 @@ def embedding_bag_per_sample_weights_backward(grad: Tensor, weight: Tensor, indi
                                               padding_idx: int = -1) -> Tensor:
   g = (grad[offset2bag.cast(dtypes.int32)] * weight[indices.cast(dtypes.int32)]).sum(-1)
   return (indices != padding_idx).where(g, 0) if padding_idx >= 0 else g
+
+
+@aten("hash_tensor")
+def hash_tensor(self: Tensor, dim: Any = (), *, keepdim: bool = False, mode: int = 0) -> Tensor:
+  """XOR of the elements' 64-bit patterns (floats as float64, integers as int64) over dim, the CPU's mode 0."""
+  if mode != 0: raise NotImplementedError(f"tiny: aten::hash_tensor (overload 'default') with mode={mode} is not implemented")
+  bits = self.cast(dtypes.float64 if dtypes.is_float(self.dtype) else dtypes.int64).bitcast(dtypes.uint64)
+  dims = tuple(d % max(self.ndim, 1) for d in dim) if dim else tuple(range(self.ndim))
+  rest = tuple(d for d in range(self.ndim) if d not in dims)
+  x = bits.permute(rest + dims).reshape(*(self.shape[d] for d in rest), -1) if self.ndim else bits.reshape(1)
+  while x.shape[-1] > 1:
+    if x.shape[-1] % 2: x = x.pad(((0, 0),) * (x.ndim - 1) + ((0, 1),))
+    h = x.shape[-1] // 2
+    x = x[..., :h] ^ x[..., h:]
+  out = x[..., 0] if x.shape[-1] else Tensor.zeros(*x.shape[:-1], dtype=dtypes.uint64)
+  return out.reshape(tuple(1 if d in dims else self.shape[d] for d in range(self.ndim))) if keepdim else out
