@@ -202,6 +202,13 @@ def test_backwards_through_decompositions():
   check(lambda t: F.multilabel_margin_loss(t, torch.tensor([[1, 0, -1, 2]]).to(t.device)), torch.randn(1, 4))
 
 
+def test_scatters_into_views_of_a_copy():
+  x = torch.randn(3, 4, 5)
+  for off, d1, d2 in ((0, 0, 1), (1, 0, 1), (-2, 1, 2), (2, 2, 0)):
+    check(lambda t, src: torch.diagonal_scatter(t.expand(3, 4, 5), src, off, d1, d2), x, torch.randn(*torch.diagonal(x, off, d1, d2).shape))
+  check(lambda t, src: torch.as_strided_scatter(t, src, (2, 2), (1, 3), 1), torch.randn(4, 3), torch.randn(2, 2))
+
+
 def test_batch_norm_eval_returns_empty_saved_stats():
   x, rm, rv = torch.randn(3, 2, 4), torch.zeros(2), torch.ones(2)
   check(lambda t: torch.ops.aten._native_batch_norm_legit(t, None, None, rm.to(t.device), rv.to(t.device), False, 0.1, 1e-5), x)

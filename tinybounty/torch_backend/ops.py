@@ -889,6 +889,23 @@ def as_strided(self: Tensor, size: Sequence[int], stride: Sequence[int], storage
   return strided_read(self.reshape(-1), size, stride, storage_offset or 0)
 
 
+@aten("diagonal_scatter")
+def diagonal_scatter(self: Tensor, src: Tensor, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Tensor:
+  """self with its (offset, dim1, dim2) diagonal replaced by src (whose last dim runs along the diagonal)."""
+  if src.shape[-1] == 0: return self
+  d1, d2 = dim1 % self.ndim, dim2 % self.ndim
+  order = [d for d in range(self.ndim) if d not in (d1, d2)] + [d1, d2]
+  x = self.permute(*order)                                                            # (..., A, B)
+  (A, B), n, lead = x.shape[-2:], src.shape[-1], src.shape[:-1]
+  a, b = Tensor.arange(A, dtype=dtypes.int32).reshape(A, 1), Tensor.arange(B, dtype=dtypes.int32).reshape(1, B)
+  r0, c0 = max(0, -offset), max(0, offset)
+  on = (a - r0 == b - c0) & (a >= r0) & (a - r0 < n)
+  pos = (a - r0).clip(0, n - 1).expand(A, B).reshape((1,) * len(lead) + (A, B)).expand(*lead, A, B)
+  picked = src.cast(self.dtype).unsqueeze(-2).expand(*lead, A, n).gather(-1, pos)
+  inverse = [order.index(d) for d in range(self.ndim)]
+  return on.where(picked, x).permute(*inverse)
+
+
 @aten("as_strided_scatter")
 def as_strided_scatter(self: Tensor, src: Tensor, size: Sequence[int], stride: Sequence[int], storage_offset: int | None = None) -> Tensor:
   """A contiguous copy of self with the (size, stride, offset) window of its storage replaced by src (a clone's layout)."""
