@@ -150,6 +150,7 @@ def test_pools():
   check(lambda t: torch.nn.functional.adaptive_max_pool3d(t, (2, 3, 4), return_indices=True), x)
 
 
+@pytest.mark.filterwarnings("ignore:index_reduce")
 def test_data_dependent_reductions():
   x = torch.tensor([3.0, 1.0, 3.0, 2.0, 1.0, 1.0, 5.0])
   check(lambda t: torch.unique(t, return_inverse=True, return_counts=True), x, grad=False, syncs=1)
