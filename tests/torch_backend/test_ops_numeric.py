@@ -89,6 +89,13 @@ def test_singular_values_and_products():
   check(torch.linalg.pinv, A)
   U, S, Vh = torch.linalg.svd(A.to("tiny"), full_matrices=False)
   torch.testing.assert_close((U * S.unsqueeze(-2) @ Vh).cpu(), A)
+  B = A.mT.clone()
+  B[:, 0] = B[:, 1]                                               # rank 2 of 3, wide: U and V still orthogonal, full size
+  U, S, Vh = (t.cpu() for t in torch.linalg.svd(B.to("tiny"), full_matrices=True))
+  assert U.shape == (3, 3) and Vh.shape == (4, 4)
+  torch.testing.assert_close(U @ U.T, torch.eye(3), rtol=0, atol=1e-5)
+  torch.testing.assert_close(Vh @ Vh.T, torch.eye(4), rtol=0, atol=1e-5)
+  torch.testing.assert_close((U * S.unsqueeze(-2)) @ Vh[:3], B, rtol=1e-5, atol=1e-5)
 
 
 def test_symmetric_eigen_on_the_device():

@@ -404,17 +404,27 @@ def linalg_eigh(A: Tensor, UPLO: str = "L", compute_v: bool = True) -> tuple[Ten
   return w.cast(A.dtype), V.cast(A.dtype) if compute_v else Tensor.empty(0, dtype=A.dtype)
 
 
+def _orthonormal_basis(U: Tensor, cols: int) -> Tensor:
+  """The first `cols` columns of an orthogonal matrix extending U's orthonormal columns (U's zero columns, from zero
+  singular values, become vectors orthogonal to the rest): Householder QR of U, column signs set back to U's."""
+  packed, tau = householder(U)
+  Q = householder_q(packed, tau, cols)
+  k = U.shape[-1]
+  r = packed.diagonal(dim1=-2, dim2=-1)[..., :k] if k else Tensor.ones(*U.shape[:-2], 0, dtype=U.dtype)
+  sign = (r < 0).where(-1, 1).cast(U.dtype).unsqueeze(-2)
+  return Q[..., :k] * sign if cols == k else Q[..., :k].mul(sign).cat(Q[..., k:], dim=-1)
+
+
 @aten("_linalg_svd")
 def linalg_svd(A: Tensor, full_matrices: bool = False, compute_uv: bool = True, *, driver: str | None = None) -> tuple[Tensor, Tensor, Tensor]:
   """Singular values are unique; U and V only up to the signs of their columns (as on every backend)."""
   m, n = A.shape[-2:]
-  if full_matrices and compute_uv and m != n:
-    raise NotImplementedError("tiny: aten::_linalg_svd (overload 'default') with full_matrices=True on a non-square matrix is not implemented")
   wide = m < n
   work = A.cast(precise_dtype())
   U, S, V = _jacobi_svd(_mT(work) if wide else work)
-  if wide: U, V = V, U
   if not compute_uv: return Tensor.empty(0, dtype=A.dtype), S.cast(A.dtype), Tensor.empty(0, dtype=A.dtype)
+  U = _orthonormal_basis(U, max(m, n) if full_matrices else min(m, n))
+  if wide: U, V = V, U
   return U.cast(A.dtype), S.cast(A.dtype), _mT(V).cast(A.dtype)
 
 
