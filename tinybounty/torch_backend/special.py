@@ -303,24 +303,31 @@ for _names, _fn in {("i0", "special_i0", "special_modified_bessel_i0"): lambda x
 
 # ***** incomplete gamma *****
 
+CHUNK = 32
+
+
 def _igamma_parts(a: Tensor, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-  """(P by its series, Q by its continued fraction, which one converges: x < a + 1)."""
+  """(P by its series, Q by its continued fraction, which one converges: x < a + 1). Near x = a both need about
+  9 sqrt(a) steps for float64 accuracy: the step count is read back from the largest finite a or x (one counted size
+  sync) and run in chunks whose kernels are the same (the chunk's first index is a tensor), then realized."""
+  finite = lambda t: (t.isinf() | t.isnan()).where(0, t).max()  # noqa: E731
+  top = size_sync((finite(a).maximum(finite(x)).maximum(0).sqrt() * 9).ceil()) if a.numel() else 0
   log_pref = a * x.log() - x - lgamma(a)
   term = 1 / a
-  total = term
-  for n in range(1, 100):
-    term = term * x / (a + n)
-    total = total + term
-    if n % 32 == 0: term, total = term.realize(), total.realize()   # bounds the expression depth the compiler sees
-  b = x + 1 - a                                              # modified Lentz for the fraction, a fixed number of steps
-  c, d = x.const_like(1e300), 1 / b
+  total, b = term, x + 1 - a
+  c, d = x.const_like(1e300), 1 / b                          # modified Lentz for the continued fraction
   h = d
-  for n in range(1, 100):
-    an, b = -n * (n - a), b + 2
-    d, c = an * d + b, b + an / c
-    d, c = 1 / (d.abs() < 1e-300).where(1e-300, d), (c.abs() < 1e-300).where(1e-300, c)
-    h = h * d * c
-    if n % 32 == 0: b, c, d, h = b.realize(), c.realize(), d.realize(), h.realize()
+  for base in range(0, 64 + top, CHUNK):
+    start = Tensor([float(base)], dtype=a.dtype).reshape(())
+    for j in range(1, CHUNK + 1):
+      n = start + j
+      term = term * x / (a + n)
+      total = total + term
+      an, b = -n * (n - a), b + 2
+      d, c = an * d + b, b + an / c
+      d, c = 1 / (d.abs() < 1e-300).where(1e-300, d), (c.abs() < 1e-300).where(1e-300, c)
+      h = h * d * c
+    term, total, b, c, d, h = (t.realize() for t in (term, total, b, c, d, h))
   P, Q = (log_pref.exp() * total).minimum(1), (log_pref.exp() * h).minimum(1)
   return P, Q, x < a + 1
 
