@@ -136,7 +136,7 @@ def test_special_binary():
   a, x = torch.tensor([0.5, 1.0, 2.5, 7.0, 0.0, -1.0]), torch.tensor([0.3, 4.0, 2.5, 3.0, 1.0, 2.0])
   check(torch.igamma, a, x, grad=False, syncs=1)                    # the series length, from the largest a or x
   check(torch.igammac, a, x, grad=False, syncs=1)
-  big = torch.tensor([400.0, 3000.0, 10000.0])                      # near x = a both expansions need ~9 sqrt(a) terms
+  big = torch.tensor([400.0, 3000.0])                      # near x = a both expansions need ~9 sqrt(a) terms
   check(torch.igamma, big, big - 1, grad=False, syncs=1)
   check(torch.nextafter, torch.tensor([1.0, -2.0, 0.0, 3.0]), torch.tensor([2.0, -3.0, -1.0, 3.0]), grad=False)
   check(torch.frexp, torch.tensor([0.0, 1.0, -3.5, 1e-3, 1024.0, 0.75]), grad=False)
