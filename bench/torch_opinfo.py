@@ -53,6 +53,10 @@ def _cpu(x):
   return x.detach().cpu() if isinstance(x, torch.Tensor) else x
 
 
+def _key(op) -> str:
+  return op.name + (f".{op.variant_test_name}" if op.variant_test_name else "")
+
+
 def check_op(op, dtype, n_samples):
   """('pass'|'fail'|'error'|'skip', same for backward, message)."""
   samples = list(op.sample_inputs("cpu", dtype, requires_grad=op.supports_autograd))[:n_samples]
@@ -89,7 +93,7 @@ def main() -> None:
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument("--dtype", default="float32")
   ap.add_argument("--samples", type=int, default=3)
-  ap.add_argument("--ops", default="", help="comma-separated op names (default: all)")
+  ap.add_argument("--ops", default="", help="comma-separated op names or name.variant keys (default: all)")
   ap.add_argument("--timeout", type=int, default=120, help="seconds per op")
   ap.add_argument("--out", default="", help="write the per-op list here (markdown)")
   ap.add_argument("--shard", default="0/1", help="i/n: run every n-th op starting at i (to split over processes)")
@@ -100,7 +104,7 @@ def main() -> None:
   dtype = getattr(torch, a.dtype)
   wanted = set(a.ops.split(",")) if a.ops else None
   i, n = (int(v) for v in a.shard.split("/"))
-  todo = [op for op in op_db if dtype in op.supported_dtypes("cpu") and (wanted is None or op.name in wanted)][i::n]
+  todo = [op for op in op_db if dtype in op.supported_dtypes("cpu") and (wanted is None or op.name in wanted or _key(op) in wanted)][i::n]
   results, t0 = {}, time.perf_counter()
   if a.merge:
     todo = []
@@ -108,7 +112,7 @@ def main() -> None:
       with open(path) as fh: results.update({k: tuple(v) for k, v in json.load(fh).items()})
   signal.signal(signal.SIGALRM, _alarm)
   for op in tqdm(todo, desc=f"op_db {a.dtype}", file=sys.stderr):
-    key = op.name + (f".{op.variant_test_name}" if op.variant_test_name else "")
+    key = _key(op)
     if a.deadline and time.perf_counter() - t0 > a.deadline:
       results[key] = ("not run", "not run", "deadline")
       continue

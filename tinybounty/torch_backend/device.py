@@ -137,6 +137,7 @@ def _unwrap_args(a: Any) -> Any:
     if a.device.type == "cpu" and a.ndim == 0: return from_cpu(a)
     raise RuntimeError(f"tiny: expected all tensors on {BACKEND}, got one on {a.device} of shape {tuple(a.shape)}")
   if isinstance(a, (list, tuple)): return type(a)(_unwrap_args(x) for x in a)
+  if isinstance(a, dict): return {k: _unwrap_args(v) for k, v in a.items()}
   return a
 
 
@@ -313,8 +314,8 @@ def _out_overloads(op_name: str, fn_args: dict[str, bool]) -> list[tuple[str, li
 
 
 def _register_table() -> None:
-  from tinybounty.torch_backend.fused import KERNELS as FUSED
-  for name, kernel in {**DEVICE_KERNELS, **FUSED}.items(): _impl(name, kernel)
+  from tinybounty.torch_backend.kernels import KERNELS as TORCH_KERNELS
+  for name, kernel in {**DEVICE_KERNELS, **TORCH_KERNELS}.items(): _impl(name, kernel)
   for name in ops.names():
     op = _overload(name)
     # views alias storage (the device's own kernels); CompositeImplicitAutograd ops must keep decomposing above

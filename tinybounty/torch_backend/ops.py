@@ -20,15 +20,14 @@ import functools
 import math
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import torch
-from tinygrad import Tensor, dtypes
+from tinygrad import Device, Tensor, dtypes
 from tinygrad.dtype import DType, strong_dtype
 
 from tinybounty.torch_backend.compaction import compact
 from tinybounty.torch_backend.random import key_for
 from tinybounty.torch_backend.stats import size_sync, to_host
-from tinybounty.torch_backend.strided import strided_read
+from tinybounty.torch_backend.strided import strided_read, strided_write
 
 _TABLE: dict[str, Callable[..., Any]] = {}
 
@@ -81,6 +80,11 @@ def to_torch_dtype(dtype: DType) -> torch.dtype:
   """The torch dtype of a tinygrad dtype (tinygrad's weak/default dtypes map to their strong twins)."""
   if (dt := TINY_TO_TORCH.get(dtype)) is None: dt = TINY_TO_TORCH[strong_dtype(dtype)]
   return dt
+
+
+def precise_dtype() -> DType:
+  """The dtype iterative algorithms (linalg, special functions) work in: float64 where the device has it."""
+  return dtypes.float32 if Device.DEFAULT.split(":")[0] in ("WEBGPU", "METAL", "QCOM") else dtypes.float64
 
 
 def _category(dt: DType) -> int:
@@ -148,7 +152,8 @@ def _unary(fn: Callable[[Tensor], Tensor], floating: bool = True) -> Callable[..
 
 
 for _name, _fn in {"exp": Tensor.exp, "exp2": Tensor.exp2, "log": Tensor.log, "log2": Tensor.log2, "sqrt": Tensor.sqrt,
-                   "rsqrt": Tensor.rsqrt, "sin": Tensor.sin, "cos": Tensor.cos, "tan": Tensor.tan, "asin": Tensor.asin,
+                   "rsqrt": Tensor.rsqrt, "sin": Tensor.sin, "cos": Tensor.cos, "asin": Tensor.asin,
+                   "tan": lambda x: x.cast(precise_dtype()).tan().cast(x.dtype),      # float32 tan loses digits near its poles
                    "acos": Tensor.acos, "atan": Tensor.atan, "sinh": Tensor.sinh, "cosh": Tensor.cosh, "tanh": Tensor.tanh,
                    "asinh": Tensor.asinh, "acosh": Tensor.acosh, "atanh": Tensor.atanh, "sigmoid": Tensor.sigmoid,
                    "erf": Tensor.erf, "reciprocal": Tensor.reciprocal, "log10": lambda x: x.log2() * math.log10(2),
@@ -540,12 +545,10 @@ def convolution_backward(grad_output: Tensor, input: Tensor, weight: Tensor, bia
   return gi, gw, gb
 
 
-def _pool_args(kernel_size: Sequence[int], stride: Sequence[int], padding: Any, dilation: Any) -> tuple:
-  k = tuple(kernel_size) * (2 // len(kernel_size))
-  s = tuple(stride) * (2 // len(stride)) if stride else k
-  p = tuple(padding) * (2 // len(padding)) if isinstance(padding, (list, tuple)) else (padding, padding)
-  d = tuple(dilation) * (2 // len(dilation)) if isinstance(dilation, (list, tuple)) else (dilation, dilation)
-  return k, s, p, d
+def _pool_args(kernel_size: Sequence[int], stride: Sequence[int], padding: Any, dilation: Any, nd: int = 2) -> tuple:
+  def full(v: Any) -> tuple: return tuple(v) * (nd // len(v)) if isinstance(v, (list, tuple)) else (v,) * nd
+  k = full(kernel_size)
+  return k, full(stride) if stride else k, full(padding), full(dilation)
 
 
 @aten("max_pool2d_with_indices")
@@ -580,20 +583,21 @@ def max_pool3d_with_indices_backward(grad_output: Tensor, self: Tensor, kernel_s
 def avg_pool2d(self: Tensor, kernel_size: Sequence[int], stride: Sequence[int] = (), padding: Any = 0, ceil_mode: bool = False,
                count_include_pad: bool = True, divisor_override: int | None = None) -> Tensor:
   k, s, p, _ = _pool_args(kernel_size, stride, padding, 1)
-  if divisor_override is not None: return _sum_pool2d(self, k, s, p, ceil_mode) / divisor_override
+  if divisor_override is not None: return _sum_pool(self, k, s, p, ceil_mode) / divisor_override
   return self.avg_pool2d(k, s, 1, p, ceil_mode, count_include_pad)
 
 
-def _sum_pool2d(x: Tensor, k: tuple, s: tuple, p: tuple, ceil_mode: bool) -> Tensor:
-  """Window sums with PyTorch's output size (ceil_mode windows must start inside the input or left padding)."""
-  out = []
-  for size, kk, ss, pp in zip(x.shape[-2:], k, s, p):
+def _sum_pool(x: Tensor, k: tuple, s: tuple, p: tuple, ceil_mode: bool) -> Tensor:
+  """Window sums over the last len(k) dims with PyTorch's output size (ceil_mode windows must start inside the input
+  or left padding)."""
+  nd, out = len(k), []
+  for size, kk, ss, pp in zip(x.shape[-nd:], k, s, p):
     n = -(-(size + 2 * pp - kk) // ss) + 1 if ceil_mode else (size + 2 * pp - kk) // ss + 1
     if ceil_mode and (n - 1) * ss >= size + pp: n -= 1
     out.append(n)
-  extra = [max(0, (n - 1) * ss + kk - (size + 2 * pp)) for n, size, kk, ss, pp in zip(out, x.shape[-2:], k, s, p)]
-  xp = x.pad(((0, 0),) * (x.ndim - 2) + ((p[0], p[0] + extra[0]), (p[1], p[1] + extra[1])))
-  return xp._pool(k, s).sum((-2, -1))[..., :out[0], :out[1]]
+  extra = [max(0, (n - 1) * ss + kk - (size + 2 * pp)) for n, size, kk, ss, pp in zip(out, x.shape[-nd:], k, s, p)]
+  xp = x.pad(((0, 0),) * (x.ndim - nd) + tuple((pp, pp + e) for pp, e in zip(p, extra)))
+  return xp._pool(k, s).sum(tuple(range(-nd, 0)))[(...,) + tuple(slice(0, n) for n in out)]
 
 
 @aten("avg_pool2d_backward")
@@ -824,15 +828,6 @@ def equal(self: Tensor, other: Tensor) -> bool:
   return tuple(self.shape) == tuple(other.shape) and bool(to_host(self.eq(other).all()))
 
 
-@aten("_linalg_eigh")
-def linalg_eigh(A: Tensor, UPLO: str = "L", compute_v: bool = True) -> tuple[Tensor, Tensor]:
-  """Symmetric eigendecomposition, computed on the host with numpy (tinygrad has no eigensolver): one counted
-  device-to-host transfer of A (used for small matrices, such as a whitening layer's patch covariance)."""
-  a = to_host(A.cast(dtypes.float64))
-  w, v = np.linalg.eigh(a, UPLO=UPLO)
-  return Tensor(w, dtype=A.dtype), Tensor(v if compute_v else np.zeros(0), dtype=A.dtype)
-
-
 @aten("tril")
 def tril(self: Tensor, diagonal: int = 0) -> Tensor: return self.tril(diagonal)
 
@@ -938,6 +933,29 @@ def as_strided(self: Tensor, size: Sequence[int], stride: Sequence[int], storage
   return strided_read(self.reshape(-1), size, stride, storage_offset or 0)
 
 
+@aten("diagonal_scatter")
+def diagonal_scatter(self: Tensor, src: Tensor, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Tensor:
+  """self with its (offset, dim1, dim2) diagonal replaced by src (whose last dim runs along the diagonal)."""
+  if src.shape[-1] == 0: return self
+  d1, d2 = dim1 % self.ndim, dim2 % self.ndim
+  order = [d for d in range(self.ndim) if d not in (d1, d2)] + [d1, d2]
+  x = self.permute(*order)                                                            # (..., A, B)
+  (A, B), n, lead = x.shape[-2:], src.shape[-1], src.shape[:-1]
+  a, b = Tensor.arange(A, dtype=dtypes.int32).reshape(A, 1), Tensor.arange(B, dtype=dtypes.int32).reshape(1, B)
+  r0, c0 = max(0, -offset), max(0, offset)
+  on = (a - r0 == b - c0) & (a >= r0) & (a - r0 < n)
+  pos = (a - r0).clip(0, n - 1).expand(A, B).reshape((1,) * len(lead) + (A, B)).expand(*lead, A, B)
+  picked = src.cast(self.dtype).unsqueeze(-2).expand(*lead, A, n).gather(-1, pos)
+  inverse = [order.index(d) for d in range(self.ndim)]
+  return on.where(picked, x).permute(*inverse)
+
+
+@aten("as_strided_scatter")
+def as_strided_scatter(self: Tensor, src: Tensor, size: Sequence[int], stride: Sequence[int], storage_offset: int | None = None) -> Tensor:
+  """A contiguous copy of self with the (size, stride, offset) window of its storage replaced by src (a clone's layout)."""
+  return strided_write(self.reshape(-1), src, size, stride, storage_offset or 0).reshape(self.shape)
+
+
 @aten("diagonal")
 def diagonal(self: Tensor, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Tensor:
   stride = [math.prod(self.shape[i + 1:]) for i in range(self.ndim)]
@@ -971,6 +989,12 @@ def _factory_dtype(dtype: torch.dtype | None, *values: Any) -> DType:
 def empty(size: Sequence[int], *args: Any, dtype: torch.dtype | None = None, layout: Any = None, device: Any = None,
           pin_memory: Any = None, memory_format: Any = None) -> Tensor:
   return Tensor.empty(*size, dtype=_factory_dtype(dtype))
+
+
+@aten("_efficientzerotensor")
+def efficientzerotensor(size: Sequence[int], *, dtype: torch.dtype | None = None, layout: Any = None, device: Any = None,
+                        pin_memory: Any = None) -> Tensor:
+  return Tensor.zeros(*size, dtype=_factory_dtype(dtype))
 
 
 @aten("full")
@@ -1185,6 +1209,29 @@ def _reduce_grad(g: Tensor, grad_output: Tensor, reduction: int) -> Tensor:
   return g * grad_output / g.numel() if reduction == 1 else g * grad_output
 
 
+def _multilabel_margin(self: Tensor, target: Tensor, reduction: int) -> tuple[Tensor, Tensor]:
+  x, y = (self, target) if self.ndim == 2 else (self.reshape(1, -1), target.reshape(1, -1))
+  valid = (y == -1).cast(dtypes.int32).cumsum(-1) == 0                            # targets count up to the first -1
+  yk = valid.where(y, 0).cast(dtypes.int32)
+  hit = (valid.unsqueeze(-1) & (yk.unsqueeze(-1) == Tensor.arange(x.shape[-1], dtype=dtypes.int32))).any(-2)   # (N, C)
+  margins = (1 - x.gather(-1, yk).unsqueeze(-1) + x.unsqueeze(-2)).relu()         # (N, K, C): target k against class j
+  loss = (valid.unsqueeze(-1) & ~hit.unsqueeze(-2)).where(margins, 0).sum((-2, -1)) / x.shape[-1]
+  loss = loss.mean() if reduction == 1 else loss.sum() if reduction == 2 else loss if self.ndim == 2 else loss.reshape(())
+  return loss, hit.cast(self.dtype).reshape(self.shape)
+
+
+@aten("multilabel_margin_loss_forward")
+def multilabel_margin_loss_forward(self: Tensor, target: Tensor, reduction: int) -> tuple[Tensor, Tensor]:
+  """The CPU's semantics: each row's targets end at its first -1 (PyTorch's decomposition reads past it)."""
+  return _multilabel_margin(self, target, reduction)
+
+
+@aten("multilabel_margin_loss_backward")
+def multilabel_margin_loss_backward(grad_output: Tensor, self: Tensor, target: Tensor, reduction: int, is_target: Tensor) -> Tensor:
+  x = self.detach()
+  return _multilabel_margin(x, target, reduction)[0].gradient(x, gradient=grad_output)[0]
+
+
 @aten("huber_loss_backward")
 def huber_loss_backward(grad_output: Tensor, self: Tensor, target: Tensor, reduction: int, delta: float) -> Tensor:
   d = self - target
@@ -1212,3 +1259,6 @@ def cummax(self: Tensor, dim: int) -> tuple[Tensor, Tensor]: return _cum_extreme
 
 @aten("cummin")
 def cummin(self: Tensor, dim: int) -> tuple[Tensor, Tensor]: return _cum_extreme(self, dim, self.cummin(dim)[0] if self.ndim else self)
+
+
+from tinybounty.torch_backend import distance, linalg, pooling, reductions, special  # noqa: E402,F401  (they register their ops in this table)

@@ -1,0 +1,85 @@
+"""3-d average pooling and adaptive pooling of any rank on the device (the 2-d fixed-window pools live in ops.py).
+
+Adaptive windows follow PyTorch: output i of a dim of size n pooled to o covers [floor(i n / o), ceil((i + 1) n / o)).
+Adaptive max pooling is separable: the max (and the first position holding it, in row-major order, as the CPU's
+indices) is taken one dim at a time, innermost first. Backwards take tinygrad's gradient or route through indices.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from tinygrad import Tensor, dtypes
+
+from tinybounty.torch_backend.ops import _adaptive_weights, _pool_args, _sum_pool, _unpool_grad, aten
+
+
+@aten("avg_pool3d")
+def avg_pool3d(self: Tensor, kernel_size: Sequence[int], stride: Sequence[int] = (), padding: Any = 0, ceil_mode: bool = False,
+               count_include_pad: bool = True, divisor_override: int | None = None) -> Tensor:
+  k, s, p, _ = _pool_args(kernel_size, stride, padding, 1, nd=3)
+  if divisor_override is not None: return _sum_pool(self, k, s, p, ceil_mode) / divisor_override
+  return self.avg_pool2d(k, s, 1, p, ceil_mode, count_include_pad)
+
+
+@aten("avg_pool3d_backward")
+def avg_pool3d_backward(grad_output: Tensor, self: Tensor, kernel_size: Sequence[int], stride: Sequence[int], padding: Any,
+                        ceil_mode: bool, count_include_pad: bool, divisor_override: int | None) -> Tensor:
+  x = self.detach()
+  return avg_pool3d(x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override).gradient(x, gradient=grad_output)[0]
+
+
+def adaptive_avg(x: Tensor, output_size: Sequence[int]) -> Tensor:
+  """Average each of the last len(output_size) dims with its (out, size) window matrix."""
+  for i, o in enumerate(output_size):
+    d = x.ndim - len(output_size) + i
+    x = (x.transpose(d, -1) @ _adaptive_weights(x.shape[d], o, x.dtype).T).transpose(d, -1)
+  return x
+
+
+@aten("_adaptive_avg_pool3d")
+def adaptive_avg_pool3d(self: Tensor, output_size: Sequence[int]) -> Tensor: return adaptive_avg(self, output_size)
+
+
+@aten("_adaptive_avg_pool3d_backward")
+def adaptive_avg_pool3d_backward(grad_output: Tensor, self: Tensor) -> Tensor:
+  x = self.detach()
+  return adaptive_avg(x, grad_output.shape[-3:]).gradient(x, gradient=grad_output)[0]
+
+
+def _window_mask(n: int, o: int) -> Tensor:
+  """(o, n) bool: which inputs each adaptive output window covers."""
+  return Tensor([[(i * n) // o <= j < -(-((i + 1) * n) // o) for j in range(n)] for i in range(o)])
+
+
+def adaptive_max(x: Tensor, output_size: Sequence[int]) -> tuple[Tensor, Tensor]:
+  """(values, int64 indices into the flattened pooled dims) of adaptive max pooling over the last len(output_size) dims."""
+  nd, idx, inner = len(output_size), None, 1
+  for i in reversed(range(nd)):
+    d, o = x.ndim - nd + i, output_size[i]
+    n = x.shape[d]
+    xt = x.transpose(d, -1).unsqueeze(-2)                                   # (..., 1, n)
+    win = _window_mask(n, o)
+    vals = win.where(xt, float("-inf")).max(-1)                             # (..., o)
+    first = (win & (xt == vals.unsqueeze(-1))).where(Tensor.arange(n), n).min(-1)
+    pos = first.cast(dtypes.int64) * inner
+    if idx is not None: pos = pos + idx.transpose(d, -1).gather(-1, first.cast(dtypes.int32))
+    x, idx, inner = vals.transpose(d, -1), pos.transpose(d, -1), inner * n
+  return x, idx
+
+
+@aten("adaptive_max_pool2d")
+def adaptive_max_pool2d(self: Tensor, output_size: Sequence[int]) -> tuple[Tensor, Tensor]: return adaptive_max(self, output_size)
+
+
+@aten("adaptive_max_pool3d")
+def adaptive_max_pool3d(self: Tensor, output_size: Sequence[int]) -> tuple[Tensor, Tensor]: return adaptive_max(self, output_size)
+
+
+@aten("adaptive_max_pool2d_backward")
+def adaptive_max_pool2d_backward(grad_output: Tensor, self: Tensor, indices: Tensor) -> Tensor:
+  return _unpool_grad(grad_output, self, indices, 2)
+
+
+@aten("adaptive_max_pool3d_backward")
+def adaptive_max_pool3d_backward(grad_output: Tensor, self: Tensor, indices: Tensor) -> Tensor:
+  return _unpool_grad(grad_output, self, indices, 3)
