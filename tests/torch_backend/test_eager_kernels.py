@@ -1,0 +1,45 @@
+"""The eager device's kernel economy: O(n) compaction, one kernel for a loop of small writes, batched realization."""
+import numpy as np
+import pytest
+import tinygrad.engine.realize as realize
+import torch
+from tinygrad import Tensor
+
+import tinybounty.torch_backend  # noqa: F401
+from tinybounty.torch_backend import device
+from tinybounty.torch_backend.compaction import compact, prefix_count
+
+
+@pytest.mark.parametrize("n", [1, 255, 256, 257, 70_001])
+def test_compaction_matches_numpy(n):
+  rng = np.random.default_rng(n)
+  mask, x = rng.random(n) < 0.3, rng.standard_normal(n).astype(np.float32)
+  np.testing.assert_array_equal(prefix_count(Tensor(mask.astype(np.int32))).numpy(), np.cumsum(mask))
+  if (count := int(mask.sum())) == 0: return
+  np.testing.assert_array_equal(compact(Tensor(mask), count).numpy(), np.nonzero(mask)[0])
+  np.testing.assert_array_equal(compact(Tensor(mask), count, Tensor(x)).numpy(), x[mask])
+
+
+def test_a_loop_of_small_writes_compiles_no_kernel_per_offset():
+  w, ref = torch.zeros(8, 8, 3, 3, device="tiny"), torch.zeros(8, 8, 3, 3)
+  w[0, 1, 0, 0] = 1.5  # warm: compiles what a point write needs
+  device.flush()
+  before = len(realize.to_program_cache)
+  for i in range(8): w[i, (i + 2) % 8, 1, 2] = ref[i, (i + 2) % 8, 1, 2] = 1.5  # 8 offsets never written before
+  device.flush()
+  ref[0, 1, 0, 0] = 1.5
+  assert len(realize.to_program_cache) == before
+  assert torch.equal(w.cpu(), ref)
+
+
+def test_writes_are_realized_in_batches_and_flushed_by_an_optimizer_step():
+  device.flush()
+  p = torch.zeros(4, device="tiny", requires_grad=True)
+  x = torch.zeros(6, device="tiny")
+  x[1:3] = 5
+  assert device._pending and x.cpu().tolist() == [0, 5, 5, 0, 0, 0]  # a pending write is read like a realized one
+  opt = torch.optim.SGD([p], lr=0.5)
+  p.sum().backward(); opt.step()
+  assert not device._pending and p.detach().cpu().tolist() == [-0.5] * 4
+  for i in range(device.FLUSH_AT + 1): x[i % 6] = i  # more writes than a batch: flushed on the way
+  assert len(device._pending) < device.FLUSH_AT
