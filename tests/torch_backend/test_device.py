@@ -21,7 +21,7 @@ def _tinygrad_computes(dtype: torch.dtype) -> bool:
     return False
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.int64, torch.int32, torch.uint8, torch.bool])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.int64, torch.int32, torch.uint8, torch.uint64, torch.bool])
 def test_copy_roundtrip_and_casts(dtype):
   if dtype.is_floating_point and not _tinygrad_computes(dtype): pytest.skip(f"tinygrad cannot compile {dtype} on DEV={Device.DEFAULT} here")
   x = (torch.randn(3, 5) * 10).to(dtype)

@@ -128,7 +128,9 @@ def to_cpu(x: Tensor, dtype: torch.dtype) -> torch.Tensor:
   """A CPU torch tensor with a tinygrad tensor's contents (one counted device-to-host transfer)."""
   if x.dtype == dtypes.bfloat16:
     return torch.from_numpy(np.ascontiguousarray(to_host(x.bitcast(dtypes.int16).contiguous()))).reshape(tuple(x.shape)).view(torch.bfloat16)
-  return torch.from_numpy(np.ascontiguousarray(to_host(x.contiguous()))).reshape(tuple(x.shape)).to(dtype)
+  host = np.ascontiguousarray(to_host(x.contiguous()))
+  # tinygrad's uint64 arrives as numpy's ulonglong, which torch.from_numpy refuses; the canonical dtype is the same bytes
+  return torch.from_numpy(host.view(np.dtype(host.dtype.str))).reshape(tuple(x.shape)).to(dtype)
 
 
 def _unwrap_args(a: Any) -> Any:
