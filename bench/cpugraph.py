@@ -11,14 +11,13 @@ row per result.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from tinygrad.helpers import Context
 from tqdm import tqdm
 
-from tinybounty.hardware import machine
-from tinybounty.records import format_row
+from tinybounty.hardware import load, machine
+from tinybounty.records import bench_command, format_row
 from tinybounty.runtime import cpugraph_bench as cb
 
 BACKENDS = {"clang": "CPU", "llvm": "CPU:LLVM"}
@@ -44,24 +43,17 @@ def main(argv: list[str] | None = None) -> int:
   if unknown := set(args.only or []) - set(ws): p.error(f"unknown workload(s) {sorted(unknown)}; choose from {sorted(ws)}")
   backends = list(BACKENDS) if args.backend == "both" else [args.backend]
   todo = [(b, n) for b in backends for n in ws if not args.only or n in args.only]
-  print(f"machine: {machine()}, {_load()} (other jobs skew absolute times: compare same-run ratios)")
+  print(f"machine: {machine()}, {load()} (other jobs skew absolute times: compare same-run ratios)")
   rows = []
   for backend, name in tqdm(todo, desc="cpugraph bench"):
     w, scale = ws[name]
     with Context(DEV=BACKENDS[backend]): t = cb.time_workload(w, iters=max(2, args.iters // scale), repeats=args.repeats)
     tqdm.write(f"[{backend}] {t.line()}")
-    rows.append(format_row(f"cpugraph_{name}_{backend}", machine(), _command(argv),
+    rows.append(format_row(f"cpugraph_{name}_{backend}", machine(), bench_command("bench/cpugraph.py", argv),
                            f"{t.ratio:.2f}x median ({t.median_us('graph'):.0f} µs/step, min {min(t.graph_us):.0f}); graphed {t.counts}",
-                           f"stock TinyJit {t.median_us('stock'):.0f} µs/step median (min {min(t.stock_us):.0f}), same run; {_load()}"))
+                           f"stock TinyJit {t.median_us('stock'):.0f} µs/step median (min {min(t.stock_us):.0f}), same run; {load()}"))
   print("\n".join(["", "rows for docs/benchmarks.md:", *rows]))
   return 0
-
-
-def _load() -> str: return f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
-
-
-def _command(argv: list[str] | None) -> str:
-  return " ".join(["python bench/cpugraph.py", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__": sys.exit(main())

@@ -12,7 +12,6 @@ the CPU): its times say what the runtime costs, not what a GPU would do. Prints 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -24,8 +23,8 @@ from tqdm import tqdm
 from tinybounty.export.browser import HeadlessChromium
 from tinybounty.export.examples import EXAMPLES, max_abs_diff
 from tinybounty.export.webgpu import export_model
-from tinybounty.hardware import machine
-from tinybounty.records import format_row
+from tinybounty.hardware import load, machine
+from tinybounty.records import bench_command, format_row
 
 
 def _cpu_times(ex, repeats: int) -> tuple[float, list[float]]:
@@ -46,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
   p.add_argument("--only", nargs="*", choices=list(EXAMPLES), help="models to run (default: all)")
   p.add_argument("--repeats", type=int, default=10, help="steady-state runs per model, browser and CPU")
   args = p.parse_args(argv)
-  print(f"machine: {machine()}, {_load()} (other jobs skew absolute times: compare same-run ratios)")
+  print(f"machine: {machine()}, {load()} (other jobs skew absolute times: compare same-run ratios)")
   rows = []
   with tempfile.TemporaryDirectory() as root, HeadlessChromium(root) as browser:
     print(f"adapter: {browser.adapter()}")
@@ -65,17 +64,10 @@ def main(argv: list[str] | None = None) -> int:
       base = f"TinyJit CPU: capture {capture_s:.1f} s, steady {min(cpu):.2f}/{statistics.median(cpu):.2f} ms min/median"
       ratio = statistics.median(steady) / statistics.median(cpu)
       tqdm.write(f"[{name}] {line}\n  baseline {base}; browser/CPU steady {ratio:.1f}x, export/capture {export_s / capture_s:.1f}x")
-      rows.append(format_row(f"webgpu_export_{name}", machine(), _command(argv), f"{line}; browser/CPU {ratio:.1f}x",
-                             f"{base}, same run; Chromium SwiftShader WebGPU; {_load()}"))
+      rows.append(format_row(f"webgpu_export_{name}", machine(), bench_command("bench/webgpu_export.py", argv), f"{line}; browser/CPU {ratio:.1f}x",
+                             f"{base}, same run; Chromium SwiftShader WebGPU; {load()}"))
   print("\n".join(["", "rows for docs/benchmarks.md:", *rows]))
   return 0
-
-
-def _load() -> str: return f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
-
-
-def _command(argv: list[str] | None) -> str:
-  return " ".join(["python bench/webgpu_export.py", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__": sys.exit(main())

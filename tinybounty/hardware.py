@@ -43,6 +43,11 @@ def machine() -> str:
   return desc
 
 
+def load() -> str:
+  """The machine's current load, for benchmark records on a shared machine."""
+  return f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+
+
 def tinygrad_device() -> str:
   """The tinygrad device a check runs on: DEV as the user set it, else the CPU."""
   return os.environ.get("DEV", "CPU")

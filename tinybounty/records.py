@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime
 import pathlib
+import sys
 from dataclasses import dataclass
 
 COLUMNS = ("date", "bench", "machine", "command", "figure", "baseline")
@@ -51,3 +52,8 @@ def format_row(bench: str, machine: str, command: str, figure: str, baseline: st
   """A markdown row to append to docs/benchmarks.md."""
   cells = (date or datetime.date.today().isoformat(), bench, machine, f"`{command}`", figure, baseline)
   return "| " + " | ".join(cells) + " |"
+
+
+def bench_command(script: str, argv: list[str] | None = None) -> str:
+  """The command line of a benchmark run: `python SCRIPT` and its arguments (this process's when argv is None)."""
+  return " ".join(["python " + script, *(sys.argv[1:] if argv is None else argv)])

@@ -164,6 +164,16 @@ static PyObject *uop_call(PyObject *cls, PyObject *const *args, Py_ssize_t nargs
 
 /* ---- recursive_property.__get__: the value cached in x.__dict__, else computed for every uncached node under x ---- */
 
+/* a post-order walk's step: n again as a stage-1 frame (emitted once its sources are), then its sources from `first` on,
+ * the first on top of the stack */
+static int push_node_and_sources(Stack *s, PyObject *n, Py_ssize_t first) {
+  PyObject *src = FIELD(n, off_src);
+  if (push(s, n, 1, n) < 0) return -1;
+  for (Py_ssize_t i = PyTuple_GET_SIZE(src) - 1; i >= first; i--)
+    if (push(s, PyTuple_GET_ITEM(src, i), 0, PyTuple_GET_ITEM(src, i)) < 0) return -1;
+  return 0;
+}
+
 /* every node under x without nm in its __dict__, sources before users (stock's gated toposort), as dict keys */
 static PyObject *uncached(PyObject *x, PyObject *nm) {
   PyObject *order = PyDict_New();
@@ -174,11 +184,8 @@ static PyObject *uncached(PyObject *x, PyObject *nm) {
     int in = PyDict_Contains(order, f.n);
     if (in == 0 && f.stage) in = PyDict_SetItem(order, f.n, Py_None);
     else if (in == 0 && (in = check_uop(f.n)) == 0) {
-      PyObject **dp = _PyObject_GetDictPtr(f.n), *src = FIELD(f.n, off_src);
-      if ((in = dp != NULL && *dp != NULL ? PyDict_Contains(*dp, nm) : 0) == 0) {
-        in = push(&s, f.n, 1, f.n);
-        for (Py_ssize_t i = PyTuple_GET_SIZE(src) - 1; i >= 0 && in == 0; i--) in = push(&s, PyTuple_GET_ITEM(src, i), 0, PyTuple_GET_ITEM(src, i));
-      }
+      PyObject **dp = _PyObject_GetDictPtr(f.n);
+      if ((in = dp != NULL && *dp != NULL ? PyDict_Contains(*dp, nm) : 0) == 0) in = push_node_and_sources(&s, f.n, 0);
     }
     Py_DECREF(f.n);
     Py_DECREF(f.x);
@@ -259,10 +266,8 @@ static PyObject *toposort(PyObject *self, PyObject *const *args, Py_ssize_t narg
       }
       if (open < 0) in = -1;
       else if (open) {
-        PyObject *src = FIELD(f.n, off_src), *op = FIELD(f.n, off_op);
-        Py_ssize_t first = !enter_calls && (op == op_call || op == op_function);
-        in = push(&s, f.n, 1, f.n);
-        for (Py_ssize_t i = PyTuple_GET_SIZE(src) - 1; i >= first && in == 0; i--) in = push(&s, PyTuple_GET_ITEM(src, i), 0, PyTuple_GET_ITEM(src, i));
+        PyObject *op = FIELD(f.n, off_op);
+        in = push_node_and_sources(&s, f.n, !enter_calls && (op == op_call || op == op_function));
       }
     }
     Py_DECREF(f.n);
