@@ -29,7 +29,7 @@ import torch
 from tinybounty.data.files import atomic_write
 from tinybounty.hardware import machine
 from tinybounty.records import format_row
-from tinybounty.runner.compare import max_rel_diff, run
+from tinybounty.runner.compare import run, worst_step
 from tinybounty.runner.run import find_data_location, write_data_cache
 
 
@@ -47,10 +47,9 @@ def train(script: str, device: str, epochs: float, seed: int, init: dict | None,
 
 
 def compare(name: str, got: list[float], ref: list[float]) -> float:
-  rel = max_rel_diff(got, ref)
-  worst = max(range(len(ref)), key=lambda i: abs(got[i] - ref[i]) / max(abs(ref[i]), 1e-8)) if len(got) == len(ref) else 0
-  print(f"{name}: {len(got)} vs {len(ref)} steps, max relative loss difference {rel:.3%} ({'within' if rel <= 0.02 else 'NOT within'} 2%), "
-        f"worst at step {worst} ({got[worst]:.4f} vs {ref[worst]:.4f})")
+  worst, rel = worst_step(got, ref)
+  at = f", worst at step {worst} ({got[worst]:.4f} vs {ref[worst]:.4f})" if rel != float("inf") else ""
+  print(f"{name}: {len(got)} vs {len(ref)} steps, max relative loss difference {rel:.3%} ({'within' if rel <= 0.02 else 'NOT within'} 2%){at}")
   return rel
 
 

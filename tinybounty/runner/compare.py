@@ -67,7 +67,12 @@ def _same_init(make_net, device: str, init: dict | None, captured: dict):
   return make_net_same_init
 
 
+def worst_step(got: list[float], ref: list[float]) -> tuple[int, float]:
+  """The step with the largest |got - ref| / |ref|, and that difference ((0, inf) if the step counts differ)."""
+  if len(got) != len(ref) or not ref: return 0, float("inf")
+  return max(((i, abs(a - b) / max(abs(b), 1e-8)) for i, (a, b) in enumerate(zip(got, ref))), key=lambda step: step[1])
+
+
 def max_rel_diff(got: list[float], ref: list[float]) -> float:
   """The largest |got - ref| / |ref| over steps (inf if the step counts differ)."""
-  if len(got) != len(ref) or not ref: return float("inf")
-  return max(abs(a - b) / max(abs(b), 1e-8) for a, b in zip(got, ref))
+  return worst_step(got, ref)[1]
