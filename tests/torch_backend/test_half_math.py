@@ -11,7 +11,8 @@ X, G, P = (torch.randn(64, 64) * 3).half(), torch.randn(64, 64).half(), torch.ra
 
 def ulps(got: torch.Tensor, want: torch.Tensor, floor: float) -> float:
   """The largest distance in units of half's last place at each expected value (at least at `floor`)."""
-  spacing = torch.finfo(torch.float16).eps * want.float().abs().clamp(min=floor) / 2  # an ulp is eps/2 to eps of |v|
+  _, exponent = torch.frexp(want.float().abs().clamp(min=floor))  # |v| = m * 2**exponent, m in [0.5, 1)
+  spacing = torch.ldexp(torch.ones_like(want, dtype=torch.float32), exponent - 11)  # half keeps 11 significant bits
   return ((got.float() - want.float()).abs() / spacing).max().item()
 
 
