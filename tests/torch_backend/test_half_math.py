@@ -28,3 +28,25 @@ def test_half_ops_round_once(name, fn, max_ulps, floor):
   got = call(X.to("tiny"), G.to("tiny"), P.to("tiny")).cpu()
   assert got.dtype == torch.float16
   assert ulps(got, want, floor) <= max_ulps, f"{name}: {ulps(got, want, floor):.1f} ulps from float32 rounded once"
+
+
+def _reduced_product_dtypes(t: torch.Tensor) -> set:
+  """The dtypes of the products that the kernels realizing `t` sum up."""
+  from tinygrad.uop.ops import Ops
+
+  from tinybounty.torch_backend.device import unwrap
+  kernels = [call.src[0] for call in unwrap(t).schedule_linear().src if call.src[0].op is Ops.SINK]
+  reduces = [u for k in kernels for u in k.toposort() if u.op is Ops.REDUCE]
+  return {(s.src[0] if s.op is Ops.CAST else s).dtype.name for r in reduces if (s := r.src[0]).op is Ops.MUL or s.op is Ops.CAST}
+
+
+@pytest.mark.parametrize("name, fn", [
+  ("conv", lambda x, w: torch.nn.functional.conv2d(x, w, padding=1)),
+  ("conv weight grad", lambda x, w: torch.ops.aten.convolution_backward(x.new_ones(2, 4, 5, 5), x, w, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1,
+                                                                        [False, True, False])[1]),
+  ("mm", lambda x, w: x[:, :, :3, :3].flatten(1) @ w.flatten(1).T),
+])
+def test_half_gemm_products_are_exact(name, fn):
+  x, w = torch.randn(2, 3, 5, 5).half().to("tiny"), torch.randn(4, 3, 3, 3).half().to("tiny")
+  got = fn(x, w)
+  assert got.dtype == torch.float16 and _reduced_product_dtypes(got) == {"float"}, f"{name}: products of half operands rounded to half"

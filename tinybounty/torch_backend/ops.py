@@ -492,26 +492,32 @@ def log_softmax_backward(grad_output: Tensor, output: Tensor, dim: int, input_dt
 
 # ***** linear algebra and nn *****
 
+# Products of half / bfloat16 operands are exact in PyTorch's GEMMs and convolutions (float32 accumulation of exact
+# products, one rounding at the end); tinygrad's kernels without tensor cores round each product to half first.
 @aten("mm", "bmm", "matmul")
+@_opmath
 def mm(self: Tensor, mat2: Tensor) -> Tensor: return self.matmul(mat2)
 
 
 @aten("matmul_backward")
 def matmul_backward(grad: Tensor, self: Tensor, other: Tensor, mask: Sequence[bool]) -> tuple[Tensor | None, Tensor | None]:
   a, b = self.detach(), other.detach()
-  ga, gb = a.matmul(b).gradient(a, b, gradient=grad)
+  ga, gb = _opmath(Tensor.matmul)(a, b).gradient(a, b, gradient=grad)
   return (ga if mask[0] else None), (gb if mask[1] else None)
 
 
 @aten("mv")
+@_opmath
 def mv(self: Tensor, vec: Tensor) -> Tensor: return self.matmul(vec)
 
 
 @aten("dot", "vdot")
+@_opmath
 def dot(self: Tensor, tensor: Tensor) -> Tensor: return (self * tensor).sum()
 
 
 @aten("addmm", "baddbmm")
+@_opmath
 def addmm(self: Tensor, mat1: Tensor, mat2: Tensor, *, beta: Any = 1, alpha: Any = 1) -> Tensor:
   prod_ = mat1.matmul(mat2)
   if alpha != 1: prod_ = prod_ * alpha
@@ -520,6 +526,9 @@ def addmm(self: Tensor, mat1: Tensor, mat2: Tensor, *, beta: Any = 1, alpha: Any
 
 def _conv(input: Tensor, weight: Tensor, bias: Tensor | None, stride: Sequence[int], padding: Sequence[int], dilation: Sequence[int],
           transposed: bool, output_padding: Sequence[int], groups: int) -> Tensor:
+  if input.dtype in (dtypes.half, dtypes.bfloat16) and input.dtype == weight.dtype:
+    return _conv(input.float(), weight.float(), None if bias is None else bias.float(), stride, padding, dilation, transposed,
+                 output_padding, groups).cast(input.dtype)
   if transposed:
     return input.conv_transpose2d(weight, bias, groups=groups, stride=tuple(stride), dilation=tuple(dilation), padding=tuple(padding),
                                   output_padding=tuple(output_padding))
