@@ -121,7 +121,8 @@ class RecordLosses(TorchFunctionMode):
     return func(*args, **(kwargs or {}))
 
   def losses(self) -> list[float]:
-    return [float(t.float().sum().item()) for t in self.tensors]
+    # one read for all steps: a read per loss would schedule and realize each step's graph on its own
+    return torch.stack([t.float().sum() for t in self.tensors]).tolist() if self.tensors else []
 
 
 def synchronize(device: torch.device) -> None:
