@@ -26,6 +26,7 @@ from tinygrad.dtype import DType, strong_dtype
 
 from tinybounty.torch_backend.compaction import compact
 from tinybounty.torch_backend.random import key_for
+from tinybounty.torch_backend.scatter import scatter as scatter_last
 from tinybounty.torch_backend.stats import size_sync, to_host
 from tinybounty.torch_backend.strided import strided_read, strided_write
 
@@ -785,7 +786,8 @@ def _zero_dim_as_1d(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
 @_zero_dim_as_1d
 def scatter(self: Tensor, dim: int, index: Tensor, src: Any) -> Tensor:
   if index.numel() == 0: return self
-  return self.scatter(dim, index.cast(dtypes.int32), _cast(src, self.dtype))
+  if not isinstance(src, Tensor): src = Tensor.full(index.shape, src, dtype=self.dtype).to(self.device)
+  return scatter_last(self, dim, index, src.cast(self.dtype))
 
 
 @aten("scatter.reduce", "scatter.value_reduce")

@@ -12,6 +12,8 @@ from typing import Sequence
 
 from tinygrad import Tensor, dtypes
 
+from tinybounty.torch_backend.scatter import scatter
+
 SMALL_WRITE = 64  # views up to this many elements are written through positions (see _scatter)
 
 
@@ -97,7 +99,7 @@ def _scatter(flat: Tensor, value: Tensor, size: Sequence[int], stride: Sequence[
   pos = Tensor([offset], dtype=dtypes.int32, device=flat.device).reshape((1,) * len(size)).expand(size)
   for d, (n, s) in enumerate(zip(size, stride)):
     pos = pos + (Tensor.arange(n, dtype=dtypes.int32).to(flat.device) * s).reshape(*(n if i == d else 1 for i in range(len(size))))
-  return flat.scatter(0, pos.reshape(-1), value.reshape(-1))
+  return scatter(flat, 0, pos.reshape(-1), value.reshape(-1))
 
 
 def is_contiguous(size: Sequence[int], stride: Sequence[int]) -> bool:
