@@ -43,3 +43,15 @@ def test_writes_are_realized_in_batches_and_flushed_by_an_optimizer_step():
   assert not device._pending and p.detach().cpu().tolist() == [-0.5] * 4
   for i in range(device.FLUSH_AT + 1): x[i % 6] = i  # more writes than a batch: flushed on the way
   assert len(device._pending) < device.FLUSH_AT
+
+
+def test_a_loop_of_new_values_compiles_no_kernel_per_value():
+  x, ref = torch.zeros(4, 5, device="tiny"), torch.zeros(4, 5)
+  x[0, 0] = 0.25  # warm
+  device.flush()
+  before = len(realize.to_program_cache)
+  for i in range(8): x[i % 4, i % 5] = ref[i % 4, i % 5] = 0.5 + i / 3  # 8 values never written before
+  device.flush()
+  ref[0, 0] = 0.25 if ref[0, 0] == 0 else ref[0, 0]
+  assert len(realize.to_program_cache) == before
+  assert torch.equal(x.cpu(), ref)

@@ -118,10 +118,10 @@ def _is_tiny(a: Any) -> bool:
 
 def from_cpu(t: torch.Tensor) -> Tensor:
   """A tinygrad tensor on the default device with a CPU tensor's contents (host to device)."""
-  t = t.detach().contiguous()
+  shape, t = tuple(t.shape), t.detach().contiguous().reshape(-1)  # never 0-dim: tinygrad makes a numpy scalar a constant
   if t.dtype == torch.bfloat16: x = Tensor(t.view(torch.int16).numpy()).bitcast(dtypes.bfloat16)
   else: x = Tensor(t.numpy(), dtype=ops.to_tiny_dtype(t.dtype))
-  return x.reshape(tuple(t.shape)).contiguous().realize()  # copy now: the host tensor may change after .to()
+  return x.reshape(shape).contiguous().realize()  # copy now: the host tensor may change after .to()
 
 
 def to_cpu(x: Tensor, dtype: torch.dtype) -> torch.Tensor:

@@ -28,7 +28,7 @@ from tinybounty.torch_backend.compaction import compact
 from tinybounty.torch_backend.random import key_for
 from tinybounty.torch_backend.scatter import scatter as scatter_last
 from tinybounty.torch_backend.stats import size_sync, to_host
-from tinybounty.torch_backend.strided import strided_read, strided_write
+from tinybounty.torch_backend.strided import SMALL_WRITE, strided_read, strided_write
 
 _TABLE: dict[str, Callable[..., Any]] = {}
 
@@ -1022,11 +1022,18 @@ def full_like(self: Tensor, fill_value: Any, *, dtype: torch.dtype | None = None
 
 @aten("scalar_tensor")
 def scalar_tensor(s: Any, *, dtype: torch.dtype | None = None, layout: Any = None, device: Any = None, pin_memory: Any = None) -> Tensor:
-  return Tensor(s, dtype=_factory_dtype(dtype))
+  return _value_buffer(s, _factory_dtype(dtype)).reshape(())
+
+
+def _value_buffer(value: Any, dtype: DType) -> Tensor:
+  """A one-element device buffer holding a Python scalar: kernels read it rather than compile it in, so a loop that
+  writes a new value each time (x[i] = v goes through scalar_tensor and copy_) reuses one kernel."""
+  return Tensor([value], dtype=dtype, device=Device.DEFAULT)
 
 
 @aten("fill.Scalar", "fill.Tensor")
 def fill(self: Tensor, value: Any) -> Tensor:
+  if not isinstance(value, Tensor) and self.numel() <= SMALL_WRITE: value = _value_buffer(value, self.dtype)
   return (value.reshape(()).cast(self.dtype).expand(self.shape) if isinstance(value, Tensor) else self.const_like(value)).contiguous()
 
 
