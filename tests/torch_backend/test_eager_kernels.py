@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 import tinygrad.engine.realize as realize
+import tinygrad.schedule as schedule
 import torch
 from tinygrad import Tensor
 
@@ -55,3 +56,42 @@ def test_a_loop_of_new_values_compiles_no_kernel_per_value():
   ref[0, 0] = 0.25 if ref[0, 0] == 0 else ref[0, 0]
   assert len(realize.to_program_cache) == before
   assert torch.equal(x.cpu(), ref)
+
+
+def test_a_loop_over_slices_of_a_permutation_compiles_and_schedules_once():
+  """A training loop's batches, perm[i*bs:(i+1)*bs]: the slice's offset is a kernel argument, not a new constant."""
+  torch.manual_seed(0)
+  perm, data = torch.randperm(640), torch.randn(640, 3)
+  tiny_perm, tiny_data = perm.to("tiny"), data.to("tiny")
+  acc, ref = torch.zeros(3, device="tiny"), torch.zeros(3)
+  for i in range(6):
+    if i == 2: before = (len(realize.to_program_cache), len(schedule.schedule_cache))
+    acc.add_(tiny_data.index_select(0, tiny_perm[i * 64:(i + 1) * 64]).sum(0))
+    device.flush()
+    ref.add_(data.index_select(0, perm[i * 64:(i + 1) * 64]).sum(0))
+  assert (len(realize.to_program_cache), len(schedule.schedule_cache)) == before
+  torch.testing.assert_close(acc.cpu(), ref)
+
+
+def test_an_ema_update_with_a_new_decay_each_step_compiles_nothing_new():
+  ema, ref = torch.ones(16, device="tiny"), torch.ones(16)
+  param = torch.arange(16.0)
+  def update(e, p, decay): e.mul_(decay).add_(p.mul(1.0 - decay))
+  for decay in (0.7, 0.8):  # warm: the first update also realizes the ones
+    update(ema, param.to("tiny"), decay)
+    update(ref, param, decay)
+    device.flush()
+  before = (len(realize.to_program_cache), len(schedule.schedule_cache))
+  for step in range(4):
+    update(ema, param.to("tiny"), 0.9 + step / 50)
+    update(ref, param, 0.9 + step / 50)
+    device.flush()
+  assert (len(realize.to_program_cache), len(schedule.schedule_cache)) == before
+  torch.testing.assert_close(ema.cpu(), ref)
+
+
+def test_device_scalars_keep_signed_zeros_and_nans_apart():
+  x = torch.ones(4, device="tiny")
+  assert torch.equal((x * -0.0).cpu().signbit(), torch.ones(4, dtype=torch.bool))
+  assert torch.equal((x * 0.0).cpu().signbit(), torch.zeros(4, dtype=torch.bool))
+  assert (x * float("nan")).cpu().isnan().all() and torch.equal((x / 4.0).cpu(), torch.full((4,), 0.25))

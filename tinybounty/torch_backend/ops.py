@@ -26,6 +26,7 @@ from tinygrad.dtype import DType, strong_dtype
 
 from tinybounty.torch_backend.compaction import compact
 from tinybounty.torch_backend.random import key_for
+from tinybounty.torch_backend.scalars import buffered, device_scalar
 from tinybounty.torch_backend.scatter import scatter as scatter_last
 from tinybounty.torch_backend.stats import size_sync, to_host
 from tinybounty.torch_backend.strided import SMALL_WRITE, strided_read, strided_write
@@ -220,10 +221,14 @@ def threshold_backward(grad_output: Tensor, self: Tensor, threshold: float) -> T
   return (self > threshold).where(grad_output, 0)
 
 
-def _binary(fn: Callable[[Any, Any], Tensor], out: Callable[[DType], DType] = lambda dt: dt) -> Callable[..., Tensor]:
+def _binary(fn: Callable[[Any, Any], Tensor], out: Callable[[DType], DType] = lambda dt: dt, scalars_on_device: bool = False
+            ) -> Callable[..., Tensor]:
+  """`scalars_on_device`: a Python float operand is read from device memory (scalars.py), for arithmetic that a
+  training loop feeds changing values (an EMA's decay, a schedule's factor)."""
   def impl(self: Any, other: Any) -> Tensor:
     dt = result_dtype(self, other)
     a, b = _cast(self, out(dt)), _cast(other, out(dt))
+    if scalars_on_device: a, b = buffered(a, b), buffered(b, a)
     if not isinstance(a, Tensor): a = Tensor(a, dtype=out(dt)) if not isinstance(b, Tensor) else b.const_like(a)
     return fn(a, b)
   return impl
@@ -239,7 +244,8 @@ for _name, _fn in {"mul": lambda a, b: a & b if a.dtype == dtypes.bool else a * 
                    "atan2": lambda a, b: _atan2(a, b), "hypot": lambda a, b: (a * a + b * b).sqrt(),
                    "logaddexp": Tensor.logaddexp, "xlogy": lambda a, b: a.eq(0).where(0, a * b.log())}.items():
   aten(f"{_name}.Tensor", f"{_name}.Scalar", _name if _name in ("maximum", "minimum", "fmax", "fmin", "atan2", "hypot", "logaddexp")
-       else f"{_name}.default")(_binary(_fn, (lambda dt: dt) if _name not in ("atan2", "hypot", "logaddexp", "xlogy") else _float))
+       else f"{_name}.default")(_binary(_fn, (lambda dt: dt) if _name not in ("atan2", "hypot", "logaddexp", "xlogy") else _float,
+                                        scalars_on_device=_name == "mul"))
 for _name, _fn in {"eq": Tensor.eq, "ne": Tensor.ne, "lt": Tensor.__lt__, "le": Tensor.__le__, "gt": Tensor.__gt__,
                    "ge": Tensor.__ge__, "logical_and": lambda a, b: a.cast(dtypes.bool) & b.cast(dtypes.bool),
                    "logical_or": lambda a, b: a.cast(dtypes.bool) | b.cast(dtypes.bool),
@@ -256,9 +262,7 @@ def _scaled(b: Tensor, alpha: Any) -> Tensor:
   """b * alpha. A float alpha (an optimizer's learning rate, which a schedule changes every step) is read from a
   device buffer rather than compiled into the kernel, so a new value reuses the kernel instead of compiling another."""
   if alpha == 1: return b
-  if isinstance(alpha, float) and isinstance(b, Tensor) and dtypes.is_float(b.dtype) and isinstance(b.device, str):
-    return b * Tensor([alpha], dtype=b.dtype, device=b.device).reshape(())
-  return b * alpha
+  return b * buffered(alpha, b)
 
 
 @aten("add.Tensor", "add.Scalar")
@@ -266,12 +270,12 @@ def add(self: Any, other: Any, alpha: Any = 1) -> Tensor:
   dt = result_dtype(self, other)
   if dt == dtypes.bool: return _binary(lambda a, b: a | b)(self, other)
   # a + alpha * b rounds once, like PyTorch (an optimizer's update of half parameters would otherwise round twice)
-  return _opmath(_binary(lambda a, b: a + _scaled(b, alpha)))(self, other) if alpha != 1 else _binary(Tensor.add)(self, other)
+  return _opmath(_binary(lambda a, b: a + _scaled(b, alpha)))(self, other) if alpha != 1 else _binary(Tensor.add, scalars_on_device=True)(self, other)
 
 
 @aten("sub.Tensor", "sub.Scalar")
 def sub(self: Any, other: Any, alpha: Any = 1) -> Tensor:
-  return _opmath(_binary(lambda a, b: a - _scaled(b, alpha)))(self, other) if alpha != 1 else _binary(Tensor.sub)(self, other)
+  return _opmath(_binary(lambda a, b: a - _scaled(b, alpha)))(self, other) if alpha != 1 else _binary(Tensor.sub, scalars_on_device=True)(self, other)
 
 
 @aten("rsub.Tensor", "rsub.Scalar")
@@ -279,7 +283,7 @@ def rsub(self: Any, other: Any, alpha: Any = 1) -> Tensor: return sub(other, sel
 
 
 @aten("div.Tensor", "div.Scalar")
-def div(self: Any, other: Any) -> Tensor: return _binary(lambda a, b: a / b, _float)(self, other)
+def div(self: Any, other: Any) -> Tensor: return _binary(lambda a, b: a / b, _float, scalars_on_device=True)(self, other)
 
 
 @aten("div.Tensor_mode", "div.Scalar_mode")
@@ -1022,18 +1026,12 @@ def full_like(self: Tensor, fill_value: Any, *, dtype: torch.dtype | None = None
 
 @aten("scalar_tensor")
 def scalar_tensor(s: Any, *, dtype: torch.dtype | None = None, layout: Any = None, device: Any = None, pin_memory: Any = None) -> Tensor:
-  return _value_buffer(s, _factory_dtype(dtype)).reshape(())
-
-
-def _value_buffer(value: Any, dtype: DType) -> Tensor:
-  """A one-element device buffer holding a Python scalar: kernels read it rather than compile it in, so a loop that
-  writes a new value each time (x[i] = v goes through scalar_tensor and copy_) reuses one kernel."""
-  return Tensor([value], dtype=dtype, device=Device.DEFAULT)
+  return device_scalar(s, _factory_dtype(dtype))  # x[i] = v goes through scalar_tensor and copy_: a new v, no new kernel
 
 
 @aten("fill.Scalar", "fill.Tensor")
 def fill(self: Tensor, value: Any) -> Tensor:
-  if not isinstance(value, Tensor) and self.numel() <= SMALL_WRITE: value = _value_buffer(value, self.dtype)
+  if not isinstance(value, Tensor) and self.numel() <= SMALL_WRITE: value = device_scalar(value, self.dtype)
   return (value.reshape(()).cast(self.dtype).expand(self.shape) if isinstance(value, Tensor) else self.const_like(value)).contiguous()
 
 

@@ -1,0 +1,35 @@
+"""Python float scalars as values in device memory rather than constants compiled into kernels.
+
+A scalar that changes every step (a learning rate, an EMA decay, `x[i] = v` in a loop) would otherwise make every
+step's graph new: a schedule of the whole step and new kernels to compile. Read from a one-element buffer instead, a
+new value costs one small host-to-device copy and reuses every kernel. Buffers are kept per value (bit pattern, so
+-0.0 and NaN payloads keep their own), dtype and device, the most recent few thousand of them.
+"""
+from __future__ import annotations
+
+import struct
+from collections import OrderedDict
+from typing import Any
+
+from tinygrad import Device, Tensor, dtypes
+from tinygrad.dtype import DType
+
+KEEP = 4096
+_buffers: OrderedDict[tuple, Tensor] = OrderedDict()
+
+
+def device_scalar(value: Any, dtype: DType, device: str | None = None) -> Tensor:
+  """A 0-dim tensor of `dtype` on `device` (tinygrad's default) holding `value`, read from device memory."""
+  key = (struct.pack("<d", value) if isinstance(value, float) else value, type(value), dtype, device := device or Device.DEFAULT)
+  if (buf := _buffers.get(key)) is None:
+    buf = _buffers[key] = Tensor([value], dtype=dtype, device=device).realize()
+    if len(_buffers) > KEEP: _buffers.popitem(last=False)
+  else: _buffers.move_to_end(key)
+  return buf.reshape(())
+
+
+def buffered(x: Any, like: Any) -> Any:
+  """`x` as a device scalar where it is a Python float meeting a floating-point tensor on one device, else `x`."""
+  if isinstance(x, float) and isinstance(like, Tensor) and dtypes.is_float(like.dtype) and isinstance(like.device, str):
+    return device_scalar(x, like.dtype, like.device)
+  return x
