@@ -80,18 +80,24 @@ def unwrap(t: torch.Tensor) -> Tensor:
   if n == 0: return Tensor.empty(*size, dtype=want)
   if t.is_contiguous():
     if off == 0 and n == buf.shape[0]: return buf.reshape(size)
-    if t.ndim == 1 and off > 0: return _moving_slice(buf, off, n)
+    if t.ndim == 1 and off > 0 and dtypes.is_int(want): return _moving_slice(buf, off, n)
     return buf.shrink(((off, off + n),)).reshape(size)
   return strided_read(buf, size, t.stride(), off)
 
 
 def _moving_slice(buf: Tensor, offset: int, n: int) -> Tensor:
-  """buf[offset:offset+n] of a 1-d view, copied out now by a kernel that takes the offset as an argument. A loop over
-  such slices (a training loop's batch of a random permutation, perm[i*bs:(i+1)*bs]) would otherwise put a new
+  """buf[offset:offset+n] of a 1-d integer view, copied out now by a kernel that takes the offset as an argument. A loop
+  over such slices (a training loop's batch of a random permutation, perm[i*bs:(i+1)*bs]) would otherwise put a new
   constant into every step's graph: a schedule of the whole step and new kernels each step. The copy is realized here
   so the variable never reaches a later graph, where another binding of it could meet this one."""
+  if (hit := _moving_slices.get(key := (buf.uop, offset, n))) is not None: return hit  # a batch's index is read twice
   start = UOp.variable("tiny_slice_offset", 0, buf.shape[0] - n).bind(offset)
-  return buf.shrink(((start, start + n),)).contiguous().realize()
+  _moving_slices.clear()
+  _moving_slices[key] = out = buf.shrink(((start, start + n),)).contiguous().realize()
+  return out
+
+
+_moving_slices: dict[tuple, Tensor] = {}  # the last one: keeps its source's UOp alive, never more than one
 
 
 def write(t: torch.Tensor, value: Tensor, uniform: bool = False) -> torch.Tensor:

@@ -3,7 +3,7 @@
 A scalar that changes every step (a learning rate, an EMA decay, `x[i] = v` in a loop) would otherwise make every
 step's graph new: a schedule of the whole step and new kernels to compile. Read from a one-element buffer instead, a
 new value costs one small host-to-device copy and reuses every kernel. Buffers are kept per value (bit pattern, so
--0.0 and NaN payloads keep their own), dtype and device, the most recent few thousand of them.
+-0.0 and NaN payloads keep their own), dtype and device, the most recently used few dozen.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 from tinygrad import Device, Tensor, dtypes
 from tinygrad.dtype import DType
 
-KEEP = 4096
+KEEP = 64  # each kept tensor is walked by every realize (tinygrad maps realized buffers onto all live tensors)
 _buffers: OrderedDict[tuple, Tensor] = OrderedDict()
 
 
@@ -22,10 +22,11 @@ def device_scalar(value: Any, dtype: DType, device: str | None = None) -> Tensor
   """A 0-dim tensor of `dtype` on `device` (tinygrad's default) holding `value`, read from device memory."""
   key = (struct.pack("<d", value) if isinstance(value, float) else value, type(value), dtype, device := device or Device.DEFAULT)
   if (buf := _buffers.get(key)) is None:
-    buf = _buffers[key] = Tensor([value], dtype=dtype, device=device).realize()
+    # not realized here: the copy joins the first graph that reads it, which then leaves this tensor realized
+    buf = _buffers[key] = Tensor([value], dtype=dtype, device=device).reshape(())
     if len(_buffers) > KEEP: _buffers.popitem(last=False)
   else: _buffers.move_to_end(key)
-  return buf.reshape(())
+  return buf
 
 
 def buffered(x: Any, like: Any) -> Any:
