@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from typing import Any, Callable, Sequence
 
 import torch
@@ -499,30 +500,39 @@ def log_softmax_backward(grad_output: Tensor, output: Tensor, dim: int, input_dt
 
 # Products of half / bfloat16 operands are exact in PyTorch's GEMMs and convolutions (float32 accumulation of exact
 # products, one rounding at the end); tinygrad's kernels without tensor cores round each product to half first.
+# Float32 operands also keep tinygrad from its half tensor cores: TINY_HALF_PRODUCTS=half trades exactness for them.
+EXACT_HALF_PRODUCTS = os.environ.get("TINY_HALF_PRODUCTS", "exact") != "half"
+
+
+def _gemm(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
+  exact = _opmath(fn)
+  return functools.wraps(fn)(lambda *args, **kwargs: (exact if EXACT_HALF_PRODUCTS else fn)(*args, **kwargs))
+
+
 @aten("mm", "bmm", "matmul")
-@_opmath
+@_gemm
 def mm(self: Tensor, mat2: Tensor) -> Tensor: return self.matmul(mat2)
 
 
 @aten("matmul_backward")
 def matmul_backward(grad: Tensor, self: Tensor, other: Tensor, mask: Sequence[bool]) -> tuple[Tensor | None, Tensor | None]:
   a, b = self.detach(), other.detach()
-  ga, gb = _opmath(Tensor.matmul)(a, b).gradient(a, b, gradient=grad)
+  ga, gb = _gemm(Tensor.matmul)(a, b).gradient(a, b, gradient=grad)
   return (ga if mask[0] else None), (gb if mask[1] else None)
 
 
 @aten("mv")
-@_opmath
+@_gemm
 def mv(self: Tensor, vec: Tensor) -> Tensor: return self.matmul(vec)
 
 
 @aten("dot", "vdot")
-@_opmath
+@_gemm
 def dot(self: Tensor, tensor: Tensor) -> Tensor: return (self * tensor).sum()
 
 
 @aten("addmm", "baddbmm")
-@_opmath
+@_gemm
 def addmm(self: Tensor, mat1: Tensor, mat2: Tensor, *, beta: Any = 1, alpha: Any = 1) -> Tensor:
   prod_ = mat1.matmul(mat2)
   if alpha != 1: prod_ = prod_ * alpha
@@ -531,7 +541,7 @@ def addmm(self: Tensor, mat1: Tensor, mat2: Tensor, *, beta: Any = 1, alpha: Any
 
 def _conv(input: Tensor, weight: Tensor, bias: Tensor | None, stride: Sequence[int], padding: Sequence[int], dilation: Sequence[int],
           transposed: bool, output_padding: Sequence[int], groups: int) -> Tensor:
-  if input.dtype in (dtypes.half, dtypes.bfloat16) and input.dtype == weight.dtype:
+  if EXACT_HALF_PRODUCTS and input.dtype in (dtypes.half, dtypes.bfloat16) and input.dtype == weight.dtype:
     return _conv(input.float(), weight.float(), None if bias is None else bias.float(), stride, padding, dilation, transposed,
                  output_padding, groups).cast(input.dtype)
   if transposed:
