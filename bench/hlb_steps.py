@@ -19,6 +19,7 @@ import time
 
 from tinybounty.hardware import machine
 from tinybounty.records import bench_command, format_row
+from tinybounty.runner.compare import worst_step
 
 
 def scaled(g: dict) -> None:
@@ -27,8 +28,8 @@ def scaled(g: dict) -> None:
   g["hyp"]["net"]["whitening"]["num_examples"] = 256
 
 
-def train(script: str, device: str, epochs: float, workdir: str) -> list[tuple[float, int, int]]:
-  """(seconds, schedules cached, programs cached) at the end of every training step."""
+def train(script: str, device: str, epochs: float, workdir: str) -> tuple[list[tuple[float, int, int]], list[float]]:
+  """(seconds, new schedules, new programs) of every training step, and the per-step losses."""
   import torch
   from torch.optim.optimizer import register_optimizer_step_post_hook
   if device == "tiny":
@@ -46,8 +47,8 @@ def train(script: str, device: str, epochs: float, workdir: str) -> list[tuple[f
   register_optimizer_step_post_hook(mark)
   torch.manual_seed(0)
   os.chdir(workdir)
-  run(script, device, epochs, 0, None, quiet=True, configure=scaled)
-  return [(b[0] - a[0], b[1] - a[1], b[2] - a[2]) for a, b in zip(marks, marks[1:])]
+  losses, _, _ = run(script, device, epochs, 0, None, quiet=True, configure=scaled)
+  return [(b[0] - a[0], b[1] - a[1], b[2] - a[2]) for a, b in zip(marks, marks[1:])], losses
 
 
 def main() -> None:
@@ -60,10 +61,10 @@ def main() -> None:
   steps_per_epoch = 640 // 64
   with tempfile.TemporaryDirectory() as workdir:
     write_data_cache(os.path.join(workdir, "data.pt"), n_train=640, n_test=2500)
-    results = {}
+    results, losses = {}, {}
     for dev in args.runs:
       with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        results[dev] = pool.submit(train, os.path.abspath(args.script), dev, args.epochs, workdir).result()
+        results[dev], losses[dev] = pool.submit(train, os.path.abspath(args.script), dev, args.epochs, workdir).result()
   medians = {}
   for dev, steps in results.items():
     # a step whose neighbours include an epoch end (eval) is not a training step's time
@@ -77,6 +78,8 @@ def main() -> None:
       print(f"[tiny] after epoch 0: {sum(n for _, n, _ in later)} new schedules and {sum(k for _, _, k in later)} new kernels "
             f"in {len(later)} steps (first epoch: {sum(n for _, n, _ in epochs[0])} and {sum(k for _, _, k in epochs[0])})")
   if "cpu" in medians and "tiny" in medians:
+    worst, rel = worst_step(losses["tiny"], losses["cpu"])
+    print(f"losses: tiny vs PyTorch CPU, {len(losses['tiny'])} steps, max relative difference {rel:.3%} (step {worst})")
     ratio = medians["tiny"] / medians["cpu"]
     print(f"tiny / PyTorch CPU step time (medians after epoch 0): {ratio:.2f}x")
     command = "DEV=CPU PYTHONPATH=. " + bench_command("bench/hlb_steps.py")
