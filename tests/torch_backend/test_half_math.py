@@ -58,3 +58,14 @@ def test_half_products_opt_out_keeps_tinygrads_kernels(monkeypatch):
   x, w = torch.randn(2, 3, 5, 5).half().to("tiny"), torch.randn(4, 3, 3, 3).half().to("tiny")
   assert _reduced_product_dtypes(torch.nn.functional.conv2d(x, w, padding=1)) == {"half"}
   assert _reduced_product_dtypes(x[:, :, :3, :3].flatten(1) @ w.flatten(1).T) == {"half"}
+
+
+def test_half_results_are_half_values_when_read_as_float():
+  """A half gradient read through .float() (the optimizer's opmath reads it so) holds half values, as on the CPU."""
+  conv = torch.nn.Conv2d(3, 4, 3, bias=False).half()
+  tiny = torch.nn.Conv2d(3, 4, 3, bias=False).half().to("tiny")
+  tiny.load_state_dict({k: v.to("tiny") for k, v in conv.state_dict().items()})
+  x = torch.randn(2, 3, 5, 5).half()
+  tiny(x.to("tiny")).float().sum().backward()
+  grad = tiny.weight.grad.float().cpu()
+  assert torch.equal(grad.half().float(), grad)

@@ -422,11 +422,13 @@ def register() -> None:
 
   from tinybounty.torch_backend import serialization, threads
   from tinybounty.torch_backend.module import TinyModule
+  from tinybounty.validate import half_rounding
   if torch.cuda.is_available():
     warnings.warn("tiny: registering the tiny device makes it torch's accelerator in this process, and CUDA autograd here then fails "
                   "an internal assert (pytorch/pytorch#161129): run CUDA training in another process", stacklevel=2)
   threads.install()
   serialization.install()
+  half_rounding.install()  # PyTorch rounds every half op's output; tinygrad's codegen would skip some of those roundings
   register_optimizer_step_post_hook(lambda *_: flush())
   _setup_privateuseone_for_python_backend(BACKEND, backend_module=TinyModule())
   _register_table()
