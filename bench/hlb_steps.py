@@ -3,7 +3,9 @@ on tiny, what each steady step costs tinygrad (new schedules, new compiled kerne
 
   DEV=CPU PYTHONPATH=. python bench/hlb_steps.py path/to/hlb-CIFAR10/main.py [--epochs 2.5] [--runs cpu tiny]
 
-A step is one training step (main.py steps two optimizers; their post-hooks mark it). The data cache is written
+A step is one training step (main.py steps two optimizers; their post-hooks mark it). Every run starts from the first
+run's initial network, as bench/hlb_cifar.py does (main.py's whitening layer holds eigenvectors, whose signs differ
+between devices). The data cache is written
 first (640 training and 2500 eval images, synthetic CIFAR format) in a temporary folder that is removed after.
 """
 from __future__ import annotations
@@ -28,8 +30,8 @@ def scaled(g: dict) -> None:
   g["hyp"]["net"]["whitening"]["num_examples"] = 256
 
 
-def train(script: str, device: str, epochs: float, workdir: str) -> tuple[list[tuple[float, int, int]], list[float]]:
-  """(seconds, new schedules, new programs) of every training step, and the per-step losses."""
+def train(script: str, device: str, epochs: float, workdir: str, init: dict | None) -> tuple[list[tuple[float, int, int]], list[float], dict]:
+  """(seconds, new schedules, new programs) of every training step, the per-step losses, and the initial network."""
   import torch
   from torch.optim.optimizer import register_optimizer_step_post_hook
   if device == "tiny":
@@ -47,8 +49,8 @@ def train(script: str, device: str, epochs: float, workdir: str) -> tuple[list[t
   register_optimizer_step_post_hook(mark)
   torch.manual_seed(0)
   os.chdir(workdir)
-  losses, _, _ = run(script, device, epochs, 0, None, quiet=True, configure=scaled)
-  return [(b[0] - a[0], b[1] - a[1], b[2] - a[2]) for a, b in zip(marks, marks[1:])], losses
+  losses, _, state = run(script, device, epochs, 0, init, quiet=True, configure=scaled)
+  return [(b[0] - a[0], b[1] - a[1], b[2] - a[2]) for a, b in zip(marks, marks[1:])], losses, state
 
 
 def main() -> None:
@@ -61,10 +63,11 @@ def main() -> None:
   steps_per_epoch = 640 // 64
   with tempfile.TemporaryDirectory() as workdir:
     write_data_cache(os.path.join(workdir, "data.pt"), n_train=640, n_test=2500)
-    results, losses = {}, {}
+    results, losses, init = {}, {}, None
     for dev in args.runs:
       with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        results[dev], losses[dev] = pool.submit(train, os.path.abspath(args.script), dev, args.epochs, workdir).result()
+        results[dev], losses[dev], state = pool.submit(train, os.path.abspath(args.script), dev, args.epochs, workdir, init).result()
+      init = init or state  # later runs start from the first run's network (main.py's whitening comes from eigh: signs vary)
   medians = {}
   for dev, steps in results.items():
     # a step whose neighbours include an epoch end (eval) is not a training step's time
@@ -79,7 +82,8 @@ def main() -> None:
             f"in {len(later)} steps (first epoch: {sum(n for _, n, _ in epochs[0])} and {sum(k for _, _, k in epochs[0])})")
   if "cpu" in medians and "tiny" in medians:
     worst, rel = worst_step(losses["tiny"], losses["cpu"])
-    print(f"losses: tiny vs PyTorch CPU, {len(losses['tiny'])} steps, max relative difference {rel:.3%} (step {worst})")
+    print(f"losses: tiny vs PyTorch CPU, {len(losses['tiny'])} steps, max relative difference {rel:.3%} (step {worst}); per step:",
+          " ".join(f"{(a - b) / abs(b):+.2%}" for a, b in zip(losses["tiny"], losses["cpu"])))
     ratio = medians["tiny"] / medians["cpu"]
     print(f"tiny / PyTorch CPU step time (medians after epoch 0): {ratio:.2f}x")
     command = "DEV=CPU PYTHONPATH=. " + bench_command("bench/hlb_steps.py")
