@@ -174,19 +174,19 @@ static int push_node_and_sources(Stack *s, PyObject *n, Py_ssize_t first) {
   return 0;
 }
 
-/* every node under x without nm in its __dict__, sources before users (stock's gated toposort), as dict keys */
-static PyObject *uncached(PyObject *x, PyObject *nm) {
+/* the post-order walk of both toposorts: the nodes under root, sources before users, as dict keys. open(n) says whether
+ * n is walked (1: its sources from *first on, then n itself; 0: neither), -1 on error */
+typedef int (*OpenFn)(PyObject *n, void *ctx, Py_ssize_t *first);
+static PyObject *post_order(PyObject *root, OpenFn open, void *ctx) {
   PyObject *order = PyDict_New();
   Stack s = {NULL, 0, 0};
-  if (order == NULL || push(&s, x, 0, x) < 0) goto error;
+  if (order == NULL || push(&s, root, 0, root) < 0) goto error;
   while (s.len) {
     Frame f = s.f[--s.len];
+    Py_ssize_t first = 0;
     int in = PyDict_Contains(order, f.n);
     if (in == 0 && f.stage) in = PyDict_SetItem(order, f.n, Py_None);
-    else if (in == 0 && (in = check_uop(f.n)) == 0) {
-      PyObject **dp = _PyObject_GetDictPtr(f.n);
-      if ((in = dp != NULL && *dp != NULL ? PyDict_Contains(*dp, nm) : 0) == 0) in = push_node_and_sources(&s, f.n, 0);
-    }
+    else if (in == 0 && (in = check_uop(f.n)) == 0 && (in = open(f.n, ctx, &first)) > 0) in = push_node_and_sources(&s, f.n, first);
     Py_DECREF(f.n);
     Py_DECREF(f.x);
     if (in < 0) goto error;
@@ -197,6 +197,13 @@ error:
   clear(&s);
   Py_XDECREF(order);
   return NULL;
+}
+
+/* recursive_property's walk (stock's gated toposort): only nodes without nm (ctx) in their __dict__ */
+static int open_uncached(PyObject *n, void *nm, Py_ssize_t *first) {
+  PyObject **dp = _PyObject_GetDictPtr(n);
+  int cached = dp != NULL && *dp != NULL ? PyDict_Contains(*dp, (PyObject *)nm) : 0;
+  return cached < 0 ? -1 : !cached;
 }
 
 static PyObject *recursive_property_get(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
@@ -211,7 +218,7 @@ static PyObject *recursive_property_get(PyObject *self, PyObject *const *args, P
   PyObject *d = uop_dict(x);
   if (d == NULL) return NULL;
   if ((v = PyDict_GetItemWithError(d, nm)) != NULL) return Py_NewRef(v);
-  if (PyErr_Occurred() || (order = uncached(x, nm)) == NULL) return NULL;
+  if (PyErr_Occurred() || (order = post_order(x, open_uncached, nm)) == NULL) return NULL;
   Py_INCREF(fxn);  /* a rule may replace self.fxn while we run it */
   Py_ssize_t pos = 0;
   int err = 0;
@@ -230,8 +237,23 @@ static PyObject *recursive_property_get(PyObject *self, PyObject *const *args, P
 /* ---- UOp.toposort(gate=None, enter_calls=True): sources before users, gated nodes unexpanded, CALL/FUNCTION bodies
  * skipped unless enter_calls; anything but those two arguments goes to the Python version (and its errors) ---- */
 
+typedef struct { PyObject *gate; int enter_calls; } Gated;
+
+/* UOp.toposort's walk: nodes the gate opens; CALL/FUNCTION bodies (their first source) skipped unless enter_calls */
+static int open_gated(PyObject *n, void *ctx, Py_ssize_t *first) {
+  Gated *t = ctx;
+  PyObject *g, *op = FIELD(n, off_op);
+  int open = 1;
+  if (t->gate != Py_None) {
+    open = (g = PyObject_CallOneArg(t->gate, n)) == NULL ? -1 : PyObject_IsTrue(g);
+    Py_XDECREF(g);
+  }
+  *first = open > 0 && !t->enter_calls && (op == op_call || op == op_function);
+  return open;
+}
+
 static PyObject *toposort(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
-  PyObject *a[2] = {Py_None, Py_True}, *order, *g;
+  PyObject *a[2] = {Py_None, Py_True};
   Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
   int fallback = nargs > 2 || check_uop(self) < 0;
   for (Py_ssize_t i = 0; i < nargs && !fallback; i++) a[i] = args[i];
@@ -250,36 +272,8 @@ static PyObject *toposort(PyObject *self, PyObject *const *args, Py_ssize_t narg
     PyMem_Free(full);
     return ret;
   }
-  int enter_calls = PyObject_IsTrue(a[1]);
-  Stack s = {NULL, 0, 0};
-  if (enter_calls < 0 || (order = PyDict_New()) == NULL) return NULL;
-  if (push(&s, self, 0, self) < 0) goto error;
-  while (s.len) {
-    Frame f = s.f[--s.len];
-    int in = PyDict_Contains(order, f.n);
-    if (in == 0 && f.stage) in = PyDict_SetItem(order, f.n, Py_None);
-    else if (in == 0 && (in = check_uop(f.n)) == 0) {
-      int open = 1;
-      if (a[0] != Py_None) {
-        open = (g = PyObject_CallOneArg(a[0], f.n)) == NULL ? -1 : PyObject_IsTrue(g);
-        Py_XDECREF(g);
-      }
-      if (open < 0) in = -1;
-      else if (open) {
-        PyObject *op = FIELD(f.n, off_op);
-        in = push_node_and_sources(&s, f.n, !enter_calls && (op == op_call || op == op_function));
-      }
-    }
-    Py_DECREF(f.n);
-    Py_DECREF(f.x);
-    if (in < 0) goto error;
-  }
-  clear(&s);
-  return order;
-error:
-  clear(&s);
-  Py_DECREF(order);
-  return NULL;
+  Gated t = {a[0], PyObject_IsTrue(a[1])};
+  return t.enter_calls < 0 ? NULL : post_order(self, open_gated, &t);
 }
 
 /* ---- UOp.__del__: drop the hash-consing entry (stock's __del__ for BUFFERs, which may hold a device Buffer) ---- */
