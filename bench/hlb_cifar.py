@@ -17,10 +17,8 @@ CUDA run must happen in a process that never imports the tiny device.
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import importlib
 import json
-import multiprocessing
 import os
 import statistics
 
@@ -29,7 +27,7 @@ import torch
 from tinybounty.data.files import atomic_write
 from tinybounty.hardware import machine
 from tinybounty.records import format_row
-from tinybounty.runner.compare import run, worst_step
+from tinybounty.runner.compare import in_child, run, worst_step
 from tinybounty.runner.run import find_data_location, write_data_cache
 
 
@@ -68,8 +66,7 @@ def main() -> None:
   if not os.path.exists(cache): write_data_cache(cache, args.data)
   results, init = {}, None
   for dev in args.runs:
-    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-      losses, times, state = pool.submit(train, args.script, dev, args.epochs, args.seed, init, args.engine).result()
+    losses, times, state = in_child(train, args.script, dev, args.epochs, args.seed, init, args.engine)
     init = init or state
     results[dev] = (losses, times)
     print(f"[{dev}] {len(losses)} steps; epoch times {', '.join(f'{t:.3f}' for t in times)} s; final loss {losses[-1]:.4f}")

@@ -11,9 +11,7 @@ first (640 training and 2500 eval images, synthetic CIFAR format) in a temporary
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import importlib
-import multiprocessing
 import os
 import statistics
 import tempfile
@@ -21,7 +19,7 @@ import time
 
 from tinybounty.hardware import machine
 from tinybounty.records import bench_command, format_row
-from tinybounty.runner.compare import worst_step
+from tinybounty.runner.compare import in_child, worst_step
 
 
 def scaled(g: dict) -> None:
@@ -65,8 +63,7 @@ def main() -> None:
     write_data_cache(os.path.join(workdir, "data.pt"), n_train=640, n_test=2500)
     results, losses, init = {}, {}, None
     for dev in args.runs:
-      with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        results[dev], losses[dev], state = pool.submit(train, os.path.abspath(args.script), dev, args.epochs, workdir, init).result()
+      results[dev], losses[dev], state = in_child(train, os.path.abspath(args.script), dev, args.epochs, workdir, init)
       init = init or state  # later runs start from the first run's network (main.py's whitening comes from eigh: signs vary)
   medians = {}
   for dev, steps in results.items():

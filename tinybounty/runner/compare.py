@@ -5,8 +5,10 @@ scaled-down tinybounty/runner/scripts/hlb_like.py: CPU vs tiny). The script runs
 """
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import io
+import multiprocessing
 import os
 import re
 import sys
@@ -65,6 +67,13 @@ def _same_init(make_net, device: str, init: dict | None, captured: dict):
     captured.update({k: v.detach().cpu().clone() for k, v in net.state_dict().items()})
     return net
   return make_net_same_init
+
+
+def in_child(fn, *args):
+  """fn(*args) in a fresh spawned process: a device registered there (tiny becomes torch's accelerator, and CUDA
+  autograd then asserts, pytorch/pytorch#161129) stays there, so each device of a comparison trains in its own."""
+  with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+    return pool.submit(fn, *args).result()
 
 
 def worst_step(got: list[float], ref: list[float]) -> tuple[int, float]:
