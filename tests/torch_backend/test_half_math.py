@@ -53,8 +53,8 @@ def test_half_gemm_products_are_exact(name, fn):
 
 
 def test_half_products_opt_out_keeps_tinygrads_kernels(monkeypatch):
-  from tinybounty.torch_backend import ops
-  monkeypatch.setattr(ops, "EXACT_HALF_PRODUCTS", False)  # TINY_HALF_PRODUCTS=half: tensor cores over exact products
+  from tinybounty.torch_backend import matmul
+  monkeypatch.setattr(matmul, "EXACT_HALF_PRODUCTS", False)  # TINY_HALF_PRODUCTS=half: tensor cores over exact products
   x, w = torch.randn(2, 3, 5, 5).half().to("tiny"), torch.randn(4, 3, 3, 3).half().to("tiny")
   assert _reduced_product_dtypes(torch.nn.functional.conv2d(x, w, padding=1)) == {"half"}
   assert _reduced_product_dtypes(x[:, :, :3, :3].flatten(1) @ w.flatten(1).T) == {"half"}

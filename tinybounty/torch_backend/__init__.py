@@ -4,9 +4,31 @@ Importing registers the device (PyTorch's PrivateUse1 key renamed "tiny") with e
 `torch.save` / `torch.load` of tiny tensors go through the CPU (serialization.py).
 `stats()` counts host round-trips (see stats.py); `reset_stats()` zeroes them.
 """
-from tinybounty.torch_backend.device import register
+import functools
+import warnings
+
+import torch
+
+from tinybounty.torch_backend import device, serialization, threads
+from tinybounty.torch_backend.module import TinyModule
 from tinybounty.torch_backend.stats import reset_stats, stats
+from tinybounty.validate import half_rounding
+
+
+@functools.cache
+def register() -> None:
+  """Rename PrivateUse1 to "tiny", install the backend module and every kernel. Idempotent."""
+  from torch.utils.backend_registration import _setup_privateuseone_for_python_backend
+  if torch.cuda.is_available():
+    warnings.warn("tiny: registering the tiny device makes it torch's accelerator in this process, and CUDA autograd here then fails "
+                  "an internal assert (pytorch/pytorch#161129): run CUDA training in another process", stacklevel=2)
+  threads.install()
+  serialization.install()
+  half_rounding.install()  # PyTorch rounds every half op's output; tinygrad's codegen would skip some of those roundings
+  _setup_privateuseone_for_python_backend(device.BACKEND, backend_module=TinyModule())
+  device.install_kernels()
+
 
 register()
 
-__all__ = ["stats", "reset_stats"]
+__all__ = ["register", "stats", "reset_stats"]

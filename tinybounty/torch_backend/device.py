@@ -1,4 +1,4 @@
-"""The eager `tiny` device: PyTorch's Python-backend seam (PrivateUse1 renamed "tiny") over the op table in ops.py.
+"""The eager `tiny` device: PyTorch's Python-backend seam (PrivateUse1 renamed "tiny") over the op table (table.py, filled by the op families that ops.py imports).
 
 Representation (docs/torch_backend.md): a torch tensor on "tiny" is a real PyTorch TensorImpl (sizes, strides,
 storage_offset, version counter, autograd views) whose storage has no bytes; the storage's Python object carries a
@@ -9,7 +9,6 @@ are realized in batches (flush()).
 """
 from __future__ import annotations
 
-import functools
 import os
 import warnings
 from typing import Any, Callable
@@ -20,7 +19,7 @@ from tinygrad import Tensor, dtypes
 from tinygrad.uop.ops import UOp
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from tinybounty.torch_backend import ops
+from tinybounty.torch_backend import ops, table
 from tinybounty.torch_backend.stats import count, on_device, to_host
 from tinybounty.torch_backend.strided import strided_read, strided_write
 
@@ -63,17 +62,17 @@ def _new(shape: tuple[int, ...], dtype: torch.dtype, buf: Tensor) -> torch.Tenso
 
 def wrap(x: Tensor) -> torch.Tensor:
   """A new tiny torch tensor (own storage) holding the tinygrad tensor `x`."""
-  return _new(tuple(x.shape), ops.to_torch_dtype(x.dtype), x)
+  return _new(tuple(x.shape), table.to_torch_dtype(x.dtype), x)
 
 
 def unwrap(t: torch.Tensor) -> Tensor:
   """The tinygrad value of a tiny torch tensor, read through its strides."""
   st = _storage(t)
   size = tuple(t.shape)
-  if st.value.shape == size and st.value.dtype == ops.TORCH_TO_TINY.get(t.dtype) and t.storage_offset() == 0 and t.is_contiguous():
+  if st.value.shape == size and st.value.dtype == table.TORCH_TO_TINY.get(t.dtype) and t.storage_offset() == 0 and t.is_contiguous():
     return st.value
   buf = st.buf
-  if (want := ops.to_tiny_dtype(t.dtype)) != buf.dtype:
+  if (want := table.to_tiny_dtype(t.dtype)) != buf.dtype:
     if want.itemsize != buf.dtype.itemsize: raise NotImplementedError(f"tiny: viewing {buf.dtype} storage as {t.dtype}")
     buf = buf.bitcast(want)
   n, off = t.numel(), t.storage_offset()
@@ -104,7 +103,7 @@ def write(t: torch.Tensor, value: Tensor, uniform: bool = False) -> torch.Tensor
   """Write `value` (broadcast to t's shape) into t's storage through t's layout; every view of it sees the write.
   `uniform`: the same value everywhere (fill_, zero_), allowed through broadcast dims as on the CPU."""
   st = _storage(t)
-  if ops.to_tiny_dtype(t.dtype) != st.buf.dtype: raise NotImplementedError(f"tiny: writing {t.dtype} into {st.buf.dtype} storage")
+  if table.to_tiny_dtype(t.dtype) != st.buf.dtype: raise NotImplementedError(f"tiny: writing {t.dtype} into {st.buf.dtype} storage")
   value = on_device(value.cast(st.buf.dtype))
   if tuple(value.shape) != tuple(t.shape): value = value.expand(tuple(t.shape)) if t.ndim else value.reshape(())
   if t.is_contiguous() and t.storage_offset() == 0 and t.numel() == st.buf.shape[0]: st.value, st._buf = value.contiguous(), None
@@ -137,7 +136,7 @@ def from_cpu(t: torch.Tensor) -> Tensor:
   """A tinygrad tensor on the default device with a CPU tensor's contents (host to device)."""
   shape, t = tuple(t.shape), t.detach().contiguous().reshape(-1)  # never 0-dim: tinygrad makes a numpy scalar a constant
   if t.dtype == torch.bfloat16: x = Tensor(t.view(torch.int16).numpy()).bitcast(dtypes.bfloat16)
-  else: x = Tensor(t.numpy(), dtype=ops.to_tiny_dtype(t.dtype))
+  else: x = Tensor(t.numpy(), dtype=table.to_tiny_dtype(t.dtype))
   return x.reshape(shape).contiguous().realize()  # copy now: the host tensor may change after .to()
 
 
@@ -172,7 +171,7 @@ def _set_like(dst: torch.Tensor, src: torch.Tensor) -> None:
 
 
 def _assign_out(out: torch.Tensor, value: Tensor) -> None:
-  if tuple(out.shape) != tuple(value.shape): _set_like(out, wrap(value.cast(ops.to_tiny_dtype(out.dtype))))
+  if tuple(out.shape) != tuple(value.shape): _set_like(out, wrap(value.cast(table.to_tiny_dtype(out.dtype))))
   else: write(out, value)
 
 
@@ -208,24 +207,24 @@ def _meta_view(op: torch._ops.OpOverload) -> Callable:
 def _empty_strided(size: list[int], stride: list[int], *, dtype: torch.dtype | None = None, **_: Any) -> torch.Tensor:
   dtype = dtype or torch.get_default_dtype()
   extent = 1 + sum((n - 1) * s for n, s in zip(size, stride)) if all(size) else 0
-  base = _new((extent,), dtype, Tensor.empty(extent, dtype=ops.to_tiny_dtype(dtype)))
+  base = _new((extent,), dtype, Tensor.empty(extent, dtype=table.to_tiny_dtype(dtype)))
   return torch.ops.aten.as_strided.default.redispatch(_META, base, size, stride, 0)
 
 
 def _copy(dst: torch.Tensor, src: torch.Tensor, non_blocking: bool = False) -> torch.Tensor:
   if _is_tiny(dst):
     value = unwrap(src) if _is_tiny(src) else from_cpu(src)
-    return write(dst, value.cast(ops.to_tiny_dtype(dst.dtype)))
+    return write(dst, value.cast(table.to_tiny_dtype(dst.dtype)))
   if dst.device.type != "cpu": raise NotImplementedError(f"tiny: copy from {src.device} to {dst.device}")
-  with torch.no_grad(): dst.copy_(to_cpu(unwrap(src).cast(ops.to_tiny_dtype(dst.dtype)), dst.dtype))
+  with torch.no_grad(): dst.copy_(to_cpu(unwrap(src).cast(table.to_tiny_dtype(dst.dtype)), dst.dtype))
   return dst
 
 
 def _to_copy(self: torch.Tensor, *, dtype: torch.dtype | None = None, device: Any = None, **_: Any) -> torch.Tensor:
   dtype = dtype or self.dtype
   value = unwrap(self) if _is_tiny(self) else from_cpu(self)
-  if device is not None and torch.device(device).type == "cpu": return to_cpu(value.cast(ops.to_tiny_dtype(dtype)), dtype)
-  return wrap(value.cast(ops.to_tiny_dtype(dtype)))
+  if device is not None and torch.device(device).type == "cpu": return to_cpu(value.cast(table.to_tiny_dtype(dtype)), dtype)
+  return wrap(value.cast(table.to_tiny_dtype(dtype)))
 
 
 def _resize(self: torch.Tensor, size: list[int], memory_format: Any = None) -> torch.Tensor:
@@ -249,7 +248,7 @@ def _set_storage(self: torch.Tensor, source: torch.UntypedStorage, storage_offse
   whose buffer holds bytes). The view gets its own torch storage over the same tinygrad buffer: torch.load reloads a
   record per tensor anyway (it caches records by data pointer, and tiny storages have none)."""
   if (st := getattr(source, "_tiny", None)) is None: raise RuntimeError(f"tiny: set_ needs a storage on {BACKEND}, got one on {source.device}")
-  buf, want = st.buf, ops.to_tiny_dtype(self.dtype)
+  buf, want = st.buf, table.to_tiny_dtype(self.dtype)
   if buf.dtype != want: buf = buf.cast(want) if want == dtypes.bool else buf.bitcast(want)
   size = list(size) if size is not None else [buf.shape[0]]
   stride = list(stride) if stride is not None else torch._prims_common.make_contiguous_strides_for(size)
@@ -268,7 +267,7 @@ def _local_scalar_dense(self: torch.Tensor) -> Any:
 
 
 DEVICE_KERNELS: dict[str, Callable] = {
-  "empty.memory_format": lambda size, *, dtype=None, **_: wrap(Tensor.empty(*size, dtype=ops.to_tiny_dtype(dtype or torch.get_default_dtype()))),
+  "empty.memory_format": lambda size, *, dtype=None, **_: wrap(Tensor.empty(*size, dtype=table.to_tiny_dtype(dtype or torch.get_default_dtype()))),
   "empty_strided": _empty_strided, "copy_": _copy, "_copy_from": lambda src, dst, non_blocking=False: _copy(dst, src),
   "_copy_from_and_resize": lambda src, dst: _copy(_resize(dst, list(src.shape)), src), "_to_copy": _to_copy,
   "resize_": _resize, "_local_scalar_dense": _local_scalar_dense, "as_strided_": _as_strided_, "equal": _equal,
@@ -415,24 +414,10 @@ def _fallback(op: torch._ops.OpOverload, *args: Any, **kwargs: Any) -> Any:
   return torch.utils._pytree.tree_map(back, res)
 
 
-@functools.cache
-def register() -> None:
-  """Rename PrivateUse1 to "tiny", install the backend module and every kernel. Idempotent."""
-  from torch.utils.backend_registration import _setup_privateuseone_for_python_backend
-
-  from tinybounty.torch_backend import serialization, threads
-  from tinybounty.torch_backend.module import TinyModule
-  from tinybounty.validate import half_rounding
-  if torch.cuda.is_available():
-    warnings.warn("tiny: registering the tiny device makes it torch's accelerator in this process, and CUDA autograd here then fails "
-                  "an internal assert (pytorch/pytorch#161129): run CUDA training in another process", stacklevel=2)
-  threads.install()
-  serialization.install()
-  half_rounding.install()  # PyTorch rounds every half op's output; tinygrad's codegen would skip some of those roundings
+def install_kernels() -> None:
+  """Every kernel of the op table and PyTorch's decompositions on PrivateUse1, the CPU fallback's guard, and a flush
+  after each optimizer step. Called once by the package's `register()`."""
   register_optimizer_step_post_hook(lambda *_: flush())
-  _setup_privateuseone_for_python_backend(BACKEND, backend_module=TinyModule())
   _register_table()
   _register_decompositions()
   _fallback_lib.fallback(_fallback, "PrivateUse1")
-
-

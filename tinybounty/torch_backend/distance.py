@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tinygrad import Tensor
 
-from tinybounty.torch_backend.ops import aten
+from tinybounty.torch_backend.table import aten
 
 
 def _norm(diff: Tensor, p: float) -> Tensor:

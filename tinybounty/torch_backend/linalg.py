@@ -15,7 +15,8 @@ from tinygrad import Tensor, dtypes
 from tinygrad.dtype import DType
 
 from tinybounty.torch_backend.autodiff import out_variant
-from tinybounty.torch_backend.ops import aten, precise_dtype
+from tinybounty.torch_backend.creation import factory_dtype
+from tinybounty.torch_backend.table import aten, precise_dtype
 
 
 def _eye(n: int, like: Tensor) -> Tensor:
@@ -260,8 +261,7 @@ def linalg_solve_ex(A: Tensor, B: Tensor, *, left: bool = True, check_errors: bo
 
 @aten("eye", "eye.m")
 def eye(n: int, m: int | None = None, *, dtype: Any = None, layout: Any = None, device: Any = None, pin_memory: Any = None) -> Tensor:
-  from tinybounty.torch_backend.ops import _factory_dtype
-  return Tensor.eye(n, n if m is None else m, dtype=_factory_dtype(dtype))
+  return Tensor.eye(n, n if m is None else m, dtype=factory_dtype(dtype))
 
 
 # ***** Householder QR (LAPACK geqrf's reflectors and signs) *****

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from tinygrad import Device
 
+from tinybounty.torch_backend.device import flush
 from tinybounty.torch_backend.random import default_generator
 
 
@@ -37,7 +38,6 @@ class TinyModule:
   @staticmethod
   def synchronize(device: int | None = None) -> None:
     """Realize every pending write, then wait for every kernel queued on the tinygrad device."""
-    from tinybounty.torch_backend.device import flush
     flush()
     Device[Device.DEFAULT].synchronize()
 

@@ -11,7 +11,8 @@ from typing import Any
 
 from tinygrad import Tensor, dtypes
 
-from tinybounty.torch_backend.ops import _nonzero, aten, scatter_reduce
+from tinybounty.torch_backend.indexing import _nonzero, scatter_reduce
+from tinybounty.torch_backend.table import aten
 
 _EMPTY_I64 = lambda: Tensor.empty(0, dtype=dtypes.int64)  # noqa: E731
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from tinybounty.torch_backend.device import from_cpu, wrap
+
 _stock: list = []
 
 
@@ -34,7 +36,6 @@ def _no_tag(storage: Any) -> None: return None
 def _deserialize(storage: torch.UntypedStorage, location: str) -> torch.UntypedStorage | None:
   """A storage record loaded with map_location="tiny" (a file of CPU tensors): its bytes, uploaded to the device."""
   if location.split(":")[0] != torch._C._get_privateuse1_backend_name() or storage.device.type != "cpu": return None
-  from tinybounty.torch_backend.device import from_cpu, wrap
   return wrap(from_cpu(torch.empty(0, dtype=torch.uint8).set_(storage))).untyped_storage()
 
 

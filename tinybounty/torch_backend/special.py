@@ -13,8 +13,8 @@ from typing import Any, Callable
 
 from tinygrad import Tensor, dtypes
 
-from tinybounty.torch_backend.ops import _float, aten, precise_dtype, result_dtype
 from tinybounty.torch_backend.stats import size_sync
+from tinybounty.torch_backend.table import aten, float_dtype, precise_dtype, result_dtype
 
 EULER = 0.5772156649015329
 LANCZOS = (0.99999999999980993, 676.5203681218851, -1259.1392167224028, 771.32342877765313, -176.61502916214059,
@@ -25,7 +25,7 @@ BERNOULLI = (1 / 6, -1 / 30, 1 / 42, -1 / 30, 5 / 66, -691 / 2730, 7 / 6, -3617 
 def _unary(*names: str) -> Callable[[Callable[[Tensor], Tensor]], Callable[[Tensor], Tensor]]:
   """Register fn(x in precise dtype) -> value for float x (ints promote to the default float)."""
   def deco(fn: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
-    def impl(self: Tensor) -> Tensor: return fn(self.cast(precise_dtype())).cast(_float(self.dtype))
+    def impl(self: Tensor) -> Tensor: return fn(self.cast(precise_dtype())).cast(float_dtype(self.dtype))
     aten(*names)(impl)
     return fn
   return deco
@@ -34,7 +34,7 @@ def _unary(*names: str) -> Callable[[Callable[[Tensor], Tensor]], Callable[[Tens
 def _binary(*names: str) -> Callable[[Callable[[Tensor, Tensor], Tensor]], Callable[[Tensor, Tensor], Tensor]]:
   def deco(fn: Callable[[Tensor, Tensor], Tensor]) -> Callable[[Tensor, Tensor], Tensor]:
     def impl(self: Any, other: Any) -> Tensor:
-      dt, like = _float(result_dtype(self, other)), self if isinstance(self, Tensor) else other
+      dt, like = float_dtype(result_dtype(self, other)), self if isinstance(self, Tensor) else other
       a, b = (v.cast(precise_dtype()) if isinstance(v, Tensor) else like.const_like(v).cast(precise_dtype()) for v in (self, other))
       return fn(a, b).cast(dt)
     aten(*names)(impl)
@@ -116,7 +116,7 @@ def polygamma(n: int, self: Tensor) -> Tensor:
   """psi^(n)(x) = (-1)^(n+1) n! zeta(n+1, x); n = 0 is digamma."""
   x = self.cast(precise_dtype())
   out = digamma(x) if n == 0 else (-1) ** (n + 1) * math.factorial(n) * hurwitz_zeta(x.const_like(n + 1), x)
-  return out.cast(_float(self.dtype))
+  return out.cast(float_dtype(self.dtype))
 
 
 # ***** error function family *****
