@@ -1,7 +1,7 @@
 """torch.compile(model, backend="tiny"): FX graphs lowered through the op table and replayed under TinyJit.
 
 Dynamo captures the Python code into FX graphs; aot_autograd traces each into functionalized aten graphs, a forward
-and (when gradients are needed) a backward, with PyTorch's decompositions for the ops the table (ops.py) lacks. Each
+and (when gradients are needed) a backward, with PyTorch's decompositions for the ops the table (table.py) lacks. Each
 graph is lowered by interpreting its nodes with the table's tinygrad implementations, and that function runs under
 TinyJit: one JIT per graph and concrete input signature (shapes, dtypes, integer inputs), so after two warm-up calls
 a compiled graph is one tinygrad JIT replay. Shapes are static (see install()): a new batch size is one dynamo
@@ -27,7 +27,7 @@ from torch._dynamo.backends.registry import register_backend
 from torch._dynamo.utils import counters as dynamo_counters
 from torch._dynamo.utils import guard_failures
 
-from tinybounty.torch_backend import device, ops
+from tinybounty.torch_backend import device, table
 
 _stats: Counter = Counter()
 _TENSOR = object()  # marks a tensor output among a graph's outputs
@@ -70,7 +70,7 @@ def _foreach(op: torch._ops.OpOverload) -> Callable:
   """A functional `_foreach_<op>` overload as the table's <op> applied element by element (the optimizers' multi-tensor path)."""
   base = op._schema.name.removeprefix("aten::_foreach_")
   fn = next((f for ov in ("Tensor", "Scalar", "default") if (f := _lookup_or_none(f"{base}.{ov}")) is not None), None)
-  if fn is None: ops.lookup(op)  # raises, naming the op
+  if fn is None: table.lookup(op)  # raises, naming the op
   args = op._schema.arguments
   per_elem = [a.name == "scalars" or isinstance(a.type, torch.ListType) for a in args]
   kw_only = {a.name for a in args if a.kwarg_only} | ({"value"} if base in ("addcmul", "addcdiv") else set())
@@ -87,16 +87,16 @@ def _foreach(op: torch._ops.OpOverload) -> Callable:
 
 
 def _lookup_or_none(name: str) -> Callable | None:
-  try: return ops.lookup(name)
+  try: return table.lookup(name)
   except NotImplementedError: return None
 
 
 def _target(node: torch.fx.Node) -> Callable:
   if node.target is torch.ops.aten.copy_.default and node.args[0].op == "placeholder": return _copy_into
   if isinstance(node.target, torch._ops.OpOverload) and node.target._schema.name.startswith("aten::_foreach_"): return _foreach(node.target)
-  if isinstance(node.target, torch._ops.OpOverload): return ops.lookup(node.target)
+  if isinstance(node.target, torch._ops.OpOverload): return table.lookup(node.target)
   if node.target is operator.getitem or getattr(node.target, "__module__", None) in ("_operator", "math", "builtins"): return node.target
-  if isinstance(node.target, torch._ops.OpOverloadPacket): return ops.lookup(node.target.default)
+  if isinstance(node.target, torch._ops.OpOverloadPacket): return table.lookup(node.target.default)
   raise NotImplementedError(f"tiny: cannot lower FX call to {node.target}")
 
 
@@ -207,9 +207,9 @@ def _compile_graph(gm: torch.fx.GraphModule, example_inputs: Sequence[Any]) -> C
 def _decompositions() -> dict:
   """PyTorch's decompositions of the aten ops the table lacks (so aot_autograd hands us only table ops where it can)."""
   from torch._decomp import decomposition_table
-  have = set(ops.names())
+  have = set(table.names())
   return {op: fn for op, fn in decomposition_table.items()
-          if isinstance(op, torch._ops.OpOverload) and op.namespace == "aten" and ops._canonical(op) not in have}
+          if isinstance(op, torch._ops.OpOverload) and op.namespace == "aten" and table.canonical_name(op) not in have}
 
 
 @register_backend(name="tiny")

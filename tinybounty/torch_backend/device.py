@@ -1,4 +1,5 @@
-"""The eager `tiny` device: PyTorch's Python-backend seam (PrivateUse1 renamed "tiny") over the op table (table.py, filled by the op families that ops.py imports).
+"""The eager `tiny` device: PyTorch's Python-backend seam (PrivateUse1 renamed "tiny") over the op table (table.py,
+filled by the op families that ops.py imports).
 
 Representation (docs/torch_backend.md): a torch tensor on "tiny" is a real PyTorch TensorImpl (sizes, strides,
 storage_offset, version counter, autograd views) whose storage has no bytes; the storage's Python object carries a

@@ -28,12 +28,13 @@ _TABLE: dict[str, Callable[..., Any]] = {}
 def aten(*overloads: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
   """Register `fn` as the implementation of each aten overload named ("add.Tensor"; "relu" means "relu.default")."""
   def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
-    for name in overloads: _TABLE[_canonical(name)] = fn
+    for name in overloads: _TABLE[canonical_name(name)] = fn
     return fn
   return deco
 
 
-def _canonical(overload: Any) -> str:
+def canonical_name(overload: Any) -> str:
+  """An overload (`OpOverload` or name) as the table keys it: "op.overload", ".default" when bare."""
   name = overload if isinstance(overload, str) else str(overload)
   name = name.removeprefix("aten::").removeprefix("aten.")
   return name if "." in name else name + ".default"
@@ -41,7 +42,7 @@ def _canonical(overload: Any) -> str:
 
 def lookup(overload: Any) -> Callable[..., Any]:
   """The implementation of an aten overload; NotImplementedError naming the op and overload if there is none."""
-  name = _canonical(overload)
+  name = canonical_name(overload)
   if (fn := _TABLE.get(name)) is None:
     op, ov = name.split(".", 1)
     raise NotImplementedError(f"tiny: aten::{op} (overload '{ov}') is not implemented on the tinygrad device")
