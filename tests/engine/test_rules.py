@@ -16,6 +16,7 @@ from tinygrad.uop.ops import Ops, UOp
 
 import tinybounty.engine as engine
 from tinybounty.engine import native
+from tinybounty.engine.dispatch import GUARDS
 
 STOCK = engine.STOCK_OBJECTS
 
@@ -145,3 +146,37 @@ def test_generated_expressions_match_stock(r):
   with engine.enabled(False): stock = outcome(lambda: _build(r))
   with engine.enabled(True): ours = outcome(lambda: _build(r))
   assert same(ours, stock)
+
+
+_DIVMOD = [lambda: UOp.variable("a", 0, 99), lambda: UOp.variable("b", 0, 7), lambda: UOp.range(16, 1)]
+divmod_recipes = st.recursive(st.sampled_from([f"leaf{i}" for i in range(len(_DIVMOD))]) | st.integers(1, 8),
+                              lambda kids: st.tuples(st.sampled_from(["+", "*", "//", "%"]), kids, kids), max_leaves=8)
+
+
+def _divmod_build(r: Any) -> Any:
+  if isinstance(r, str): return _DIVMOD[int(r[4:])]()
+  if not isinstance(r, tuple): return UOp.const(r)
+  a, b = _divmod_build(r[1]), _divmod_build(r[2])
+  if r[0] in ("//", "%") and b.op is not Ops.CONST: r = ("+", *r[1:])
+  return {"+": a.__add__, "*": a.__mul__, "//": a.__floordiv__, "%": a.__mod__}[r[0]](b)
+
+
+@pytest.mark.parametrize("fxn", list(GUARDS), ids=lambda f: f.__name__)
+def test_rule_guards_only_skip_rules_that_return_none(nodes, c_module, fxn):
+  a, b = UOp.variable("a", 0, 99), UOp.variable("b", 0, 7)
+  hand = [(a % 4) * 3 + (a // 4) * 12, (a % 4) + (a // 4) * 4 + b, ((a + 1) % 8) * 2 + ((a + 1) // 8) % 3 * 16, a % 4 + b]
+  cases = [u for u in [*nodes, *hand, *(_divmod_build(r) for r in _examples(divmod_recipes, 300))] if u.op is Ops.ADD]
+  skipped = [u for u in cases if c_module.guard(GUARDS[fxn], u)]
+  assert len(skipped) > 50 and any(fxn(u) is not None for u in cases)  # the guard is tried on both kinds of node
+  assert all(fxn(u) is None for u in skipped)
+
+
+def _examples(strategy: Any, n: int) -> list[Any]:
+  """n draws of a hypothesis strategy, reproducible (a fixed seed)."""
+  out: list[Any] = []
+
+  @settings(max_examples=n, deadline=None, database=None, derandomize=True)
+  @given(strategy)
+  def draw(x: Any) -> None: out.append(x)
+  draw()
+  return out

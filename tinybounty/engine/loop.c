@@ -298,16 +298,17 @@ static PyObject *uop_del(PyObject *self, PyObject *unused) {
 
 /* ---- dispatch: PatternMatcher.rewrite through a table of the rules that can match, by op and source ops ---- */
 
-typedef struct { PyObject *pdict, *table, *fn; } Matcher;  /* fn: a plain callable (a tracking matcher), else pdict/table */
+typedef struct { PyObject *pdict, *table, *guarded, *fn; } Matcher;  /* fn: a plain callable (a tracking matcher), else the rest */
 
 static int matcher_from(PyObject *o, Matcher *m) {
-  m->pdict = m->table = m->fn = NULL;
+  m->pdict = m->table = m->guarded = m->fn = NULL;
   if (o == Py_None) return 0;
-  if (PyTuple_CheckExact(o) && PyTuple_GET_SIZE(o) == 2 && PyDict_CheckExact(PyTuple_GET_ITEM(o, 0)) && PyDict_CheckExact(PyTuple_GET_ITEM(o, 1))) {
-    m->pdict = PyTuple_GET_ITEM(o, 0), m->table = PyTuple_GET_ITEM(o, 1);
+  if (PyTuple_CheckExact(o) && PyTuple_GET_SIZE(o) == 3 && PyDict_CheckExact(PyTuple_GET_ITEM(o, 0)) && PyDict_CheckExact(PyTuple_GET_ITEM(o, 1)) &&
+      PyDict_CheckExact(PyTuple_GET_ITEM(o, 2))) {
+    m->pdict = PyTuple_GET_ITEM(o, 0), m->table = PyTuple_GET_ITEM(o, 1), m->guarded = PyTuple_GET_ITEM(o, 2);
     return 0;
   }
-  if (!PyCallable_Check(o)) { PyErr_SetString(PyExc_TypeError, "matcher: expected (pdict, table) or a callable"); return -1; }
+  if (!PyCallable_Check(o)) { PyErr_SetString(PyExc_TypeError, "matcher: expected (pdict, table, guarded) or a callable"); return -1; }
   m->fn = o;
   return 0;
 }
@@ -342,10 +343,15 @@ static PyObject *candidates(Matcher *m, PyObject *op, PyObject *pats, PyObject *
   for (Py_ssize_t i = 0; i < PyList_GET_SIZE(pats); i++) {
     PyObject *e = PyList_GET_ITEM(pats, i);
     if (!PyList_CheckExact(e) || PyList_GET_SIZE(e) < 3) { PyErr_SetString(PyExc_TypeError, "pdict entries must be [pat, match, early_reject]"); goto error; }
-    PyObject *ok = PyObject_CallMethodOneArg(PyList_GET_ITEM(e, 2), s_issubset, ler);
+    PyObject *ok = PyObject_CallMethodOneArg(PyList_GET_ITEM(e, 2), s_issubset, ler), *gid, *item;
     int keep = ok == NULL ? -1 : PyObject_IsTrue(ok);
     Py_XDECREF(ok);
-    if (keep < 0 || (keep && PyList_Append(kept, e) < 0)) goto error;
+    if (keep <= 0) { if (keep < 0) goto error; continue; }
+    /* an entry whose rule has a C guard (dispatch.py's guarded: {UPat: guard id}) is kept as (entry, guard id) */
+    if ((gid = PyDict_GetItemWithError(m->guarded, PyList_GET_ITEM(e, 0))) == NULL && PyErr_Occurred()) goto error;
+    item = gid != NULL ? PyTuple_Pack(2, e, gid) : Py_NewRef(e);
+    if (item == NULL || PyList_Append(kept, item) < 0) { Py_XDECREF(item); goto error; }
+    Py_DECREF(item);
   }
   entries = PyList_AsTuple(kept);
   Py_DECREF(kept);
@@ -370,6 +376,11 @@ static PyObject *match(Matcher *m, PyObject *u, PyObject *ctx) {
   Py_INCREF(entries);  /* a rule may rewrite the table (a matcher built inside a rule): keep ours alive */
   for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(entries); i++) {
     PyObject *e = PyTuple_GET_ITEM(entries, i);
+    Guard guard = guard_of(e);
+    if (guard != NULL) {
+      if (guard(u)) continue;  /* the rule's function returns None here */
+      e = PyTuple_GET_ITEM(e, 0);
+    }
     PyObject *ret = PyObject_Vectorcall(PyList_GET_ITEM(e, 1), args, 2, NULL);  /* read each time: rules compile lazily */
     if (ret == NULL) { Py_DECREF(entries); return NULL; }
     if (ret != Py_None && ret != u) { Py_DECREF(entries); return ret; }
@@ -753,6 +764,7 @@ static struct { const char *name; PyObject **into; } bound[] = {
   {"int_dtypes", &int_dtypes}, {"least_upper_dtype", &least_upper}, {"movement_or_detach", &movement_or_detach}, {"Invalid", &invalid},
   {"stock_index", &stock_index}, {"stock_const", &stock_const}, {"stock_binop", &stock_binop}, {"stock_shape_fget", &stock_shape_fget},
   {"shape_nm", &shape_nm},
+  {"ADD", &op_add}, {"MUL", &op_mul}, {"FLOORMOD", &op_floormod},
 };
 
 /* setup(objects: {name: object}, UOpMetaClass, recursive_property): bind them (kept for the life of the process) and
@@ -795,6 +807,7 @@ static PyMethodDef methods[] = {
   {"walk", (PyCFunction)(void (*)(void))walk, METH_FASTCALL, "RewriteContext.walk_rewrite's loop: returns replace.get(root, root)"},
   {"match", (PyCFunction)(void (*)(void))py_match, METH_FASTCALL, "PatternMatcher.rewrite(uop, ctx) through the dispatch table"},
   {"settings", (PyCFunction)settings, METH_O, "every ContextVar's value, lists as tuples (the memo's key)"},
+  {"guard", (PyCFunction)(void (*)(void))py_guard, METH_FASTCALL, "guard(id, uop): whether a rule guard shows its function returns None"},
   {"shape_rule", (PyCFunction)shape_rule, METH_O, "UOp._shape's rule for one node (tinybounty.engine)"},
   {"shape_get", (PyCFunction)shape_get, METH_O, "UOp.shape (tinybounty.engine)"},
   {"const", (PyCFunction)(void (*)(void))uop_const, METH_FASTCALL | METH_KEYWORDS, "UOp.const(b, dtype=None) (tinybounty.engine)"},

@@ -109,7 +109,7 @@ def bind() -> tuple[ModuleType, dict[str, tuple[Any, str, Any]]]:
                "movement_or_detach": set(hot.MOVEMENT_OR_DETACH), "Invalid": Invalid, "stock_index": STOCK_NATIVE["index"],
                "stock_const": STOCK_NATIVE["const"].__func__,
                "stock_binop": ElementwiseMixin._binop, "stock_shape_fget": STOCK_NATIVE["shape_property"].fget,
-               "shape_nm": hot.SHAPE_PROP.nm}
+               "shape_nm": hot.SHAPE_PROP.nm, "ADD": Ops.ADD, "MUL": Ops.MUL, "FLOORMOD": Ops.FLOORMOD}
     call, get, delete, topo, index, binop = mod.setup(objects, UOpMetaClass, recursive_property)
     patches = _bound[mod] = {"uop_call": (UOpMetaClass, "__call__", call), "recursive_property": (recursive_property, "__get__", get),
                              "uop_del": (UOp, "__del__", delete), "toposort": (UOp, "toposort", topo),

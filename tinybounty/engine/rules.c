@@ -7,7 +7,7 @@
  */
 
 static PyObject *shape_kind, *py_shape_of, *disallow_broadcast, *s_shape, *op_stack, *int_dtypes, *lub_cache, *least_upper,
-  *movement_or_detach, *invalid, *stock_index, *stock_const, *stock_binop, *stock_shape_fget, *empty_tuple, *s_src, *shape_nm;
+  *movement_or_detach, *invalid, *stock_index, *stock_const, *stock_binop, *stock_shape_fget, *empty_tuple, *s_src, *shape_nm, *op_add, *op_mul, *op_floormod;
 
 enum { SHAPE_SCALAR = 1, SHAPE_PASSTHROUGH, SHAPE_ELEMENTWISE, SHAPE_UNARY, SHAPE_INDEX, SHAPE_STACK };
 
@@ -239,4 +239,50 @@ static PyObject *uop_binop(PyObject *self, PyObject *const *args, Py_ssize_t nar
   return ret;
 stock:
   return call_with_self(stock_binop, self, args, nargs, kwnames);
+}
+
+/* ---- guards: C tests that say a rule's function returns None for a node, so the dispatch does not call its matcher
+ * (matching a UPat has no effect but its result). A guard answers 1 (the rule returns None) only where that follows
+ * from the function's own code; 0 means "run the rule". dispatch.py names the guarded functions. ---- */
+
+/* symbolic's fold_add_divmod_recombine(x): for each term u of x.split_uop(ADD), mod = u.pop_const(MUL)[0] (u.src[0]
+ * when u is a MUL by a CONST, else u); it returns None unless some mod is a FLOORMOD by a CONST */
+static int divmod_term(PyObject *u) {
+  PyObject *op = FIELD(u, off_op), *src = FIELD(u, off_src);
+  if (op == op_add) {  /* split_uop recurses into every ADD source, in order */
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(src); i++) {
+      PyObject *s = PyTuple_GET_ITEM(src, i);
+      if (Py_TYPE(s) != uop_type || divmod_term(s)) return 1;
+    }
+    return 0;
+  }
+  if (op == op_mul) {
+    if (PyTuple_GET_SIZE(src) < 2 || Py_TYPE(PyTuple_GET_ITEM(src, 1)) != uop_type) return 1;  /* stock's path (and error) */
+    if (FIELD(PyTuple_GET_ITEM(src, 1), off_op) == op_const) u = PyTuple_GET_ITEM(src, 0), op = FIELD(u, off_op), src = FIELD(u, off_src);
+  }
+  if (op != op_floormod) return 0;
+  return PyTuple_GET_SIZE(src) < 2 || Py_TYPE(PyTuple_GET_ITEM(src, 1)) != uop_type || FIELD(PyTuple_GET_ITEM(src, 1), off_op) == op_const;
+}
+
+static int no_divmod_recombine(PyObject *x) { return !divmod_term(x); }
+
+typedef int (*Guard)(PyObject *u);
+static const Guard guards[] = {NULL, no_divmod_recombine};
+
+/* the guard of a candidate entry: candidates() stores a guarded entry as (entry, guard id) (NULL: unguarded) */
+static Guard guard_of(PyObject *item) {
+  if (!PyTuple_CheckExact(item)) return NULL;
+  long id = PyLong_AsLong(PyTuple_GET_ITEM(item, 1));
+  return id > 0 && id < (long)(sizeof(guards) / sizeof(guards[0])) ? guards[id] : NULL;
+}
+
+/* guard(id, u) -> True when guard `id` shows its rule's function returns None for u (for the tests) */
+static PyObject *py_guard(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+  long id = nargs == 2 ? PyLong_AsLong(args[0]) : -1;
+  if (id == -1 && PyErr_Occurred()) return NULL;
+  if (id <= 0 || id >= (long)(sizeof(guards) / sizeof(guards[0])) || Py_TYPE(args[1]) != uop_type) {
+    PyErr_SetString(PyExc_ValueError, "guard(id, uop): unknown guard id or not a UOp");
+    return NULL;
+  }
+  return PyBool_FromLong(guards[id](args[1]));
 }
