@@ -180,3 +180,11 @@ def _examples(strategy: Any, n: int) -> list[Any]:
   def draw(x: Any) -> None: out.append(x)
   draw()
   return out
+
+
+def test_simplify_from_the_memo_matches_stock(nodes, c_module):
+  picks = [u for u in nodes if u.dtype in (dtypes.weakint, dtypes.int32, dtypes.bool)]
+  with engine.enabled(False): stock = [outcome(u.simplify) for u in picks]
+  first, again = [outcome(u.simplify) for u in picks], [outcome(u.simplify) for u in picks]  # the second round reads the memo
+  assert len(picks) > 100 and all(same(a, b) for a, b in zip(first, stock)) and all(same(a, b) for a, b in zip(again, stock))
+  assert UOp.__dict__["simplify"] is not STOCK["simplify"]

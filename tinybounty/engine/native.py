@@ -29,7 +29,7 @@ from tinygrad.uop.ops import BottomUpGate, Ops, RewriteContext, UOp, UOpMetaClas
 
 from tinybounty.engine import hot
 from tinybounty.engine.hot import ABSENT, DTYPE_TABLE, STOCK, dtype_of, recursive_property_get, shape_of, toposort
-from tinybounty.engine.rewrite import native_walk_rewrite
+from tinybounty.engine.rewrite import native_simplify, native_walk_rewrite
 
 SOURCE = Path(__file__).with_name("loop.c")
 INCLUDED = [Path(__file__).with_name("rules.c")]  # #included by loop.c: part of the module's hash
@@ -91,7 +91,7 @@ def load() -> ModuleType:
 
 STOCK_NATIVE = {"uop_del": UOp.__dict__["__del__"], "walk_rewrite": RewriteContext.__dict__["walk_rewrite"],
                 "shape_property": UOp.__dict__["shape"], "index": UOp.__dict__["index"], "const": UOp.__dict__["const"],
-                "binop": UOp.__dict__.get("_binop", ABSENT)}
+                "binop": UOp.__dict__.get("_binop", ABSENT), "simplify": UOp.__dict__["simplify"]}
 
 
 def bind() -> tuple[ModuleType, dict[str, tuple[Any, str, Any]]]:
@@ -115,7 +115,8 @@ def bind() -> tuple[ModuleType, dict[str, tuple[Any, str, Any]]]:
                              "uop_del": (UOp, "__del__", delete), "toposort": (UOp, "toposort", topo),
                              "walk_rewrite": (RewriteContext, "walk_rewrite", native_walk_rewrite(mod)),
                              "shape": (hot.SHAPE_PROP, "fxn", mod.shape_rule), "shape_property": (UOp, "shape", property(mod.shape_get)),
-                             "index": (UOp, "index", index), "const": (UOp, "const", staticmethod(mod.const)), "binop": (UOp, "_binop", binop)}
+                             "index": (UOp, "index", index), "const": (UOp, "const", staticmethod(mod.const)), "binop": (UOp, "_binop", binop),
+                             "simplify": (UOp, "simplify", native_simplify(mod))}
   return mod, patches
 
 
