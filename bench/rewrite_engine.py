@@ -21,6 +21,7 @@ from tinygrad.uop.ops import RewriteContext
 
 import tinybounty.engine as engine
 from tinybounty.engine import native
+from tinybounty.engine.hot import put
 from tinybounty.engine.measure import MODELS, compare, describe_engine, run_once
 from tinybounty.engine.rewrite import native_unified_rewrite
 from tinybounty.hardware import machine
@@ -39,7 +40,7 @@ def _without(part: str | None) -> None:
   rewrites), or one of the patched functions (stock's runs)."""
   engine.install(native_loop=part != "C loop")
   if part == "gc": RewriteContext.unified_rewrite = native_unified_rewrite(native.bind()[0])
-  elif part not in (None, "C loop"): setattr(*engine.patches("native")[part][:2], engine.STOCK_OBJECTS[part])
+  elif part not in (None, "C loop"): put(*engine.patches("native")[part][:2], engine.STOCK_OBJECTS[part])
 
 
 def ablate(build, repeats: int) -> None:

@@ -6,7 +6,7 @@ from tinygrad.device import Device
 from tinygrad.uop.ops import Ops, UOp, dtype_from_uop
 
 import tinybounty.engine as engine
-from tinybounty.engine.hot import PATCHES, STOCK, base, dtype_of, shape_of
+from tinybounty.engine.hot import ABSENT, PATCHES, STOCK, base, dtype_of, shape_of
 
 
 @pytest.mark.parametrize("native_loop", [True, False], ids=["native", "python"])
@@ -16,7 +16,8 @@ def test_uninstall_restores_every_patched_attribute(native_loop):
   assert PATCHES.keys() <= patched.keys() and all(owner.__dict__[attr] is ours for owner, attr, ours in patched.values())
   engine.install(not native_loop)  # switching engines leaves nothing of the other behind
   engine.uninstall()
-  assert all(owner.__dict__[attr] is engine.STOCK_OBJECTS[name] for name, (owner, attr, _) in engine.patches("native").items())
+  assert all(owner.__dict__.get(attr, ABSENT) is engine.STOCK_OBJECTS[name] for name, (owner, attr, _) in engine.patches("native").items())
+  assert "_binop" not in UOp.__dict__  # an inherited method we shadow while installed is inherited again
   assert all(owner.__dict__[attr] is STOCK[name] for name, (owner, attr, _) in PATCHES.items())
 
 

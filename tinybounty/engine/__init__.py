@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator
 from tinygrad.uop import ops
 
 from tinybounty.engine import native
-from tinybounty.engine.hot import PATCHES, STOCK
+from tinybounty.engine.hot import PATCHES, STOCK, put
 from tinybounty.engine.rewrite import clear_memo, native_unified_rewrite, unified_rewrite
 
 _STOCK = {"unified_rewrite": ops.RewriteContext.unified_rewrite}
@@ -81,7 +81,7 @@ def install(native_loop: bool = True) -> None:
   native_loop: the C loop and C fast paths (built on first use; if they cannot be, a warning names the reason and the
   Python engine runs); False: the Python engine."""
   _restore_stock()
-  for owner, attr, ours in patches("native" if native_loop and _load_native() else "python").values(): setattr(owner, attr, ours)
+  for owner, attr, ours in patches("native" if native_loop and _load_native() else "python").values(): put(owner, attr, ours)
 
 
 def native_error() -> str | None:
@@ -90,7 +90,7 @@ def native_error() -> str | None:
 
 
 def _restore_stock() -> None:
-  for name, (owner, attr, _) in {**patches("python"), **_NATIVE_PATCHES}.items(): setattr(owner, attr, STOCK_OBJECTS[name])
+  for name, (owner, attr, _) in {**patches("python"), **_NATIVE_PATCHES}.items(): put(owner, attr, STOCK_OBJECTS[name])
 
 
 def uninstall() -> None:

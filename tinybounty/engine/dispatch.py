@@ -4,7 +4,9 @@ Stock `PatternMatcher.rewrite` walks every rule registered for the node's op and
 (ops that must appear among the sources) is not a subset of the node's source ops. Both inputs are hashable, so the
 surviving rules, in stock's order, are computed once per (op, source ops) and reused; the rules are then tried exactly
 as stock tries them. A rule's compiled matcher is read from its entry on every call, since tinygrad compiles lazily.
-The table, {op: {source ops: rules}}, is shared by the Python dispatcher and the C loop (loop.c reads `matcher_arg`).
+The table, {op: {source ops: rules}}, is built by the Python dispatcher and, separately, by the C loop (loop.c reads
+`matcher_arg`), whose table may also hold guarded entries: a rule whose function has a C guard (rules.c) is kept as
+(entry, guard id), and its matcher is not called for a node where the guard shows the function returns None.
 """
 from __future__ import annotations
 
@@ -12,8 +14,11 @@ import weakref
 from typing import Any, Callable
 
 from tinygrad.uop.ops import PatternMatcher, TrackedPatternMatcher, UOp
+from tinygrad.uop.symbolic import fold_add_divmod_recombine
 
 _tables: weakref.WeakKeyDictionary[PatternMatcher, dict] = weakref.WeakKeyDictionary()
+_native: weakref.WeakKeyDictionary[PatternMatcher, tuple] = weakref.WeakKeyDictionary()
+GUARDS: dict[Callable, int] = {fold_add_divmod_recombine: 1}  # rule function -> its guard's id in rules.c's `guards`
 
 
 def table_of(pm: PatternMatcher) -> dict:
@@ -22,10 +27,20 @@ def table_of(pm: PatternMatcher) -> dict:
   return table
 
 
+def guarded(pm: PatternMatcher) -> dict:
+  """{UPat: guard id} for pm's rules whose function has a C guard; a UPat that pm pairs with more than one function is left out."""
+  count: dict[Any, int] = {}
+  for p, _ in pm.patterns: count[p] = count.get(p, 0) + 1
+  return {p: GUARDS[fxn] for p, fxn in pm.patterns if count[p] == 1 and fxn in GUARDS}
+
+
 def matcher_arg(pm: PatternMatcher | None) -> Any:
-  """What the C loop takes for a matcher: None, (pdict, table), or pm.rewrite for a tracking matcher (it records every try)."""
+  """What the C loop takes for a matcher: None, (pdict, its C table, guarded(pm)), or pm.rewrite for a tracking matcher
+  (it records every try)."""
   if pm is None: return None
-  return pm.rewrite if isinstance(pm, TrackedPatternMatcher) else (pm.pdict, table_of(pm))
+  if isinstance(pm, TrackedPatternMatcher): return pm.rewrite
+  if (arg := _native.get(pm)) is None: arg = _native[pm] = (pm.pdict, {}, guarded(pm))
+  return arg
 
 
 def dispatcher(pm: PatternMatcher) -> Callable[[UOp, Any], UOp | None]:

@@ -100,8 +100,8 @@ def recursive_property_get(self: recursive_property, x: UOp | None, owner=None) 
   return d[nm]
 
 
-_SHAPE_PROP: recursive_property = UOp.__dict__["_shape"]
-_STOCK_SHAPE = _SHAPE_PROP.fxn
+SHAPE_PROP: recursive_property = UOp.__dict__["_shape"]
+_STOCK_SHAPE = SHAPE_PROP.fxn
 # ops that UOp._shape's `match` names: only the others reach its Unary / Broadcastable tail
 _SHAPE_NAMED = {Ops.IF, Ops.BARRIER, Ops.SINK, Ops.REWRITE_ERROR, Ops.ENDIF, Ops.GROUP, Ops.LINEAR, Ops.PROGRAM, Ops.SOURCE, Ops.TUPLE,
                 Ops.FUNCTION, Ops.CALL, Ops.INS, Ops.RESHAPE, Ops.NOOP, Ops.GETTUPLE, Ops.INDEX, Ops.STACK, Ops.CONST, Ops.GETADDR,
@@ -127,7 +127,12 @@ def shape_of(u: UOp) -> Any:
   return _STOCK_SHAPE(u)  # and its errors
 
 
-_MOVEMENT_OR_DETACH = frozenset(GroupOp.Movement | {Ops.DETACH})
+# for the C rule (rules.c): what shape_of answers inline, by op, plus INDEX and STACK, whose cases in UOp._shape always return
+SHAPE_KIND = {**{op: 1 for op in _SCALAR}, **{op: 2 for op in _PASSTHROUGH}, **{op: 3 for op in _ELEMENTWISE_TAIL}, **{op: 4 for op in _UNARY_TAIL},
+              Ops.INDEX: 5, Ops.STACK: 6}
+
+
+MOVEMENT_OR_DETACH = _MOVEMENT_OR_DETACH = frozenset(GroupOp.Movement | {Ops.DETACH})
 
 
 def base(self: UOp) -> UOp:
@@ -158,7 +163,14 @@ PATCHES: dict[str, tuple[Any, str, Any]] = {
   "uop_call": (UOpMetaClass, "__call__", uop_call),
   "recursive_property": (recursive_property, "__get__", recursive_property_get),
   "toposort": (UOp, "toposort", toposort),
-  "shape": (_SHAPE_PROP, "fxn", shape_of),
+  "shape": (SHAPE_PROP, "fxn", shape_of),
   "base": (UOp, "base", property(base)),
 }
 STOCK: dict[str, Any] = {name: owner.__dict__[attr] for name, (owner, attr, _) in PATCHES.items()}
+ABSENT = object()  # stock's value of an attribute the class does not define itself (it inherits it): restored by deleting ours
+
+
+def put(owner: Any, attr: str, value: Any) -> None:
+  """Set owner.attr to value, or remove owner's own attr when value is ABSENT."""
+  if value is not ABSENT: setattr(owner, attr, value)
+  elif attr in owner.__dict__: delattr(owner, attr)

@@ -162,6 +162,8 @@ static PyObject *uop_call(PyObject *cls, PyObject *const *args, Py_ssize_t nargs
   return ret;
 }
 
+#include "rules.c"
+
 /* ---- recursive_property.__get__: the value cached in x.__dict__, else computed for every uncached node under x ---- */
 
 /* a post-order walk's step: n again as a stage-1 frame (emitted once its sources are), then its sources from `first` on,
@@ -296,16 +298,17 @@ static PyObject *uop_del(PyObject *self, PyObject *unused) {
 
 /* ---- dispatch: PatternMatcher.rewrite through a table of the rules that can match, by op and source ops ---- */
 
-typedef struct { PyObject *pdict, *table, *fn; } Matcher;  /* fn: a plain callable (a tracking matcher), else pdict/table */
+typedef struct { PyObject *pdict, *table, *guarded, *fn; } Matcher;  /* fn: a plain callable (a tracking matcher), else the rest */
 
 static int matcher_from(PyObject *o, Matcher *m) {
-  m->pdict = m->table = m->fn = NULL;
+  m->pdict = m->table = m->guarded = m->fn = NULL;
   if (o == Py_None) return 0;
-  if (PyTuple_CheckExact(o) && PyTuple_GET_SIZE(o) == 2 && PyDict_CheckExact(PyTuple_GET_ITEM(o, 0)) && PyDict_CheckExact(PyTuple_GET_ITEM(o, 1))) {
-    m->pdict = PyTuple_GET_ITEM(o, 0), m->table = PyTuple_GET_ITEM(o, 1);
+  if (PyTuple_CheckExact(o) && PyTuple_GET_SIZE(o) == 3 && PyDict_CheckExact(PyTuple_GET_ITEM(o, 0)) && PyDict_CheckExact(PyTuple_GET_ITEM(o, 1)) &&
+      PyDict_CheckExact(PyTuple_GET_ITEM(o, 2))) {
+    m->pdict = PyTuple_GET_ITEM(o, 0), m->table = PyTuple_GET_ITEM(o, 1), m->guarded = PyTuple_GET_ITEM(o, 2);
     return 0;
   }
-  if (!PyCallable_Check(o)) { PyErr_SetString(PyExc_TypeError, "matcher: expected (pdict, table) or a callable"); return -1; }
+  if (!PyCallable_Check(o)) { PyErr_SetString(PyExc_TypeError, "matcher: expected (pdict, table, guarded) or a callable"); return -1; }
   m->fn = o;
   return 0;
 }
@@ -340,10 +343,15 @@ static PyObject *candidates(Matcher *m, PyObject *op, PyObject *pats, PyObject *
   for (Py_ssize_t i = 0; i < PyList_GET_SIZE(pats); i++) {
     PyObject *e = PyList_GET_ITEM(pats, i);
     if (!PyList_CheckExact(e) || PyList_GET_SIZE(e) < 3) { PyErr_SetString(PyExc_TypeError, "pdict entries must be [pat, match, early_reject]"); goto error; }
-    PyObject *ok = PyObject_CallMethodOneArg(PyList_GET_ITEM(e, 2), s_issubset, ler);
+    PyObject *ok = PyObject_CallMethodOneArg(PyList_GET_ITEM(e, 2), s_issubset, ler), *gid, *item;
     int keep = ok == NULL ? -1 : PyObject_IsTrue(ok);
     Py_XDECREF(ok);
-    if (keep < 0 || (keep && PyList_Append(kept, e) < 0)) goto error;
+    if (keep <= 0) { if (keep < 0) goto error; continue; }
+    /* an entry whose rule has a C guard (dispatch.py's guarded: {UPat: guard id}) is kept as (entry, guard id) */
+    if ((gid = PyDict_GetItemWithError(m->guarded, PyList_GET_ITEM(e, 0))) == NULL && PyErr_Occurred()) goto error;
+    item = gid != NULL ? PyTuple_Pack(2, e, gid) : Py_NewRef(e);
+    if (item == NULL || PyList_Append(kept, item) < 0) { Py_XDECREF(item); goto error; }
+    Py_DECREF(item);
   }
   entries = PyList_AsTuple(kept);
   Py_DECREF(kept);
@@ -368,6 +376,11 @@ static PyObject *match(Matcher *m, PyObject *u, PyObject *ctx) {
   Py_INCREF(entries);  /* a rule may rewrite the table (a matcher built inside a rule): keep ours alive */
   for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(entries); i++) {
     PyObject *e = PyTuple_GET_ITEM(entries, i);
+    Guard guard = guard_of(e);
+    if (guard != NULL) {
+      if (guard(u)) continue;  /* the rule's function returns None here */
+      e = PyTuple_GET_ITEM(e, 0);
+    }
     PyObject *ret = PyObject_Vectorcall(PyList_GET_ITEM(e, 1), args, 2, NULL);  /* read each time: rules compile lazily */
     if (ret == NULL) { Py_DECREF(entries); return NULL; }
     if (ret != Py_None && ret != u) { Py_DECREF(entries); return ret; }
@@ -731,6 +744,10 @@ static PyMethodDef uop_call_def = {"__call__", (PyCFunction)(void (*)(void))uop_
 static PyMethodDef uop_del_def = {"__del__", (PyCFunction)uop_del, METH_NOARGS, "UOp.__del__: drop the hash-consing entry (tinybounty.engine)"};
 static PyMethodDef toposort_def = {"toposort", (PyCFunction)(void (*)(void))toposort, METH_FASTCALL | METH_KEYWORDS,
                                    "UOp.toposort(gate=None, enter_calls=True) (tinybounty.engine)"};
+static PyMethodDef index_def = {"index", (PyCFunction)(void (*)(void))uop_index, METH_FASTCALL | METH_KEYWORDS,
+                                 "UOp.index(*srcs, **kwargs) (tinybounty.engine)"};
+static PyMethodDef binop_def = {"_binop", (PyCFunction)(void (*)(void))uop_binop, METH_FASTCALL | METH_KEYWORDS,
+                                 "ElementwiseMixin._binop(op, x, reverse) for UOps (tinybounty.engine)"};
 static PyMethodDef recursive_get_def = {"__get__", (PyCFunction)(void (*)(void))recursive_property_get, METH_FASTCALL,
                                         "recursive_property.__get__: the cached value, else the walk (tinybounty.engine)"};
 
@@ -743,6 +760,11 @@ static struct { const char *name; PyObject **into; } bound[] = {
   {"weakfloat", &weakfloat_dtype}, {"dtype_table", &dtype_table}, {"FIRST", &dtype_first}, {"PROMO", &dtype_promo},
   {"dtype_of", &dtype_of}, {"stock_call", &stock_call}, {"stock_init", &stock_init}, {"stock_del", &stock_del},
   {"toposort", &py_toposort}, {"recursive_get", &recursive_get},
+  {"shape_kind", &shape_kind}, {"shape_of", &py_shape_of}, {"DISALLOW_BROADCAST", &disallow_broadcast}, {"STACK", &op_stack},
+  {"int_dtypes", &int_dtypes}, {"least_upper_dtype", &least_upper}, {"movement_or_detach", &movement_or_detach}, {"Invalid", &invalid},
+  {"stock_index", &stock_index}, {"stock_const", &stock_const}, {"stock_binop", &stock_binop}, {"stock_shape_fget", &stock_shape_fget},
+  {"shape_nm", &shape_nm},
+  {"ADD", &op_add}, {"MUL", &op_mul}, {"FLOORMOD", &op_floormod},
 };
 
 /* setup(objects: {name: object}, UOpMetaClass, recursive_property): bind them (kept for the life of the process) and
@@ -757,8 +779,10 @@ static PyObject *setup(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
     if (o == NULL) return PyErr_Format(PyExc_KeyError, "setup: missing %s", bound[i].name);
     Py_XSETREF(*bound[i].into, Py_NewRef(o));
   }
-  if (!PyType_Check(uop_type) || !PyType_Check(dtype_type) || !PyDict_CheckExact(ucache) || !PyDict_CheckExact(dtype_table)) {
-    PyErr_SetString(PyExc_TypeError, "setup: UOp and DType must be types, ucache and dtype_table dicts");
+  if (!PyType_Check(uop_type) || !PyType_Check(dtype_type) || !PyDict_CheckExact(ucache) || !PyDict_CheckExact(dtype_table) ||
+      !PyDict_CheckExact(shape_kind) || !PyTuple_CheckExact(int_dtypes) || !PyAnySet_CheckExact(movement_or_detach)) {
+    PyErr_SetString(PyExc_TypeError, "setup: UOp and DType must be types, ucache, dtype_table and shape_kind dicts, int_dtypes a tuple, "
+                    "movement_or_detach a set");
     return NULL;
   }
   PyObject *u = (PyObject *)uop_type;
@@ -768,8 +792,13 @@ static PyObject *setup(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
   PyObject *get = PyDescr_NewMethod((PyTypeObject *)args[2], &recursive_get_def);
   PyObject *del = PyDescr_NewMethod(uop_type, &uop_del_def);
   PyObject *topo = PyDescr_NewMethod(uop_type, &toposort_def);
-  if (call == NULL || get == NULL || del == NULL || topo == NULL) { Py_XDECREF(call); Py_XDECREF(get); Py_XDECREF(del); Py_XDECREF(topo); return NULL; }
-  return Py_BuildValue("(NNNN)", call, get, del, topo);
+  PyObject *index = PyDescr_NewMethod(uop_type, &index_def), *binop = PyDescr_NewMethod(uop_type, &binop_def);
+  Py_XSETREF(lub_cache, PyDict_New());
+  if (call == NULL || get == NULL || del == NULL || topo == NULL || index == NULL || binop == NULL || lub_cache == NULL) {
+    Py_XDECREF(call); Py_XDECREF(get); Py_XDECREF(del); Py_XDECREF(topo); Py_XDECREF(index); Py_XDECREF(binop);
+    return NULL;
+  }
+  return Py_BuildValue("(NNNNNN)", call, get, del, topo, index, binop);
 }
 
 static PyMethodDef methods[] = {
@@ -778,15 +807,20 @@ static PyMethodDef methods[] = {
   {"walk", (PyCFunction)(void (*)(void))walk, METH_FASTCALL, "RewriteContext.walk_rewrite's loop: returns replace.get(root, root)"},
   {"match", (PyCFunction)(void (*)(void))py_match, METH_FASTCALL, "PatternMatcher.rewrite(uop, ctx) through the dispatch table"},
   {"settings", (PyCFunction)settings, METH_O, "every ContextVar's value, lists as tuples (the memo's key)"},
+  {"guard", (PyCFunction)(void (*)(void))py_guard, METH_FASTCALL, "guard(id, uop): whether a rule guard shows its function returns None"},
+  {"shape_rule", (PyCFunction)shape_rule, METH_O, "UOp._shape's rule for one node (tinybounty.engine)"},
+  {"shape_get", (PyCFunction)shape_get, METH_O, "UOp.shape (tinybounty.engine)"},
+  {"const", (PyCFunction)(void (*)(void))uop_const, METH_FASTCALL | METH_KEYWORDS, "UOp.const(b, dtype=None) (tinybounty.engine)"},
   {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_loop", "tinybounty.engine's rewrite loop in C", -1, methods};
 
 PyMODINIT_FUNC PyInit__loop(void) {
-  const char *names[] = {"_src_ops", "addrspace", "value", "nm", "fxn", "issubset", "__init__"};
-  PyObject **into[] = {&s_src_ops, &s_addrspace, &s_value, &s_nm, &s_fxn, &s_issubset, &s_init};
-  for (int i = 0; i < 7; i++)
+  const char *names[] = {"_src_ops", "addrspace", "value", "nm", "fxn", "issubset", "__init__", "_shape", "src"};
+  PyObject **into[] = {&s_src_ops, &s_addrspace, &s_value, &s_nm, &s_fxn, &s_issubset, &s_init, &s_shape, &s_src};
+  if ((empty_tuple = PyTuple_New(0)) == NULL) return NULL;
+  for (int i = 0; i < 9; i++)
     if ((*into[i] = PyUnicode_InternFromString(names[i])) == NULL) return NULL;
   for (long i = 0; i < 3; i++)
     if ((stage_obj[i] = PyLong_FromLong(i)) == NULL) return NULL;

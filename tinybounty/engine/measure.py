@@ -113,19 +113,19 @@ def describe_engine(kind: str | None) -> str:
 def check_speedup(target: float, full: bool) -> Result:
   """Registry check of bounties 06-08: the measured rewrite-time ratio against `target`, FAIL if any output differs.
 
-  Short: GPT-2 tiny (seconds), plus the newest full-size figures quoted from docs/benchmarks.md; the figure is the smallest
-  of the measured and the quoted ratios (the criterion is the full-size models). Full: ResNet-50 batch 64 and GPT-2 small,
-  3 repeats each; the figure is the smaller of the two ratios.
+  Short: GPT-2 tiny (seconds), plus the newest full-size figures quoted from docs/benchmarks.md (QUOTED, upstream's script
+  among them); the figure is the smallest of the measured and the quoted ratios (the criterion is the full-size models).
+  Full: ResNet-50 batch 64 and GPT-2 small, 5 repeats each (medians); the figure is the smaller of the two ratios.
   """
   cases = {"ResNet-50 bs64": functools.partial(resnet50_output, 64), "GPT-2 small": functools.partial(gpt2_output, 4)} if full else \
           {"GPT-2 tiny": functools.partial(gpt2_output, 2, GPT2Config.tiny())}
-  res = {name: _measured(name, build, 3 if full else 1) for name, build in cases.items()}
-  ran = ", ".join(f"{n} ({3 if full else 1} run{'s' if full else ''} each way)" for n in res) + \
+  res = {name: _measured(name, build, 5 if full else 1) for name, build in cases.items()}
+  ran = ", ".join(f"{n} ({5 if full else 1} run{'s' if full else ''} each way)" for n in res) + \
         f": schedule_linear + full_rewrite_to_sink per kernel, stock vs ours ({next(iter(res.values()))['engine']}) in one process"
   if bad := [n for n, r in res.items() if not r["identical"]]: return Result(Status.FAIL, ran=ran, detail=f"rewritten kernels differ: {bad}")
   detail = "; ".join(f"{n}: rewrite {r['rewrite_ratio']:.2f}x, total {r['total_ratio']:.2f}x" for n, r in res.items())
   ratios = [r["rewrite_ratio"] for r in res.values()]
-  if not full and (recs := [rec for b in ("engine_resnet50", "engine_gpt2") if (rec := latest(b)) is not None]):
+  if not full and (recs := [rec for b in QUOTED if (rec := latest(b)) is not None]):
     detail += "; quoted from docs/benchmarks.md: " + "; ".join(f"{rec.bench}: {rec.figure} ({rec.date})" for rec in recs)
     ratios += [float(m.group(1)) for rec in recs if (m := re.match(r"([\d.]+)x", rec.figure))]
     ran += "; figure: the smallest of the measured and the quoted full-size ratios"
@@ -133,6 +133,9 @@ def check_speedup(target: float, full: bool) -> Result:
 
 
 _cache: dict[tuple[str, int], dict] = {}
+# full-size records quoted by the short checks: our bench's ResNet-50 bs64 and GPT-2 small, and upstream's own script
+# (bench/upstream_schedule.py: external_benchmark_schedule.py run unchanged, stock and ours alternating)
+QUOTED = ("engine_resnet50", "engine_gpt2", "engine_upstream_resnet50")
 
 
 def _measured(name: str, build: Callable[[], Tensor], repeats: int) -> dict:

@@ -22,14 +22,17 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from tinygrad.dtype import AddrSpace, DType, dtypes
-from tinygrad.helpers import SPEC, cache_dir
+from tinygrad.dtype import AddrSpace, DType, Invalid, dtypes, least_upper_dtype
+from tinygrad.helpers import DISALLOW_BROADCAST, SPEC, cache_dir
+from tinygrad.mixin.elementwise import ElementwiseMixin
 from tinygrad.uop.ops import BottomUpGate, Ops, RewriteContext, UOp, UOpMetaClass, recursive_property
 
-from tinybounty.engine.hot import DTYPE_TABLE, STOCK, dtype_of, recursive_property_get, toposort
-from tinybounty.engine.rewrite import native_walk_rewrite
+from tinybounty.engine import hot
+from tinybounty.engine.hot import ABSENT, DTYPE_TABLE, STOCK, dtype_of, recursive_property_get, shape_of, toposort
+from tinybounty.engine.rewrite import native_simplify, native_walk_rewrite
 
 SOURCE = Path(__file__).with_name("loop.c")
+INCLUDED = [Path(__file__).with_name("rules.c")]  # #included by loop.c: part of the module's hash
 FLAGS = ["-O2", "-shared", "-fPIC", "-fno-strict-aliasing"]
 _loaded: dict[str, ModuleType] = {}
 
@@ -65,7 +68,8 @@ def _build(target: Path) -> None:
 
 def module_path() -> Path:
   """Where the compiled loop for this source, compiler flags and Python lives (built or not)."""
-  key = hashlib.sha256(SOURCE.read_bytes() + " ".join(FLAGS).encode() + sys.version.encode()).hexdigest()[:16]
+  source = SOURCE.read_bytes() + b"".join(p.read_bytes() for p in INCLUDED)
+  key = hashlib.sha256(source + " ".join(FLAGS).encode() + sys.version.encode()).hexdigest()[:16]
   root = Path(os.environ.get("TINYBOUNTY_NATIVE_CACHE") or Path(cache_dir) / "tinybounty")
   return root / f"_loop_{key}{sysconfig.get_config_var('EXT_SUFFIX')}"
 
@@ -85,7 +89,9 @@ def load() -> ModuleType:
   return mod
 
 
-STOCK_NATIVE = {"uop_del": UOp.__dict__["__del__"], "walk_rewrite": RewriteContext.__dict__["walk_rewrite"]}
+STOCK_NATIVE = {"uop_del": UOp.__dict__["__del__"], "walk_rewrite": RewriteContext.__dict__["walk_rewrite"],
+                "shape_property": UOp.__dict__["shape"], "index": UOp.__dict__["index"], "const": UOp.__dict__["const"],
+                "binop": UOp.__dict__.get("_binop", ABSENT), "simplify": UOp.__dict__["simplify"]}
 
 
 def bind() -> tuple[ModuleType, dict[str, tuple[Any, str, Any]]]:
@@ -97,11 +103,20 @@ def bind() -> tuple[ModuleType, dict[str, tuple[Any, str, Any]]]:
                "opaque_bodies": UOp._OPAQUE_CALL_BODIES, **{op: Ops[op] for op in ("BUFFER", "FUNCTION", "CALL", "CONST", "CAST", "BITCAST",
                "WHERE", "INDEX", "PARAM")}, "DType": DType, **{d: getattr(dtypes, d) for d in ("void", "bool", "weakint", "weakfloat")},
                **dict(zip(("dtype_table", "FIRST", "PROMO"), DTYPE_TABLE)), "dtype_of": dtype_of, "stock_call": STOCK["uop_call"],
-               "stock_init": UOp.__init__, "stock_del": STOCK_NATIVE["uop_del"], "toposort": toposort, "recursive_get": recursive_property_get}
-    call, get, delete, topo = mod.setup(objects, UOpMetaClass, recursive_property)
+               "stock_init": UOp.__init__, "stock_del": STOCK_NATIVE["uop_del"], "toposort": toposort, "recursive_get": recursive_property_get,
+               "shape_kind": hot.SHAPE_KIND, "shape_of": shape_of, "DISALLOW_BROADCAST": DISALLOW_BROADCAST, "STACK": Ops.STACK,
+               "int_dtypes": (*dtypes.ints, dtypes.weakint), "least_upper_dtype": least_upper_dtype,
+               "movement_or_detach": set(hot.MOVEMENT_OR_DETACH), "Invalid": Invalid, "stock_index": STOCK_NATIVE["index"],
+               "stock_const": STOCK_NATIVE["const"].__func__,
+               "stock_binop": ElementwiseMixin._binop, "stock_shape_fget": STOCK_NATIVE["shape_property"].fget,
+               "shape_nm": hot.SHAPE_PROP.nm, "ADD": Ops.ADD, "MUL": Ops.MUL, "FLOORMOD": Ops.FLOORMOD}
+    call, get, delete, topo, index, binop = mod.setup(objects, UOpMetaClass, recursive_property)
     patches = _bound[mod] = {"uop_call": (UOpMetaClass, "__call__", call), "recursive_property": (recursive_property, "__get__", get),
                              "uop_del": (UOp, "__del__", delete), "toposort": (UOp, "toposort", topo),
-                             "walk_rewrite": (RewriteContext, "walk_rewrite", native_walk_rewrite(mod))}
+                             "walk_rewrite": (RewriteContext, "walk_rewrite", native_walk_rewrite(mod)),
+                             "shape": (hot.SHAPE_PROP, "fxn", mod.shape_rule), "shape_property": (UOp, "shape", property(mod.shape_get)),
+                             "index": (UOp, "index", index), "const": (UOp, "const", staticmethod(mod.const)), "binop": (UOp, "_binop", binop),
+                             "simplify": (UOp, "simplify", native_simplify(mod))}
   return mod, patches
 
 

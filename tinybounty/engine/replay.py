@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 
 TARGETS = {"clang": "CPU", "cuda": "NULL:CUDA:sm_90", "amd": "NULL:AMDLLVM:gfx1201"}
-CORPUS = ("resnet50_fwd", "gpt2_fwd", "gpt2_train_step", "bert_fwd", "llama_decode", "mnist_train_step")
+CORPUS = ("resnet50_fwd", "resnet18_train_step", "gpt2_fwd", "gpt2_train_step", "gpt2_decode", "bert_fwd", "llama_decode", "mnist_train_step")
 
 
 @dataclass(frozen=True)

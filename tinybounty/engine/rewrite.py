@@ -143,6 +143,25 @@ def native_unified_rewrite(loop) -> Callable[[RewriteContext, UOp], UOp]:
   return unified_rewrite_native
 
 
+def native_simplify(loop) -> Callable[..., UOp]:
+  """UOp.simplify answered from the memo when the rewrite it runs (symbolic, no ctx, TRACK_MATCH_STATS=0) is already
+  memoized for this node: stock's graph_rewrite would return that entry, after entering a Context, a RewriteContext and
+  our loop. Misses, tracked calls and tracking settings run stock's simplify."""
+  from tinygrad.uop.ops import TRACK_MATCH_STATS
+  from tinygrad.uop.symbolic import symbolic
+  settings, cvars, stock = loop.settings, ContextVar._cache, UOp.__dict__["simplify"]
+
+  def simplify(self: UOp, tracked: bool = False) -> UOp:
+    op = self.op
+    if op is Ops.CONST: return self
+    if op is not Ops.SINK and not tracked and TRACK_MATCH_STATS.value == 0:
+      # with TRACK_MATCH_STATS already 0, stock's Context(TRACK_MATCH_STATS=0) leaves every setting as it is now
+      tok = memo_token(symbolic, None, False, settings(cvars))
+      if tok is not None and (hit := self.__dict__.get(tok, _MISS)) is not _MISS: return self if hit is None else hit
+    return stock(self, tracked)
+  return simplify
+
+
 def native_walk_rewrite(loop) -> Callable[[RewriteContext, UOp], UOp]:
   """RewriteContext.walk_rewrite (graph_rewrite(walk=True)) with its loop in C: stock's single pass, no memo."""
   walk = loop.walk
