@@ -20,8 +20,9 @@ def rope_inv_freq(head_dim: int, params: dict[str, Any]) -> np.ndarray:
   old_len = params["original_max_position_embeddings"]
   low_wavelen, high_wavelen, wavelen = old_len / low, old_len / high, 2 * math.pi / inv
   scaled = np.where(wavelen > low_wavelen, inv / factor, inv)
-  smooth = (old_len / wavelen - low) / (high - low)
-  smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+  with np.errstate(divide="ignore", invalid="ignore"):  # high == low (Llama 4 Scout): no medium band, smooth unused
+    smooth = (old_len / wavelen - low) / (high - low)
+    smoothed = (1 - smooth) * scaled / factor + smooth * scaled
   medium = ~(wavelen < high_wavelen) & ~(wavelen > low_wavelen)
   return np.where(medium, smoothed, scaled)
 
