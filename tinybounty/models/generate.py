@@ -3,7 +3,7 @@ and reused at every position through a bound `start_pos` variable; `load_causal_
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 import numpy as np
@@ -26,16 +26,21 @@ def load_causal_lm(path: str, device: str | None = None, dtype: DType | None = N
 
 @dataclass
 class GenerationStats:
-  """Timings of one generate call: prefill seconds, decode steps and their seconds (tok/s counts batch rows)."""
+  """Timings of one generate call: prefill seconds and each decode step's seconds (tok/s counts batch rows)."""
   prompt_tokens: int = 0
   prefill_s: float = 0.0
-  steps: int = 0
-  decode_s: float = 0.0
+  step_s: list[float] = field(default_factory=list)
   batch: int = 1
 
   @property
+  def steps(self) -> int:
+    return len(self.step_s)
+
+  @property
   def decode_tok_s(self) -> float:
-    return self.steps * self.batch / self.decode_s if self.decode_s else float("nan")
+    """Over the steps after the JIT's capture (its first two calls compile), or all steps if there are no others."""
+    timed = self.step_s[2:] or self.step_s
+    return len(timed) * self.batch / sum(timed) if timed else float("nan")
 
 
 class Generator:
@@ -76,5 +81,4 @@ class Generator:
       t0 = time.perf_counter()
       logits = self.decode(Tensor(nxt.reshape(B, 1), dtype=dtypes.int32), T + i)
       nxt = logits.argmax(-1).numpy().astype(np.int32)
-      stats.decode_s += time.perf_counter() - t0
-      stats.steps += 1
+      stats.step_s.append(time.perf_counter() - t0)

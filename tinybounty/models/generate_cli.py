@@ -35,8 +35,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
   except (FileNotFoundError, ValueError, NotImplementedError) as e:
     print(f"tinybounty generate: {e}", file=sys.stderr)
     return 2
-  print(f"prefill {stats.prompt_tokens} tokens in {stats.prefill_s:.2f} s; decode {stats.steps} steps at {stats.decode_tok_s:.1f} tok/s "
-        "(the first two steps include the JIT's capture)", file=sys.stderr)
+  print(f"prefill {stats.prompt_tokens} tokens in {stats.prefill_s:.2f} s; decode {stats.steps} steps, {stats.decode_tok_s:.2f} tok/s "
+        "after the JIT's capture (its first two steps compile)", file=sys.stderr)
   return 0
 
 

@@ -10,6 +10,12 @@ from tinygrad import Tensor, dtypes
 from tinygrad.uop.ops import sint
 
 
+def on_device_of(t: Tensor, ref: Tensor) -> Tensor:
+  """`t` moved to `ref`'s device, or replicated over its devices when `ref` is sharded."""
+  if isinstance(ref.device, tuple): return t if t.device == ref.device else t.shard(ref.device)
+  return t.to(ref.device)
+
+
 def rope_inv_freq(head_dim: int, params: dict[str, Any]) -> np.ndarray:
   """Inverse frequencies (head_dim//2,) in float64 for rope_type 'default' or 'llama3' (Llama 3.1 / 4 wavelength scaling)."""
   inv = 1.0 / params["rope_theta"] ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
@@ -62,7 +68,10 @@ class KVCache:
   def update(self, k: Tensor, v: Tensor, start_pos: sint) -> tuple[Tensor, Tensor]:
     B, H, T, D = k.shape
     if self.kv is None or self.kv.shape[1] != B:
-      self.kv = Tensor.zeros(2, B, H, self.max_len, D, dtype=k.dtype, device=k.device).contiguous().realize()
+      if isinstance(k.device, tuple):  # sharded by heads: the cache splits the same way
+        self.kv = Tensor.zeros(2, B, H, self.max_len, D, dtype=k.dtype).shard(k.device, axis=2).contiguous().realize()
+      else:
+        self.kv = Tensor.zeros(2, B, H, self.max_len, D, dtype=k.dtype, device=k.device).contiguous().realize()
     self.kv[:, :, :, start_pos:start_pos + T].assign(Tensor.stack(k, v))
     return self.kv[0, :, :, :start_pos + T], self.kv[1, :, :, :start_pos + T]
 
@@ -108,8 +117,25 @@ def routed_experts(x: Tensor, idx: Tensor, weight: Tensor, gate: Tensor, up: Ten
     out = expert_ffn(xs, gate[idx], up[idx], down[idx]).reshape(N, K, D)
     return out.sum(1) if scale_input else (out * weight.unsqueeze(-1)).sum(1)
   if mode != "dense": raise ValueError(f"unknown MoE mode {mode!r}")
-  dense_w = (idx.unsqueeze(-1) == Tensor.arange(E, dtype=dtypes.int32).to(x.device)).where(weight.unsqueeze(-1), 0).sum(1)  # (N, E)
+  dense_w = (idx.unsqueeze(-1) == on_device_of(Tensor.arange(E, dtype=dtypes.int32), x)).where(weight.unsqueeze(-1), 0).sum(1)  # (N, E)
   xs = x.reshape(N, 1, 1, D)
   if scale_input: xs = xs * dense_w.reshape(N, E, 1, 1)
   out = expert_ffn(xs, gate, up, down).reshape(N, E, D)
   return out.sum(1) if scale_input else (out * dense_w.unsqueeze(-1)).sum(1)
+
+
+def shard_model(model, devices: tuple[str, ...]) -> None:
+  """Spread a loaded Olmoe / Llama4 over `devices` in place with `Tensor.shard`: attention by heads (q/k/v rows, o_proj
+  columns, OLMoE's per-head QK-norm weights), stacked experts by expert (axis 0), everything else replicated. MoE layers
+  then run their dense path, each device computing only the experts it holds; the KV cache shards by heads too."""
+  from tinygrad.nn.state import get_state_dict
+  cfg = model.cfg
+  if cfg.n_kv_heads % len(devices) or cfg.n_experts % len(devices):
+    raise ValueError(f"{len(devices)} devices must divide the {cfg.n_kv_heads} KV heads and the {cfg.n_experts} experts")
+  for name, t in get_state_dict(model).items():
+    if any(p in name for p in ("q_proj", "k_proj", "v_proj", "q_norm", "k_norm", ".experts.")): axis = 0
+    elif "o_proj" in name: axis = 1
+    else: axis = None
+    t.replace(t.shard(devices, axis=axis).realize())
+  model.set_moe_mode("dense")
+  model.reset_cache()

@@ -15,7 +15,7 @@ from tinygrad.dtype import DType
 from tinygrad.uop.ops import sint
 
 from tinybounty.models.hf_checkpoint import Checkpoint, Source, config_get, direct, load_weights, rope_parameters, stacked
-from tinybounty.models.moe_blocks import KVCache, attend, rope_cos_sin, rope_rotate_half, routed_experts
+from tinybounty.models.moe_blocks import KVCache, attend, on_device_of, rope_cos_sin, rope_rotate_half, routed_experts
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ class Olmoe:
     T = tokens.shape[1]
     if isinstance(start_pos, int) and not 0 <= start_pos <= self.cfg.max_context - T:
       raise ValueError(f"start_pos {start_pos} + {T} tokens exceeds max_context {self.cfg.max_context}")
-    x, rope = self.model.embed_tokens(tokens), self.rope[start_pos:start_pos + T]
+    x, rope = self.model.embed_tokens(on_device_of(tokens, self.lm_head.weight)), self.rope[start_pos:start_pos + T]
     for layer in self.model.layers: x = layer(x, start_pos, rope, self.positions, use_cache)
     return self.lm_head(self.model.norm(x))
 
