@@ -28,4 +28,4 @@ def check(full: bool) -> Result:
 
 
 BOUNTY = Bounty(16, "Llama 4 Scout on a tinybox", "tinybounty.models.llama4",
-                hardware="a tinybox (6 GPUs) in the original", check=check)
+                hardware="a tinybox (6 GPUs) in the original", check=check, timeout=600.0)
