@@ -143,6 +143,7 @@ class Olmoe:
     from tinygrad.nn.state import get_state_dict
     total = 0
     for name, t in get_state_dict(self).items():
+      if not t.is_param: continue
       if ".experts." in name: total += t.nbytes() * self.cfg.top_k // self.cfg.n_experts
       elif name == "model.embed_tokens.weight": total += t.nbytes() // self.cfg.vocab_size
       else: total += t.nbytes()
