@@ -1,0 +1,84 @@
+"""Greedy generation for the KV-cache decoders (OLMoE, Llama 4): one prefill, then a TinyJit'd decode step compiled once
+and reused at every position through a bound `start_pos` variable; `load_causal_lm` picks the model by config.json."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import numpy as np
+from tinygrad import Tensor, TinyJit, UOp, dtypes
+from tinygrad.dtype import DType
+
+from tinybounty.models.hf_checkpoint import Checkpoint
+
+ARCHITECTURES = {"OlmoeForCausalLM": "tinybounty.models.olmoe:load_olmoe", "Llama4ForCausalLM": "tinybounty.models.llama4:load_llama4"}
+
+
+def load_causal_lm(path: str, device: str | None = None, dtype: DType | None = None, max_context: int = 1024) -> Any:
+  """The model of a checkpoint directory, by its config.json's architecture; a ValueError names an unsupported one."""
+  import importlib
+  arch = Checkpoint(path).architecture
+  if arch not in ARCHITECTURES: raise ValueError(f"unknown architecture {arch!r} in {path}/config.json (supported: {', '.join(ARCHITECTURES)})")
+  module, fn = ARCHITECTURES[arch].split(":")
+  return getattr(importlib.import_module(module), fn)(path, device=device, dtype=dtype, max_context=max_context)
+
+
+@dataclass
+class GenerationStats:
+  """Timings of one generate call: prefill seconds and each decode step's seconds (tok/s counts batch rows)."""
+  prompt_tokens: int = 0
+  prefill_s: float = 0.0
+  step_s: list[float] = field(default_factory=list)
+  batch: int = 1
+
+  @property
+  def steps(self) -> int:
+    return len(self.step_s)
+
+  @property
+  def decode_tok_s(self) -> float:
+    """Over the steps after the JIT's capture (its first two calls compile), or all steps if there are no others."""
+    timed = self.step_s[2:] or self.step_s
+    return len(timed) * self.batch / sum(timed) if timed else float("nan")
+
+
+class Generator:
+  """Prefill + JIT'd decode over a model taking (tokens, start_pos) and owning its KV caches (`reset_cache()`)."""
+  def __init__(self, model: Any):
+    self.model = model
+    self.max_context = model.cfg.max_context
+    self._step = TinyJit(self._decode)
+
+  def _decode(self, tok: Tensor, start_pos: UOp) -> Tensor:
+    return self.model(tok, start_pos)[:, -1, :].float().realize()
+
+  def prefill(self, tokens: Tensor) -> Tensor:
+    """Reset the caches and run the prompt (B, T): the (B, T, vocab) logits."""
+    self.model.reset_cache()
+    self._step.reset()
+    return self.model(tokens, 0).float().realize()
+
+  def decode(self, tok: Tensor, pos: int) -> Tensor:
+    """One cached step of (B, 1) tokens at position `pos`: (B, vocab) logits (a buffer the next step overwrites)."""
+    if not 1 <= pos < self.max_context: raise ValueError(f"position {pos} is outside the cache (max_context {self.max_context})")
+    return self._step(tok.contiguous().realize(), UOp.variable("start_pos", 1, self.max_context - 1).bind(pos))
+
+  def greedy(self, prompt: list[list[int]], max_new_tokens: int, stats: GenerationStats | None = None) -> Iterator[np.ndarray]:
+    """Yield (B,) greedy tokens one step at a time after the prompt (B rows of equal length)."""
+    tokens = np.asarray(prompt, dtype=np.int32)
+    B, T = tokens.shape
+    if T + max_new_tokens > self.max_context:
+      raise ValueError(f"{T} prompt + {max_new_tokens} new tokens exceed max_context {self.max_context}")
+    stats = stats if stats is not None else GenerationStats()
+    stats.prompt_tokens, stats.batch = T, B
+    t0 = time.perf_counter()
+    nxt = self.prefill(Tensor(tokens, dtype=dtypes.int32))[:, -1, :].argmax(-1).numpy().astype(np.int32)
+    stats.prefill_s = time.perf_counter() - t0
+    for i in range(max_new_tokens):
+      yield nxt
+      if i == max_new_tokens - 1: break
+      t0 = time.perf_counter()
+      logits = self.decode(Tensor(nxt.reshape(B, 1), dtype=dtypes.int32), T + i)
+      nxt = logits.argmax(-1).numpy().astype(np.int32)
+      stats.step_s.append(time.perf_counter() - t0)
