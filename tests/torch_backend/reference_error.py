@@ -41,4 +41,5 @@ def assert_within(got: torch.Tensor, ref: torch.Tensor, allowed: torch.Tensor, w
   worst = (err / allowed.where(finite, 1)).nan_to_num(nan=0, posinf=float("inf"))
   if worst.numel():
     at = worst.argmax()
-    assert worst.max() <= 1, f"{what}: {err.flatten()[at].item():.3g} from float64, {worst.max().item():.2f}x the allowed {allowed.flatten()[at].item():.3g}"
+    assert worst.max() <= 1, \
+      f"{what}: {err.flatten()[at].item():.3g} from float64, {worst.max().item():.2f}x the allowed {allowed.flatten()[at].item():.3g}"
