@@ -420,9 +420,8 @@ def register() -> None:
   """Rename PrivateUse1 to "tiny", install the backend module and every kernel. Idempotent."""
   from torch.utils.backend_registration import _setup_privateuseone_for_python_backend
 
-  from tinybounty.torch_backend import serialization, threads
+  from tinybounty.torch_backend import half_rounding, serialization, threads
   from tinybounty.torch_backend.module import TinyModule
-  from tinybounty.validate import half_rounding
   if torch.cuda.is_available():
     warnings.warn("tiny: registering the tiny device makes it torch's accelerator in this process, and CUDA autograd here then fails "
                   "an internal assert (pytorch/pytorch#161129): run CUDA training in another process", stacklevel=2)
