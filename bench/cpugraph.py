@@ -16,9 +16,9 @@ import sys
 from tinygrad.helpers import Context
 from tqdm import tqdm
 
+from tinybounty.bounties import cpugraph_measure as cb
 from tinybounty.hardware import load, machine
 from tinybounty.records import bench_command, format_row
-from tinybounty.runtime import cpugraph_bench as cb
 
 BACKENDS = {"clang": "CPU", "llvm": "CPU:LLVM"}
 

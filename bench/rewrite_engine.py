@@ -5,7 +5,7 @@
   PYTHONPATH=. DEV=CPU python bench/rewrite_engine.py --model resnet50 --profile   # cProfile of our engine's rewrite
   PYTHONPATH=. DEV=CPU python bench/rewrite_engine.py --model gpt2 --ablate        # everything but one part, each part
 
-What is timed, and how, is tinybounty.engine.measure's docstring: upstream's 'model rewrite' quantity (ResNet-50 batch
+What is timed, and how, is tinybounty.bounties.engine_measure's docstring: upstream's 'model rewrite' quantity (ResNet-50 batch
 64, empty weights, schedule_linear, then full_rewrite_to_sink per distinct kernel), in CPU seconds of this process.
 """
 from __future__ import annotations
@@ -20,9 +20,9 @@ from tinygrad import Device
 from tinygrad.uop.ops import RewriteContext
 
 import tinybounty.engine as engine
+from tinybounty.bounties.engine_measure import MODELS, compare, describe_engine, run_once
 from tinybounty.engine import native
 from tinybounty.engine.hot import put
-from tinybounty.engine.measure import MODELS, compare, describe_engine, run_once
 from tinybounty.engine.rewrite import native_unified_rewrite
 from tinybounty.hardware import machine
 

@@ -62,7 +62,7 @@ def main() -> None:
   os.environ["LINEARIZE"] = "0"
   sys.path.append(str(args.upstream.resolve()))
   import tinybounty.engine as engine
-  from tinybounty.engine.measure import describe_engine
+  from tinybounty.bounties.engine_measure import describe_engine
   from tinybounty.hardware import machine
   print(f"machine: {machine()}  upstream script: {script}")
   rewrite: dict[bool, list[tuple[float, float]]] = {False: [], True: []}

@@ -6,8 +6,8 @@ from tinygrad.helpers import Context
 from tinygrad.nn.optim import Adam
 from tinygrad.nn.state import get_parameters
 
+from tinybounty.bounties.cpugraph_measure import Step, Workload, equal_outputs, gpt2_decode, init_params, mlp, randn
 from tinybounty.models.gpt2 import GPT2Config
-from tinybounty.runtime.cpugraph_bench import Step, Workload, equal_outputs, gpt2_decode, init_params, mlp, randn
 
 
 def cnn() -> Workload:

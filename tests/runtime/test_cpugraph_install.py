@@ -3,8 +3,8 @@ import pytest
 from tinygrad import Device, TinyJit, dtypes
 from tinygrad.runtime.ops_cpu import CPUDevice
 
+from tinybounty.bounties.cpugraph_measure import Step, Workload, capture, equal_outputs, init_params, mlp, randn, replay
 from tinybounty.runtime import cpugraph
-from tinybounty.runtime.cpugraph_bench import Step, Workload, capture, equal_outputs, init_params, mlp, randn, replay
 from tinybounty.runtime.cpugraph_entry import Launch, render_c, render_llvm
 
 

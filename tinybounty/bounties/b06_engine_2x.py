@@ -3,7 +3,7 @@ from tinybounty.bounties.base import Bounty, Result
 
 
 def check(full: bool) -> Result:
-  from tinybounty.engine.measure import check_speedup
+  from tinybounty.bounties.engine_measure import check_speedup
   return check_speedup(2.0, full)
 
 

@@ -13,8 +13,8 @@ def check(full: bool) -> Result:
   from tinygrad.helpers import Context
 
   from tinybounty import records
+  from tinybounty.bounties import cpugraph_measure as cb
   from tinybounty.models.gpt2 import GPT2Config
-  from tinybounty.runtime import cpugraph_bench as cb
 
   cfg = GPT2Config.tiny()
   decode_loop = cb.gpt2_decode(cfg, "gpt2_tiny_decode", start=0, window=cfg.max_seq_len)

@@ -12,7 +12,7 @@ import torch
 from tinybounty.torch_backend import device, serialization, threads
 from tinybounty.torch_backend.module import TinyModule
 from tinybounty.torch_backend.stats import reset_stats, stats
-from tinybounty.validate import half_rounding
+from tinybounty.torch_backend import half_rounding
 
 
 @functools.cache

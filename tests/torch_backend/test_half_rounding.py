@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from tinygrad import Tensor, dtypes
 
-from tinybounty.validate import half_rounding
+from tinybounty.torch_backend import half_rounding
 
 VALUES = np.array([1.0001, 2.0003, 3.1234567], np.float32)
 
