@@ -9,10 +9,9 @@ import warnings
 
 import torch
 
-from tinybounty.torch_backend import device, serialization, threads
+from tinybounty.torch_backend import device, half_rounding, serialization, threads
 from tinybounty.torch_backend.module import TinyModule
 from tinybounty.torch_backend.stats import reset_stats, stats
-from tinybounty.torch_backend import half_rounding
 
 
 @functools.cache
