@@ -1,4 +1,5 @@
 """The tiny process group's collectives, two ranks under torchrun, against values computed on the CPU (selftest.py)."""
+import ast
 import re
 
 import pytest
@@ -13,5 +14,5 @@ def test_every_collective_on_two_ranks(backend):
   ok = re.findall(r"rank (\d): collectives ok (\{.*\})", run.output)
   assert sorted(r for r, _ in ok) == ["0", "1"], run.output[-3000:]
   for _, counts in ok:
-    counts = eval(counts)  # the dict stats() printed
+    counts = ast.literal_eval(counts)  # the dict stats() printed
     assert counts["collectives"] >= 15 and counts["collective_d2h_bytes"] > 0 and counts["collective_h2d_bytes"] > 0

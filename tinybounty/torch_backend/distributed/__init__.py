@@ -11,9 +11,11 @@ docs/distributed.md.
 """
 import functools
 
+import torch
 import torch.distributed as dist
 
 import tinybounty.torch_backend  # noqa: F401  (registers the tiny device)
+from tinybounty.torch_backend.distributed import fsdp_storage, streams
 from tinybounty.torch_backend.distributed.process_group import TinyProcessGroup, create
 
 
@@ -21,6 +23,8 @@ from tinybounty.torch_backend.distributed.process_group import TinyProcessGroup,
 def register() -> None:
   """Register the "tiny" torch.distributed backend for the tiny and CPU devices. Idempotent."""
   if "TINY" not in dist.Backend._plugins: dist.Backend.register_backend("tiny", create, devices=["cpu", "tiny"])
+  streams.install(torch.tiny)  # FSDP asks the device module for streams and events
+  fsdp_storage.install()  # and frees parameter memory by resizing storages
 
 
 register()

@@ -18,8 +18,20 @@ from typing import Callable, Sequence
 
 import torch
 import torch.distributed as dist
-from torch._C._distributed_c10d import (AllgatherOptions, AllreduceOptions, AllToAllOptions, BarrierOptions, BroadcastOptions, GatherOptions,
-                                        PrefixStore, ProcessGroupGloo, ReduceOp, ReduceOptions, ReduceScatterOptions, ScatterOptions)
+from torch._C._distributed_c10d import (
+  AllgatherOptions,
+  AllreduceOptions,
+  AllToAllOptions,
+  BarrierOptions,
+  BroadcastOptions,
+  GatherOptions,
+  PrefixStore,
+  ProcessGroupGloo,
+  ReduceOp,
+  ReduceOptions,
+  ReduceScatterOptions,
+  ScatterOptions,
+)
 
 from tinybounty.torch_backend.distributed.staging import TinyWork, check_device, from_host, host_like, to_host
 from tinybounty.torch_backend.stats import count
@@ -57,6 +69,19 @@ class TinyProcessGroup(dist.ProcessGroup):
 
   def getBackendName(self) -> str:
     return "tiny"
+
+  # the base class keeps a group's name and description in its C++ backends, and this group registers none
+  def setGroupName(self, name: str) -> None:
+    self._group_name = name
+
+  def getGroupName(self) -> str:
+    return getattr(self, "_group_name", "")
+
+  def setGroupDesc(self, desc: str) -> None:
+    self._group_desc = desc
+
+  def getGroupDesc(self) -> str:
+    return getattr(self, "_group_desc", "")
 
   def rank(self) -> int:
     return self._rank
@@ -132,7 +157,8 @@ class TinyProcessGroup(dist.ProcessGroup):
                 opts: AllgatherOptions = AllgatherOptions()) -> TinyWork:
     for i, t in enumerate(input_tensors): check_device(t, f"all_gather input {i}")
     for outs in output_tensors:
-      if len(outs) != self._size: raise ValueError(f"tiny process group: all_gather needs {self._size} output tensors (the world size), got {len(outs)}")
+      if len(outs) != self._size:
+        raise ValueError(f"tiny process group: all_gather needs {self._size} output tensors (the world size), got {len(outs)}")
       for i, t in enumerate(outs):
         check_device(t, f"all_gather output {i}")
         if t.shape != input_tensors[0].shape: raise ValueError(f"tiny process group: all_gather output {i} has shape {tuple(t.shape)}, "
