@@ -73,8 +73,19 @@ def run_all() -> dict[str, int]:
   return stats()
 
 
+def mismatched_shapes() -> str:
+  """Each rank all-reduces a tensor of another shape: every rank must raise, naming all ranks' shapes."""
+  r = dist.get_rank()
+  try:
+    dist.all_reduce(torch.ones(r + 2, device="tiny"))
+  except RuntimeError as e:
+    return str(e)
+  raise AssertionError(f"rank {r}: all_reduce of mismatched shapes did not raise")
+
+
 if __name__ == "__main__":
+  import sys
   dist.init_process_group("cpu:gloo,tiny:tiny")
-  counts = run_all()
-  print(f"rank {dist.get_rank()}: collectives ok {counts}", flush=True)
+  if "--mismatch" in sys.argv: print(f"rank {dist.get_rank()}: raised: {mismatched_shapes()}", flush=True)
+  else: print(f"rank {dist.get_rank()}: collectives ok {run_all()}", flush=True)
   dist.destroy_process_group()
