@@ -5,9 +5,9 @@
 1 rank: one process over the global batch (micro-batches of the 4-rank share, so every run compiles the same
 kernels). 2 ranks: one host (torchrun --standalone) and two machines (network namespaces, torchrun --nnodes 2, one
 rank each). 4 ranks: two machines, two ranks each. Each multi-rank run's weights are compared with the 1-rank run.
-Step time is the median over the steps after the first (which compiles); bytes are the host-staged bytes per rank per
-step (device to host and back, what gloo sends is of the same order). On a 2-core machine, 2 and 4 ranks share those
-cores: the figures show overhead, not speedup.
+Step time is the median over the steps from the third on (step 0 compiles the step, step 1 SGD's first momentum
+update); bytes are the host-staged bytes per rank per step (device to host and back; what gloo sends is of the same
+order). On a 2-core machine, 2 and 4 ranks share those cores: the figures show overhead, not speedup.
 """
 from __future__ import annotations
 

@@ -22,14 +22,14 @@ TRAIN = "tinybounty.torch_backend.distributed.train"
 class Run:
   world: int
   losses: list[float]
-  step_s: float  # median step time after the first (which compiles)
+  step_s: float  # median step time from the third step on (the first two compile kernels)
   bytes_per_step: float  # bytes staged through the host per rank per step (device to host + back)
   weights: dict[str, torch.Tensor]
 
 
 def _load(path: str, world: int) -> Run:
   r = torch.load(path, map_location="cpu", weights_only=False)
-  times = r["step_times"][1:] or r["step_times"]
+  times = r["step_times"][2:] or r["step_times"][-1:]  # steps 0 and 1 compile (step 1: SGD's first momentum update)
   return Run(world, r["losses"], statistics.median(times), statistics.median(r["bytes_per_step"]) if r["bytes_per_step"] else 0.0,
              r["weights"])
 
