@@ -3,7 +3,9 @@
 `d2h`: tensor contents copied from the tinygrad device to the host (`.cpu()`, `.item()`, `.numpy()`, a CPU fallback).
 `size_syncs`: single integers read back because an op's output *shape* depends on data (masked_select, nonzero,
 boolean indexing); PyTorch's eager API needs the size before it returns. `fallbacks`: ops run on the CPU under
-TINY_CPU_FALLBACK=1. Every read of device memory by the backend goes through `to_host` or `size_sync`.
+TINY_CPU_FALLBACK=1. `collectives`, `collective_d2h_bytes`, `collective_h2d_bytes`: torch.distributed collectives
+run on tiny tensors and the bytes they staged through the host (distributed/staging.py); listed once one has run.
+Every read of device memory by the backend goes through `to_host` or `size_sync`.
 """
 from __future__ import annotations
 
@@ -39,8 +41,12 @@ def count(name: str, n: int = 1) -> None:
 
 
 def stats() -> dict[str, int]:
-  """The counters since the last reset: d2h, d2h_bytes, size_syncs, fallbacks."""
-  return {k: _counts.get(k, 0) for k in ("d2h", "d2h_bytes", "size_syncs", "fallbacks")}
+  """The counters since the last reset: d2h, d2h_bytes, size_syncs, fallbacks (and the collective counters once one ran)."""
+  names = ("d2h", "d2h_bytes", "size_syncs", "fallbacks") + (_COLLECTIVE if _counts.get("collectives") else ())
+  return {k: _counts.get(k, 0) for k in names}
+
+
+_COLLECTIVE = ("collectives", "collective_d2h_bytes", "collective_h2d_bytes")
 
 
 def reset_stats() -> None:
