@@ -48,3 +48,30 @@ def hf_batch(batch: dict[str, np.ndarray]) -> dict:
 def hf_named_params(hf) -> list:
   """(our name, parameter) pairs of a transformers BertForPreTraining, each tied tensor once, in our naming."""
   return [(n, p) for n, p in hf.named_parameters() if not n.startswith("cls.predictions.decoder.")]
+
+
+def step0_errors(model: BertForPretraining, batch: dict[str, np.ndarray]) -> tuple[float, float]:
+  """(|loss - reference| / |reference|, worst over parameters of max|grad - reference| / scale) against transformers in float64.
+
+  scale is the reference gradient's own max |value|, floored at 1e-3 of the largest gradient (gradients that are zero in
+  exact arithmetic, such as the attention key biases, are rounding noise on both sides)."""
+  import torch
+  from tinygrad import Tensor
+
+  from tinybounty.data.bert_shards import FIELDS
+  params = model_params(model)
+  loss = model.loss(*[Tensor(batch[k]) for k in FIELDS])[0]
+  grads = dict(zip(params, [g.numpy() for g in loss.gradient(*params.values())]))
+  hf = hf_from_tiny(model, torch.float64)
+  out = hf(**hf_batch(batch))
+  out.loss.backward()
+  ref = {n: p.grad.numpy() for n, p in hf_named_params(hf)}
+  if set(ref) != set(grads): raise RuntimeError(f"parameter sets differ: {sorted(set(ref) ^ set(grads))}")
+  top = max(np.abs(r).max() for r in ref.values())
+  worst = max(np.abs(grads[n] - r).max() / max(np.abs(r).max(), 1e-3 * top) for n, r in ref.items())
+  return abs(loss.item() - out.loss.item()) / abs(out.loss.item()), float(worst)
+
+
+def model_params(model: BertForPretraining) -> dict:
+  from tinygrad.nn.state import get_state_dict
+  return get_state_dict(model)
