@@ -1,7 +1,7 @@
 """The BERT training step's kernels compiled for AMD GPUs without a card, and each kernel's resource use.
 
 tinygrad's NULL device renders and compiles for any target and runs nothing: `DEV=NULL:AMDLLVM:gfx942` goes through
-the LLVM AMDGPU backend (tinygrad's LLVM IR -> libLLVM), `DEV=NULL:AMD:gfx942` through HIP source -> AMD's comgr.
+the LLVM AMDGPU backend (tinygrad's LLVM IR -> libLLVM), `DEV=NULL:HIP:gfx942` through HIP source -> AMD's comgr.
 Resources come from the code object itself: the AMDGPU metadata note (msgpack, NT_AMDGPU_METADATA) gives VGPRs,
 SGPRs, spills, LDS and scratch per kernel; the instruction count is the length of libLLVM's disassembly of .text.
 
@@ -74,7 +74,7 @@ def code_object_resources(lib: bytes, arch: str) -> KernelResources:
 
 def compile_step(arch: str, backend: str, cfg: BertPretrainConfig, batch: int, seq: int, preds: int,
                  limit: int | None = None) -> list[tuple[str, KernelResources | str]]:
-  """(kernel name, resources or compile error) of each distinct kernel of the step (the first `limit`); backend AMDLLVM or AMD (HIP via comgr)."""
+  """(kernel name, resources or compile error) of each distinct kernel of the step (the first `limit`); backend AMDLLVM or HIP (comgr)."""
   out = []
   with Context(DEV=f"NULL:{backend}:{arch}"):
     asts = step_asts(cfg, batch, seq, preds)
@@ -113,7 +113,7 @@ def markdown(results: dict[tuple[str, str], list]) -> str:
 def main(argv: list[str] | None = None) -> int:
   ap = argparse.ArgumentParser(description="Compile the BERT training step for AMD targets on the NULL device and tabulate kernel resources.")
   ap.add_argument("--arch", nargs="+", default=["gfx942", "gfx1100"])
-  ap.add_argument("--backend", nargs="+", default=["AMDLLVM"], help="AMDLLVM (LLVM AMDGPU backend) and/or AMD (HIP source via comgr)")
+  ap.add_argument("--backend", nargs="+", default=["AMDLLVM"], help="AMDLLVM (LLVM AMDGPU backend) and/or HIP (HIP source via comgr)")
   ap.add_argument("--config", choices=("tiny", "large"), default="tiny")
   ap.add_argument("--batch", type=int, default=2)
   ap.add_argument("--seq", type=int, default=128)
