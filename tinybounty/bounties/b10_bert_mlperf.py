@@ -43,4 +43,4 @@ def check(full: bool) -> Result:
 
 
 BOUNTY = Bounty(10, "BERT MLPerf on the AMD LLVM path", "tinybounty.mlperf.bert_train",
-                hardware="AMD MI300X GPUs (tinybox) for the MLPerf run", check=check)
+                hardware="AMD MI300X GPUs (tinybox) for the MLPerf run", check=check, timeout=600.0)
