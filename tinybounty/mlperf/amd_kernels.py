@@ -101,6 +101,13 @@ def summary(rows: list[tuple[str, KernelResources | str]]) -> dict:
           "instructions": s("instructions")}
 
 
+def short_name(name: str, width: int = 40) -> str:
+  """A kernel name without terminal colours, cut to `width` (the global-norm reduction's name lists every gradient's size)."""
+  from tinygrad.helpers import ansistrip
+  name = ansistrip(name)
+  return name if len(name) <= width else f"{name[:width]}...({len(name)} chars)"
+
+
 def markdown(results: dict[tuple[str, str], list]) -> str:
   """One table: kernel rows in the first result's order, a column group per (arch, backend)."""
   keys = sorted(results, key=lambda k: -len(results[k]))  # the fullest result gives the kernel rows
@@ -108,7 +115,7 @@ def markdown(results: dict[tuple[str, str], list]) -> str:
   lines = [head, "|---|" + "---|" * len(keys)]
   cell = lambda r: (f"{r.vgpr}/{r.sgpr}/{r.lds}/{r.vgpr_spill + r.sgpr_spill}/{r.instructions}" if isinstance(r, KernelResources) else "not compiled")
   for i, (name, _) in enumerate(results[keys[0]]):
-    lines.append(f"| `{name}` | " + " | ".join(cell(results[k][i][1]) if i < len(results[k]) else "-" for k in keys) + " |")
+    lines.append(f"| {i} `{short_name(name)}` | " + " | ".join(cell(results[k][i][1]) if i < len(results[k]) else "-" for k in keys) + " |")
   return "\n".join(lines)
 
 

@@ -19,6 +19,9 @@ def _bert(args: argparse.Namespace) -> int:
     data = str(pathlib.Path(args.out or tempfile.mkdtemp(prefix="tb_bert_")) / "shards")
     if not list(pathlib.Path(data).glob("*.hdf5")): write_shards(stdlib_text(), data, seq_len=args.seq_len, seed=args.seed)
     print(f"no --data: generated MLPerf-layout shards from standard-library docstrings in {data}")
+  elif not pathlib.Path(data).is_dir():
+    print(f"tinybounty train bert: {data}: no such data directory", file=sys.stderr)
+    return 2
   vocab = args.vocab_size or vocab_size_of(data)
   if vocab is None:
     print("tinybounty train bert: no vocab.txt beside the shards; give --vocab-size (30522 for MLPerf's uncased vocabulary)", file=sys.stderr)

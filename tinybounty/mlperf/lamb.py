@@ -50,7 +50,9 @@ class Lamb:
   def step(self, grads: list[Tensor], lr: Tensor) -> tuple[list[Tensor], Tensor, Tensor]:
     """Lazily assign the update; returns (tensors to realize, grad norm before clipping, 1.0 if the step was taken else 0.0)."""
     c = self.cfg
-    gnorm = sum((g.float().square().sum() for g in grads), start=Tensor(0.0)).sqrt()
+    # one kernel computes the global norm into a buffer; left lazy, every parameter's update kernel would recompute the sum over
+    # all gradients (on gfx942 those 46 fused kernels were the only ones that spilled registers)
+    gnorm = sum((g.float().square().sum() for g in grads), start=Tensor(0.0)).sqrt().contiguous()
     finite = (gnorm - gnorm == 0)  # false for inf and nan
     clip = (gnorm / c.max_grad_norm).maximum(1.0)
     t = self.t + 1
