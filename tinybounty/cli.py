@@ -9,7 +9,7 @@ import sys
 from rich.console import Console
 
 # Capabilities that add their own subcommands: each module has add_parser(subparsers) -> None.
-EXTRA_COMMANDS: list[str] = ["tinybounty.validate.cli", "tinybounty.models.generate_cli"]
+EXTRA_COMMANDS: list[str] = ["tinybounty.validate.cli", "tinybounty.models.generate_cli", "tinybounty.mlperf.cli"]
 
 
 def _ids(text: str) -> list[str]:

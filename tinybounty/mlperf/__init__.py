@@ -1,0 +1,1 @@
+"""MLPerf training workloads in tinygrad: BERT pretraining (LAMB, loss scaling), checkpoints, PyTorch references."""
