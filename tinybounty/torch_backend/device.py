@@ -1,4 +1,5 @@
-"""The eager `tiny` device: PyTorch's Python-backend seam (PrivateUse1 renamed "tiny") over the op table (table.py, filled by the op families that ops.py imports).
+"""The eager `tiny` device: PyTorch's Python-backend seam (PrivateUse1 renamed "tiny") over the op table (table.py,
+filled by the op families that ops.py imports).
 
 Representation (docs/torch_backend.md): a torch tensor on "tiny" is a real PyTorch TensorImpl (sizes, strides,
 storage_offset, version counter, autograd views) whose storage has no bytes; the storage's Python object carries a
@@ -56,7 +57,7 @@ def _storage(t: torch.Tensor) -> TinyStorage:
 
 def _new(shape: tuple[int, ...], dtype: torch.dtype, buf: Tensor) -> torch.Tensor:
   t = torch._C._acc.create_empty_tensor(shape, dtype)
-  t.untyped_storage()._tiny = TinyStorage(on_device(buf))
+  t.untyped_storage()._tiny = TinyStorage(on_device(table.storable(buf, dtype)))
   return t
 
 
