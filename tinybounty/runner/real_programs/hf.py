@@ -37,15 +37,17 @@ def _encoders() -> dict[str, Callable[[], Any]]:
   return {"bert": lambda: tf.BertForMaskedLM(tf.BertConfig(**enc)), "roberta": lambda: tf.RobertaForMaskedLM(tf.RobertaConfig(**enc))}
 
 
+BART = dict(vocab_size=V, d_model=H, encoder_layers=L, decoder_layers=L, encoder_attention_heads=HEADS, decoder_attention_heads=HEADS,
+            encoder_ffn_dim=FF, decoder_ffn_dim=FF, max_position_embeddings=64, dropout=0, attention_dropout=0, activation_dropout=0,
+            pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=2)
+
+
 def _seq2seq() -> dict[str, Callable[[], Any]]:
   import transformers as tf
   return {
     "t5": lambda: tf.T5ForConditionalGeneration(tf.T5Config(vocab_size=V, d_model=H, d_kv=16, d_ff=FF, num_layers=L, num_heads=HEADS,
                                                             dropout_rate=0, decoder_start_token_id=0, pad_token_id=0, eos_token_id=2)),
-    "bart": lambda: tf.BartForConditionalGeneration(tf.BartConfig(vocab_size=V, d_model=H, encoder_layers=L, decoder_layers=L,
-                                                                  encoder_attention_heads=HEADS, decoder_attention_heads=HEADS,
-                                                                  encoder_ffn_dim=FF, decoder_ffn_dim=FF, max_position_embeddings=64, dropout=0,
-                                                                  attention_dropout=0, activation_dropout=0, pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=2)),
+    "bart": lambda: tf.BartForConditionalGeneration(tf.BartConfig(**BART)),
   }
 
 
