@@ -10,7 +10,7 @@ import warnings
 
 import torch
 
-from tinybounty.torch_backend import device, dynamo, serialization, threads
+from tinybounty.torch_backend import device, dynamo, serialization, threads, tying
 from tinybounty.torch_backend.module import TinyModule
 from tinybounty.torch_backend.stats import reset_stats, stats
 from tinybounty.validate import half_rounding
@@ -25,6 +25,7 @@ def register() -> None:
                   "an internal assert (pytorch/pytorch#161129): run CUDA training in another process", stacklevel=2)
   threads.install()
   serialization.install()
+  tying.install()  # .to("tiny") would otherwise untie shared parameters (tied embeddings)
   half_rounding.install()  # PyTorch rounds every half op's output; tinygrad's codegen would skip some of those roundings
   _setup_privateuseone_for_python_backend(device.BACKEND, backend_module=TinyModule())
   device.install_kernels()
