@@ -1,7 +1,8 @@
 """The `tiny` PyTorch device: `import tinybounty.torch_backend`, then `x.to("tiny")` runs on tinygrad (DEV picks the device).
 
 Importing registers the device (PyTorch's PrivateUse1 key renamed "tiny") with every kernel of the op table.
-`torch.save` / `torch.load` of tiny tensors go through the CPU (serialization.py).
+`torch.save` / `torch.load` of tiny tensors go through the CPU (serialization.py); `torch.compile(model, backend="tiny")`
+works from then on (dynamo.py; an installed package needs no import for it: a torch_dynamo_backends entry point).
 `stats()` counts host round-trips (see stats.py); `reset_stats()` zeroes them.
 """
 import functools
@@ -9,7 +10,7 @@ import warnings
 
 import torch
 
-from tinybounty.torch_backend import device, half_rounding, serialization, threads
+from tinybounty.torch_backend import device, dynamo, half_rounding, serialization, threads, tying
 from tinybounty.torch_backend.module import TinyModule
 from tinybounty.torch_backend.stats import reset_stats, stats
 
@@ -23,9 +24,11 @@ def register() -> None:
                   "an internal assert (pytorch/pytorch#161129): run CUDA training in another process", stacklevel=2)
   threads.install()
   serialization.install()
+  tying.install()  # .to("tiny") would otherwise untie shared parameters (tied embeddings)
   half_rounding.install()  # PyTorch rounds every half op's output; tinygrad's codegen would skip some of those roundings
   _setup_privateuseone_for_python_backend(device.BACKEND, backend_module=TinyModule())
   device.install_kernels()
+  dynamo.install()  # torch.compile(backend="tiny"), without importing torch._dynamo now
 
 
 register()

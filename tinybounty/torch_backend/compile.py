@@ -8,7 +8,7 @@ a compiled graph is one tinygrad JIT replay. Shapes are static (see install()): 
 recompile and one JIT capture, then replays. A graph whose ops the table lacks runs on the eager tiny device
 instead (counted as a fallback, with a warning naming the op), never on the CPU.
 
-  import tinybounty.torch_backend.compile      # registers the device and the "tiny" backend
+  import tinybounty.torch_backend              # registers the device and the "tiny" backend (dynamo.py)
   step = torch.compile(model, backend="tiny")
   tinybounty.torch_backend.compile.compile_stats()   # graphs, breaks, recompiles, jit captures, fallbacks
 """
@@ -23,11 +23,10 @@ import torch
 import torch.fx
 from tinygrad import Device, Tensor, TinyJit
 from torch._dynamo.backends.common import aot_autograd
-from torch._dynamo.backends.registry import register_backend
 from torch._dynamo.utils import counters as dynamo_counters
 from torch._dynamo.utils import guard_failures
 
-from tinybounty.torch_backend import device, table
+from tinybounty.torch_backend import device, dynamo, table
 
 _stats: Counter = Counter()
 _TENSOR = object()  # marks a tensor output among a graph's outputs
@@ -212,7 +211,6 @@ def _decompositions() -> dict:
           if isinstance(op, torch._ops.OpOverload) and op.namespace == "aten" and table.canonical_name(op) not in have}
 
 
-@register_backend(name="tiny")
 def tiny(gm: torch.fx.GraphModule, example_inputs: Sequence[Any]) -> Callable:
   """The "tiny" torch.compile backend (aot_autograd: forward and backward both lowered)."""
   return aot_autograd(fw_compiler=_compile_graph, bw_compiler=_compile_graph, decompositions=_decompositions(),
@@ -236,3 +234,4 @@ def uninstall() -> None:
 
 
 install()
+dynamo.install()  # torch._dynamo is loaded by now: "tiny" is registered at once (a no-op if the package import did it)

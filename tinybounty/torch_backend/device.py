@@ -57,7 +57,7 @@ def _storage(t: torch.Tensor) -> TinyStorage:
 
 def _new(shape: tuple[int, ...], dtype: torch.dtype, buf: Tensor) -> torch.Tensor:
   t = torch._C._acc.create_empty_tensor(shape, dtype)
-  t.untyped_storage()._tiny = TinyStorage(on_device(buf))
+  t.untyped_storage()._tiny = TinyStorage(on_device(table.storable(buf, dtype)))
   return t
 
 

@@ -103,6 +103,7 @@ def _binary(fn: Callable[[Any, Any], Tensor], out: Callable[[DType], DType] = la
     a, b = cast_to(self, out(dt)), cast_to(other, out(dt))
     if scalars_on_device: a, b = buffered(a, b), buffered(b, a)
     if not isinstance(a, Tensor): a = Tensor(a, dtype=out(dt)) if not isinstance(b, Tensor) else b.const_like(a)
+    if not isinstance(b, Tensor): b = a.const_like(b)  # in the result dtype, as PyTorch casts a scalar operand
     return fn(a, b)
   return impl
 

@@ -34,6 +34,8 @@ def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
 def constant_pad_nd(self: Tensor, pad: Sequence[int], value: Any = 0) -> Tensor:
   pairs = [(pad[i], pad[i + 1]) for i in range(0, len(pad), 2)]
   x = self
+  # the fill takes self's dtype, as PyTorch casts it (-100.0 into int64 labels is -100); tinygrad would promote instead
+  value = bool(value) if self.dtype == dtypes.bool else int(value) if dtypes.is_int(self.dtype) else value
   grow = [(max(a, 0), max(b, 0)) for a, b in pairs]
   x = x.pad(tuple(v for pr in grow for v in pr), value=value) if any(a or b for a, b in grow) else x
   shrink = [None] * (x.ndim - len(pairs)) + [(-min(a, 0), x.shape[x.ndim - 1 - i] + min(b, 0)) for i, (a, b) in enumerate(pairs)][::-1]

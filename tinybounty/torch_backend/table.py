@@ -71,9 +71,18 @@ def to_tiny_dtype(dtype: torch.dtype) -> DType:
 
 
 def to_torch_dtype(dtype: DType) -> torch.dtype:
-  """The torch dtype of a tinygrad dtype (tinygrad's weak/default dtypes map to their strong twins)."""
+  """The torch dtype of a tinygrad dtype. tinygrad's weak dtypes (an integer tensor met a Python float: weakfloat) take
+  the dtype PyTorch gives such a result: its default float dtype, or int64."""
+  if dtype == dtypes.weakfloat: return torch.get_default_dtype()
+  if dtype == dtypes.weakint: return torch.int64
   if (dt := TINY_TO_TORCH.get(dtype)) is None: dt = TINY_TO_TORCH[strong_dtype(dtype)]
   return dt
+
+
+def storable(x: Tensor, dtype: torch.dtype) -> Tensor:
+  """`x` in the tinygrad dtype of `dtype` if it has one of tinygrad's weak dtypes, which are internal to tinygrad's
+  type promotion and never reach a storage (a storage read as another dtype of another size cannot be viewed)."""
+  return x.cast(to_tiny_dtype(dtype)) if x.dtype in dtypes.weaks else x
 
 
 def precise_dtype() -> DType:

@@ -1,0 +1,30 @@
+"""Real programs on the tiny device vs PyTorch CPU, both against float64 (tinybounty/runner/real_programs): per tensor
+and per loss, tiny's float32 error is at most 10x PyTorch CPU float32's own, or 1e-5 of the tensor's largest value.
+
+CI runs a fast subset on both CPU renderers (DEV=CPU, clang; DEV=CPU:LLVM), each in a child interpreter because
+tinygrad picks its device at import; bench/real_programs.py runs every program and writes the table in docs/benchmarks.md.
+"""
+import pytest
+
+from tinybounty.runner.real_programs import run_in_child
+
+RENDERERS = ["CPU", "CPU:LLVM"]
+FAST = ["nanogpt", "llama"]  # nanoGPT: accumulation, clipping, tied weights; a transformers decoder with generate
+
+
+def _failures(report: dict) -> list[str]:
+  if "error" in report: return [report["error"]]
+  bad = [f"{c['name']}: tiny {c['tiny']:.3g} vs torch {c['torch']:.3g} (scale {c['scale']:.3g})" for c in report["items"] if not c["ok"]]
+  if report["facts"].get("generate_equal") is False: bad.append("greedy generate differs from the CPU's")
+  return bad
+
+
+@pytest.fixture(scope="module", params=RENDERERS)
+def reports(request):
+  pytest.importorskip("transformers")
+  return {r["program"]: r for r in run_in_child(FAST, request.param)}
+
+
+@pytest.mark.parametrize("program", FAST)
+def test_program_matches_pytorch_within_its_own_float32_error(reports, program):
+  assert not (bad := _failures(reports[program])), "\n".join(bad[:20])

@@ -1,0 +1,91 @@
+"""Run one program three ways (float64 CPU reference, float32 CPU, float32 on the tiny device) and measure it (measure.py).
+
+A program is a model factory, a batch, and a loss: `trajectory` trains a copy of the model `steps` steps on one device
+and dtype, keeping the step-0 outputs and gradients, every loss, and the weights after the steps; `check` compares the
+tiny run and PyTorch's float32 run against the float64 one, tensor by tensor.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+from tinybounty.runner.real_programs.measure import Report
+
+
+@dataclass
+class Program:
+  """`build()` a float32 CPU model (seeded by the caller); `batch()` CPU tensors; `loss(model, batch)` -> (outputs, loss);
+  `optimizer(params)`; `accumulate` micro-batches per step and `clip` (max grad norm) for nanoGPT-style loops;
+  `generate(model, batch)` greedy tokens (None if the model does not generate); `evaluate(model, batch)` eval-mode outputs."""
+  name: str
+  build: Callable[[], torch.nn.Module]
+  batch: Callable[[], dict]
+  loss: Callable[[torch.nn.Module, dict], tuple[torch.Tensor, torch.Tensor]]
+  optimizer: Callable[[Any], torch.optim.Optimizer]
+  steps: int = 5
+  accumulate: int = 1
+  clip: float | None = None
+  train_mode: bool = False  # BatchNorm programs train in train mode; transformers without dropout in eval mode
+  generate: Callable[[torch.nn.Module, dict], torch.Tensor] | None = None
+  evaluate: Callable[[torch.nn.Module, dict], torch.Tensor] | None = None
+
+
+def _move(batch: dict, device: str, dtype: torch.dtype) -> dict:
+  return {k: v.to(device, dtype) if v.is_floating_point() else v.to(device) for k, v in batch.items()}
+
+
+def _host(t: torch.Tensor) -> torch.Tensor: return t.detach().cpu().double()
+
+
+def trajectory(prog: Program, model: torch.nn.Module, batch: dict, device: str, dtype: torch.dtype) -> dict:
+  """Train a copy of `model` on `device` in `dtype`: step-0 outputs and gradients, per-step losses, final weights, eval outputs."""
+  m = copy.deepcopy(model).to(device, dtype)
+  m.train(prog.train_mode)
+  opt = prog.optimizer(m.parameters())
+  micro = [_move(b, device, dtype) for b in batch["micro"]] if "micro" in batch else [_move(batch, device, dtype)]
+  out: dict = {"losses": []}
+  for step in range(prog.steps):
+    opt.zero_grad()
+    total = None
+    for b in micro[:prog.accumulate] if prog.accumulate > 1 else micro[:1]:
+      outputs, loss = prog.loss(m, b)
+      (loss / prog.accumulate).backward()
+      total = loss.detach() if total is None else total + loss.detach()
+      if step == 0 and "outputs" not in out: out["outputs"] = _host(outputs)
+    if prog.clip is not None: torch.nn.utils.clip_grad_norm_(m.parameters(), prog.clip)
+    if step == 0: out["grads"] = {k: _host(p.grad) for k, p in m.named_parameters() if p.grad is not None}
+    opt.step()
+    out["losses"].append(_host(total / prog.accumulate))
+  out["weights"] = {k: _host(p) for k, p in m.named_parameters()}
+  m.eval()
+  with torch.no_grad():
+    if prog.evaluate is not None: out["eval"] = _host(prog.evaluate(m, micro[0]))
+  return out
+
+
+def check(prog: Program, seed: int = 0) -> Report:
+  """The tiny device against PyTorch CPU float32, both against float64 (imports the tiny device)."""
+  import tinybounty.torch_backend  # noqa: F401 - registers "tiny"
+  torch.manual_seed(seed)
+  model, batch = prog.build().float(), prog.batch()
+  runs = {name: trajectory(prog, model, batch, dev, dt) for name, dev, dt in
+          (("ref", "cpu", torch.float64), ("cpu", "cpu", torch.float32), ("tiny", "tiny", torch.float32))}
+  ref, cpu, tiny = runs["ref"], runs["cpu"], runs["tiny"]
+  rep = Report(prog.name)
+  rep.add("outputs", tiny["outputs"], cpu["outputs"], ref["outputs"])
+  for k in ref["grads"]: rep.add(f"grad:{k}", tiny["grads"][k], cpu["grads"][k], ref["grads"][k])
+  for i, (a, b, c) in enumerate(zip(tiny["losses"], cpu["losses"], ref["losses"])): rep.add(f"loss:{i}", a, b, c)
+  for k in ref["weights"]: rep.add(f"weight:{k}", tiny["weights"][k], cpu["weights"][k], ref["weights"][k])
+  if "eval" in ref: rep.add("eval", tiny["eval"], cpu["eval"], ref["eval"])
+  rep.facts["loss_tiny"], rep.facts["loss_cpu"] = tiny["losses"][-1].item(), cpu["losses"][-1].item()
+  if prog.generate is not None:
+    m32 = copy.deepcopy(model).eval()
+    b32 = _move(batch, "cpu", torch.float32)
+    with torch.no_grad():
+      want = prog.generate(m32, b32)
+      got = prog.generate(copy.deepcopy(model).eval().to("tiny"), _move(batch, "tiny", torch.float32)).cpu()
+    rep.facts["generate_equal"] = bool(torch.equal(want, got))
+  return rep
