@@ -26,7 +26,7 @@ from torch._dynamo.backends.common import aot_autograd
 from torch._dynamo.utils import counters as dynamo_counters
 from torch._dynamo.utils import guard_failures
 
-from tinybounty.torch_backend import device, dynamo, table
+from tinybounty.torch_backend import device, table
 
 _stats: Counter = Counter()
 _TENSOR = object()  # marks a tensor output among a graph's outputs
@@ -234,4 +234,3 @@ def uninstall() -> None:
 
 
 install()
-dynamo.install()  # torch._dynamo is loaded by now: "tiny" is registered at once (a no-op if the package import did it)
