@@ -173,6 +173,20 @@ def _load_to(device: torch.device, orig_load):
   return load
 
 
+def _compile_on_tiny(orig_compile):
+  """torch.compile with the default backend (inductor) routed to the `tiny` backend: inductor's `mode` and `options`
+  are dropped (CUDA graphs are what tiny's TinyJit replay does anyway), and `dynamic=True` becomes static shapes
+  (tiny's backend compiles one graph per input shape; see torch_backend/compile.py)."""
+  @functools.wraps(orig_compile)
+  def compile_(model=None, *, backend="inductor", mode=None, options=None, dynamic=None, **kwargs):
+    if backend == "inductor":
+      importlib.import_module("tinybounty.torch_backend.compile")  # registers the "tiny" backend
+      backend, mode, options, dynamic = "tiny", None, None, False
+    if model is None: return lambda fn: orig_compile(fn, backend=backend, mode=mode, options=options, dynamic=dynamic, **kwargs)
+    return orig_compile(model, backend=backend, mode=mode, options=options, dynamic=dynamic, **kwargs)
+  return compile_
+
+
 def torchvision_standin() -> dict[str, types.ModuleType]:
   """Modules `torchvision` and `torchvision.transforms` with just Compose and ToTensor; any other name raises ImportError."""
   def missing(mod: str):
@@ -226,7 +240,8 @@ def on_device(device: str, host_rng: int | None = None) -> Iterator[None]:
     stack.enter_context(_patched(torch, load=_load_to(dev, torch.load)))
     if dev.type != "cuda":
       stack.enter_context(_patched(torch.cuda, synchronize=lambda device=None: synchronize(dev),
-                                   Event=functools.partial(HostEvent, dev)))
+                                   Event=functools.partial(HostEvent, dev), is_available=lambda: True))
+      if dev.type == "tiny": stack.enter_context(_patched(torch, compile=_compile_on_tiny(torch.compile)))
       stack.enter_context(RedirectCuda(device))
     if host_rng is not None:
       torch.manual_seed(host_rng)  # the CPU-side initialisation of the model, too

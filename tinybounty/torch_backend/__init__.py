@@ -9,6 +9,7 @@ import warnings
 
 import torch
 
+from tinybounty.runtime import bf16_clang
 from tinybounty.torch_backend import device, serialization, threads
 from tinybounty.torch_backend.module import TinyModule
 from tinybounty.torch_backend.stats import reset_stats, stats
@@ -25,6 +26,7 @@ def register() -> None:
   threads.install()
   serialization.install()
   half_rounding.install()  # PyTorch rounds every half op's output; tinygrad's codegen would skip some of those roundings
+  bf16_clang.install()  # after half_rounding: bfloat16 kernels compile with clang < 15 (runtime/bf16_clang.py)
   _setup_privateuseone_for_python_backend(device.BACKEND, backend_module=TinyModule())
   device.install_kernels()
 
