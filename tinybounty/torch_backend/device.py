@@ -59,6 +59,7 @@ def _new(shape: tuple[int, ...], dtype: torch.dtype, buf: Tensor) -> torch.Tenso
   t = torch._C._acc.create_empty_tensor(shape, dtype)
   t.untyped_storage()._tiny = st = TinyStorage(on_device(buf))
   _fresh.add(st)
+  _made[0] += 1
   return t
 
 
@@ -105,6 +106,7 @@ def write(t: torch.Tensor, value: Tensor, uniform: bool = False) -> torch.Tensor
   """Write `value` (broadcast to t's shape) into t's storage through t's layout; every view of it sees the write.
   `uniform`: the same value everywhere (fill_, zero_), allowed through broadcast dims as on the CPU."""
   st = _storage(t)
+  if id(st) in _pending and _made[0] >= SYNC_AFTER: flush(sync=True)
   if table.to_tiny_dtype(t.dtype) != st.buf.dtype: raise NotImplementedError(f"tiny: writing {t.dtype} into {st.buf.dtype} storage")
   value = on_device(value.cast(st.buf.dtype))
   if tuple(value.shape) != tuple(t.shape): value = value.expand(tuple(t.shape)) if t.ndim else value.reshape(())
@@ -122,6 +124,12 @@ def write(t: torch.Tensor, value: Tensor, uniform: bool = False) -> torch.Tensor
 # Writes are counted, not storages: a KV cache written once per token into the same few storages would otherwise
 # grow one unrealized chain of writes, recomputed by every read of it (one more kernel per layer and token).
 FLUSH_AT = 256
+# A program that never reads back (gpt-fast's decoding loop feeds each token to the next step on the device) would
+# grow one lazy graph over all its steps, and scheduling is superlinear in a graph's size. A second write into a
+# storage whose first write is still pending (a KV cache, one step later), after SYNC_AFTER results were made since
+# the last sync, is a sync point: what is alive is realized. It cuts every step at the same place, so each step's
+# kernels are the same and compile once.
+SYNC_AFTER = int(os.environ.get("TINY_SYNC_AFTER", "200"))
 _pending: dict[int, TinyStorage] = {}
 _pending_writes = [0]
 
@@ -130,6 +138,7 @@ _pending_writes = [0]
 # cache) would otherwise be recomputed inside every later schedule that reads it: at a sync point, every such storage
 # still alive is realized with the pending writes (a weak set: the temporaries of a forward pass are gone by then).
 _fresh: weakref.WeakSet = weakref.WeakSet()
+_made = [0]  # storages made since the last sync
 
 
 def flush(sync: bool = False) -> None:
@@ -139,6 +148,7 @@ def flush(sync: bool = False) -> None:
   if sync:
     values += [st.value for st in _fresh if id(st) not in _pending and not st.value.uop.is_realized]
     _fresh.clear()
+    _made[0] = 0
   if not values: return
   _pending.clear()
   _pending_writes[0] = 0
