@@ -9,7 +9,9 @@ Written for tysam-code/hlb-CIFAR10's main.py, and for any script that uses the s
    (`device='cuda'`, `.to('cuda')`, `torch.device('cuda', 0)`, `.cuda()`) to the target device. Nothing else is touched.
 2. Timing. `torch.cuda.synchronize()` and `torch.cuda.Event(enable_timing=True)` (record / elapsed_time) are replaced by
    versions that synchronize the target device and read the host clock, so the script's own timings measure the
-   target device. Not done for --device cuda.
+   target device. `torch.cuda.is_available()` answers True to the script (not to PyTorch's own modules), so code that
+   picks 'cuda' only when it is available (gpt-fast's generate.py) asks for it and is redirected. torch.compile with
+   the default backend is routed to the `tiny` backend on --device tiny. Not done for --device cuda.
 3. Data. If the file the script loads its data cache from does not exist (the `'data_location'` string in the
    script, found by reading its source; or --cache), it is written first, in the script's own format ({'train'|'eval':
    {'images': N x 3 x 32 x 32 fp16, normalized by the train set's per-channel mean and std, 'targets': one-hot fp16}}),
@@ -173,6 +175,30 @@ def _load_to(device: torch.device, orig_load):
   return load
 
 
+def _available_to_scripts(orig_is_available):
+  """torch.cuda.is_available() as the script sees it: True (so it picks 'cuda', which the runner redirects, and its own
+  cuda-only paths such as gpt-fast's device_sync run). PyTorch's own callers (dynamo saves the CUDA RNG state when CUDA
+  is available) get the real answer."""
+  def is_available() -> bool:
+    caller = sys._getframe(1).f_globals.get("__name__", "")
+    return orig_is_available() if caller == "torch" or caller.startswith("torch.") else True
+  return is_available
+
+
+def _compile_on_tiny(orig_compile):
+  """torch.compile with the default backend (inductor) routed to the `tiny` backend: inductor's `mode` and `options`
+  are dropped (CUDA graphs are what tiny's TinyJit replay does anyway), and `dynamic=True` becomes static shapes
+  (tiny's backend compiles one graph per input shape; see torch_backend/compile.py)."""
+  @functools.wraps(orig_compile)
+  def compile_(model=None, *, backend="inductor", mode=None, options=None, dynamic=None, **kwargs):
+    if backend == "inductor":
+      importlib.import_module("tinybounty.torch_backend.compile")  # registers the "tiny" backend
+      backend, mode, options, dynamic = "tiny", None, None, False
+    if model is None: return lambda fn: orig_compile(fn, backend=backend, mode=mode, options=options, dynamic=dynamic, **kwargs)
+    return orig_compile(model, backend=backend, mode=mode, options=options, dynamic=dynamic, **kwargs)
+  return compile_
+
+
 def torchvision_standin() -> dict[str, types.ModuleType]:
   """Modules `torchvision` and `torchvision.transforms` with just Compose and ToTensor; any other name raises ImportError."""
   def missing(mod: str):
@@ -226,7 +252,8 @@ def on_device(device: str, host_rng: int | None = None) -> Iterator[None]:
     stack.enter_context(_patched(torch, load=_load_to(dev, torch.load)))
     if dev.type != "cuda":
       stack.enter_context(_patched(torch.cuda, synchronize=lambda device=None: synchronize(dev),
-                                   Event=functools.partial(HostEvent, dev)))
+                                   Event=functools.partial(HostEvent, dev), is_available=_available_to_scripts(torch.cuda.is_available)))
+      if dev.type == "tiny": stack.enter_context(_patched(torch, compile=_compile_on_tiny(torch.compile)))
       stack.enter_context(RedirectCuda(device))
     if host_rng is not None:
       torch.manual_seed(host_rng)  # the CPU-side initialisation of the model, too

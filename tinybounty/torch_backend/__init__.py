@@ -10,6 +10,7 @@ import warnings
 
 import torch
 
+from tinybounty.runtime import bf16_clang
 from tinybounty.torch_backend import device, dynamo, half_rounding, serialization, threads, tying
 from tinybounty.torch_backend.module import TinyModule
 from tinybounty.torch_backend.stats import reset_stats, stats
@@ -26,6 +27,7 @@ def register() -> None:
   serialization.install()
   tying.install()  # .to("tiny") would otherwise untie shared parameters (tied embeddings)
   half_rounding.install()  # PyTorch rounds every half op's output; tinygrad's codegen would skip some of those roundings
+  bf16_clang.install()  # after half_rounding: bfloat16 kernels compile with clang < 15 (runtime/bf16_clang.py)
   _setup_privateuseone_for_python_backend(device.BACKEND, backend_module=TinyModule())
   device.install_kernels()
   dynamo.install()  # torch.compile(backend="tiny"), without importing torch._dynamo now

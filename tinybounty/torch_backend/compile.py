@@ -90,7 +90,14 @@ def _lookup_or_none(name: str) -> Callable | None:
   except NotImplementedError: return None
 
 
+def _empty_permuted(size: Sequence[int], physical_layout: Sequence[int], **kwargs: Any) -> Tensor:
+  """In a functional graph the physical layout is not observable: a plain empty of `size` (eager keeps PyTorch's own
+  empty_permuted, whose strides are)."""
+  return table.lookup("empty.memory_format")(size, **kwargs)
+
+
 def _target(node: torch.fx.Node) -> Callable:
+  if node.target is torch.ops.aten.empty_permuted.default: return _empty_permuted
   if node.target is torch.ops.aten.copy_.default and node.args[0].op == "placeholder": return _copy_into
   if isinstance(node.target, torch._ops.OpOverload) and node.target._schema.name.startswith("aten::_foreach_"): return _foreach(node.target)
   if isinstance(node.target, torch._ops.OpOverload): return table.lookup(node.target)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import warnings
+import weakref
 from typing import Any, Callable
 
 import numpy as np
@@ -33,7 +34,7 @@ class TinyStorage:
 
   `value` is kept in the shape it was made in, so a tensor that is the whole storage reads back without a reshape;
   `buf` is its flat form (one element per storage element), made on first need."""
-  __slots__ = ("value", "_buf")
+  __slots__ = ("value", "_buf", "__weakref__")
 
   def __init__(self, value: Tensor) -> None:
     self.value, self._buf = value, None
@@ -57,7 +58,9 @@ def _storage(t: torch.Tensor) -> TinyStorage:
 
 def _new(shape: tuple[int, ...], dtype: torch.dtype, buf: Tensor) -> torch.Tensor:
   t = torch._C._acc.create_empty_tensor(shape, dtype)
-  t.untyped_storage()._tiny = TinyStorage(on_device(table.storable(buf, dtype)))
+  t.untyped_storage()._tiny = st = TinyStorage(on_device(table.storable(buf, dtype)))
+  _fresh.add(st)
+  _made[0] += 1
   return t
 
 
@@ -104,28 +107,52 @@ def write(t: torch.Tensor, value: Tensor, uniform: bool = False) -> torch.Tensor
   """Write `value` (broadcast to t's shape) into t's storage through t's layout; every view of it sees the write.
   `uniform`: the same value everywhere (fill_, zero_), allowed through broadcast dims as on the CPU."""
   st = _storage(t)
+  if id(st) in _pending and _made[0] >= SYNC_AFTER: flush(sync=True)
   if table.to_tiny_dtype(t.dtype) != st.buf.dtype: raise NotImplementedError(f"tiny: writing {t.dtype} into {st.buf.dtype} storage")
   value = on_device(value.cast(st.buf.dtype))
   if tuple(value.shape) != tuple(t.shape): value = value.expand(tuple(t.shape)) if t.ndim else value.reshape(())
   if t.is_contiguous() and t.storage_offset() == 0 and t.numel() == st.buf.shape[0]: st.value, st._buf = value.contiguous(), None
   else: st.buf = strided_write(st.buf, value, tuple(t.shape), t.stride(), t.storage_offset(), uniform).contiguous()
   _pending[id(st)] = st
-  if len(_pending) >= FLUSH_AT: flush()
+  _pending_writes[0] += 1
+  if _pending_writes[0] >= FLUSH_AT: flush()
   return t
 
 
 # Writes are realized in batches, not one by one: a training step's in-place updates (optimizer, running stats,
 # gradient accumulation) then schedule together. Every view reads a storage's current value, realized or not, so
 # batching changes no result. Flushed when FLUSH_AT writes are pending, after every optimizer step, and on synchronize.
+# Writes are counted, not storages: a KV cache written once per token into the same few storages would otherwise
+# grow one unrealized chain of writes, recomputed by every read of it (one more kernel per layer and token).
 FLUSH_AT = 256
+# A program that never reads back (gpt-fast's decoding loop feeds each token to the next step on the device) would
+# grow one lazy graph over all its steps, and scheduling is superlinear in a graph's size. A second write into a
+# storage whose first write is still pending (a KV cache, one step later), after SYNC_AFTER results were made since
+# the last sync, is a sync point: what is alive is realized. It cuts every step at the same place, so each step's
+# kernels are the same and compile once.
+SYNC_AFTER = int(os.environ.get("TINY_SYNC_AFTER", "200"))
 _pending: dict[int, TinyStorage] = {}
+_pending_writes = [0]
 
 
-def flush() -> None:
-  """Realize every storage written since the last flush, in one schedule."""
-  if not _pending: return
+# Storages made since the last sync point. A lazy result that Python keeps alive (a model's rotary table or mask, a KV
+# cache) would otherwise be recomputed inside every later schedule that reads it: at a sync point, every such storage
+# still alive is realized with the pending writes (a weak set: the temporaries of a forward pass are gone by then).
+_fresh: weakref.WeakSet = weakref.WeakSet()
+_made = [0]  # storages made since the last sync
+
+
+def flush(sync: bool = False) -> None:
+  """Realize every storage written since the last flush, in one schedule; `sync` (a host read, synchronize()): also
+  every storage made since the last sync that is still alive and unrealized."""
   values = [st.value for st in _pending.values()]
+  if sync:
+    values += [st.value for st in _fresh if id(st) not in _pending and not st.value.uop.is_realized]
+    _fresh.clear()
+    _made[0] = 0
+  if not values: return
   _pending.clear()
+  _pending_writes[0] = 0
   Tensor.realize(*values)
 
 
@@ -143,6 +170,7 @@ def from_cpu(t: torch.Tensor) -> Tensor:
 
 def to_cpu(x: Tensor, dtype: torch.dtype) -> torch.Tensor:
   """A CPU torch tensor with a tinygrad tensor's contents (one counted device-to-host transfer)."""
+  flush(sync=True)  # a sync point, as .item() is
   if x.dtype == dtypes.bfloat16:
     return torch.from_numpy(np.ascontiguousarray(to_host(x.bitcast(dtypes.int16).contiguous()))).reshape(tuple(x.shape)).view(torch.bfloat16)
   host = np.ascontiguousarray(to_host(x.contiguous()))
@@ -264,6 +292,7 @@ def _equal(self: torch.Tensor, other: torch.Tensor) -> bool:
 
 
 def _local_scalar_dense(self: torch.Tensor) -> Any:
+  flush(sync=True)  # a host read is a sync point: what is pending or alive is realized now, not recomputed by each later read
   return to_host(unwrap(self)).item()
 
 

@@ -37,8 +37,8 @@ class TinyModule:
 
   @staticmethod
   def synchronize(device: int | None = None) -> None:
-    """Realize every pending write, then wait for every kernel queued on the tinygrad device."""
-    flush()
+    """Realize every pending write and every live unrealized result, then wait for every kernel queued on the tinygrad device."""
+    flush(sync=True)
     Device[Device.DEFAULT].synchronize()
 
   @staticmethod

@@ -1,0 +1,57 @@
+"""gpt-fast on the tiny device: checkpoints in its format, our same-op-mix script through the runner (greedy tokens equal
+to PyTorch CPU's), and gpt-fast's own generate.py where its checkout is present ($GPT_FAST_DIR or ext/gpt-fast)."""
+import os
+
+import pytest
+import torch
+
+from tinybounty.models import gpt_fast_checkpoint as ckpt
+from tinybounty.runner.gpt_fast import SCRIPTS, generate, gpt_fast_checkout
+
+TOKENS = int(os.environ.get("GPT_FAST_TEST_TOKENS", "8"))  # the registry check and bench/gpt_fast.py run 32
+
+
+@pytest.fixture(scope="module")
+def stories15m(tmp_path_factory):
+  return ckpt.write_checkpoint(tmp_path_factory.mktemp("ckpt") / "stories15M")
+
+
+def test_checkpoint_has_gpt_fast_keys_and_shapes(stories15m):
+  sd = torch.load(stories15m, weights_only=True)
+  s = ckpt.SHAPES["stories15M"]
+  assert len(sd) == 2 + 1 + 7 * s.n_layer
+  assert sd["layers.0.attention.wqkv.weight"].shape == (3 * s.dim, s.dim) and sd["layers.5.feed_forward.w2.weight"].shape == (s.dim, 768)
+  assert sd["tok_embeddings.weight"].dtype == torch.bfloat16 and torch.equal(sd["norm.weight"], torch.ones(s.dim, dtype=torch.bfloat16))
+  import sentencepiece as spm
+  sp = spm.SentencePieceProcessor(str(stories15m.parent / "tokenizer.model"))
+  assert sp.vocab_size() == s.vocab_size and sp.bos_id() == 1 and sp.DecodeIds(sp.EncodeAsIds("def flush(self):")) == "def flush(self):"
+  sp.DecodeIds(list(range(s.vocab_size - 10, s.vocab_size)))  # every id a model can emit decodes
+  if (d := gpt_fast_checkout()) is not None:  # gpt-fast's own model takes it strictly
+    import sys
+    sys.path.insert(0, str(d))
+    try:
+      from model import Transformer
+      with torch.device("meta"): m = Transformer.from_name("stories15M")
+      m.load_state_dict(sd, assign=True, strict=True)
+    finally: sys.path.remove(str(d))
+
+
+def test_unknown_config_is_a_clear_error():
+  with pytest.raises(ValueError, match="unknown gpt-fast config"): ckpt.shape_of("stories1B")
+
+
+@pytest.mark.slow
+def test_gpt_fast_like_greedy_tokens_equal_cpu(stories15m, tiny):
+  ref = generate(SCRIPTS / "gpt_fast_like.py", "cpu", stories15m, max_new_tokens=TOKENS)
+  got = generate(SCRIPTS / "gpt_fast_like.py", "tiny", stories15m, max_new_tokens=TOKENS)
+  assert len(ref.tokens) > TOKENS and got.tokens == ref.tokens
+  assert len(got.tokens_per_s) == 1 and got.tokens_per_s[0] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(gpt_fast_checkout() is None, reason="gpt-fast checkout absent (set GPT_FAST_DIR or fetch it into ext/gpt-fast)")
+def test_gpt_fast_generate_unmodified_equal_cpu(stories15m, tiny):
+  script = gpt_fast_checkout() / "generate.py"
+  ref = generate(script, "cpu", stories15m, max_new_tokens=TOKENS)
+  got = generate(script, "tiny", stories15m, max_new_tokens=TOKENS)
+  assert len(ref.tokens) > TOKENS and got.tokens == ref.tokens
