@@ -11,7 +11,7 @@ import warnings
 import torch
 
 from tinybounty.runtime import bf16_clang
-from tinybounty.torch_backend import device, dynamo, half_rounding, serialization, threads, tying
+from tinybounty.torch_backend import device, dynamo, half_rounding, kernels, serialization, threads, tying
 from tinybounty.torch_backend.module import TinyModule
 from tinybounty.torch_backend.stats import reset_stats, stats
 
@@ -29,7 +29,7 @@ def register() -> None:
   half_rounding.install()  # PyTorch rounds every half op's output; tinygrad's codegen would skip some of those roundings
   bf16_clang.install()  # after half_rounding: bfloat16 kernels compile with clang < 15 (runtime/bf16_clang.py)
   _setup_privateuseone_for_python_backend(device.BACKEND, backend_module=TinyModule())
-  device.install_kernels()
+  device.install_kernels(kernels.KERNELS)
   dynamo.install()  # torch.compile(backend="tiny"), without importing torch._dynamo now
 
 

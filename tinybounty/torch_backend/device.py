@@ -361,9 +361,8 @@ def _out_overloads(op_name: str, fn_args: dict[str, bool]) -> list[tuple[str, li
   return found
 
 
-def _register_table() -> None:
-  from tinybounty.torch_backend.kernels import KERNELS as TORCH_KERNELS
-  for name, kernel in {**DEVICE_KERNELS, **TORCH_KERNELS}.items(): _impl(name, kernel)
+def _register_table(torch_kernels: dict[str, Callable]) -> None:
+  for name, kernel in {**DEVICE_KERNELS, **torch_kernels}.items(): _impl(name, kernel)
   for name in ops.names():
     op = _overload(name)
     # views alias storage (the device's own kernels); CompositeImplicitAutograd ops must keep decomposing above
@@ -444,10 +443,11 @@ def _fallback(op: torch._ops.OpOverload, *args: Any, **kwargs: Any) -> Any:
   return torch.utils._pytree.tree_map(back, res)
 
 
-def install_kernels() -> None:
-  """Every kernel of the op table and PyTorch's decompositions on PrivateUse1, the CPU fallback's guard, and a flush
-  after each optimizer step. Called once by the package's `register()`."""
+def install_kernels(torch_kernels: dict[str, Callable]) -> None:
+  """Every kernel of the op table, `torch_kernels` (kernels.py: written with torch ops on tiny tensors, which import this
+  module, hence passed in) and PyTorch's decompositions on PrivateUse1, the CPU fallback's guard, and a flush after each
+  optimizer step. Called once by the package's `register()`."""
   register_optimizer_step_post_hook(lambda *_: flush())
-  _register_table()
+  _register_table(torch_kernels)
   _register_decompositions()
   _fallback_lib.fallback(_fallback, "PrivateUse1")
