@@ -9,7 +9,7 @@ import warnings
 
 import torch
 
-from tinybounty.torch_backend import device, serialization, threads
+from tinybounty.torch_backend import capture, device, serialization, threads
 from tinybounty.torch_backend.module import TinyModule
 from tinybounty.torch_backend.stats import reset_stats, stats
 from tinybounty.validate import half_rounding
@@ -27,6 +27,7 @@ def register() -> None:
   half_rounding.install()  # PyTorch rounds every half op's output; tinygrad's codegen would skip some of those roundings
   _setup_privateuseone_for_python_backend(device.BACKEND, backend_module=TinyModule())
   device.install_kernels()
+  capture.install()  # eager steps recorded, captured once and replayed (TINY_CAPTURE=0: off)
 
 
 register()

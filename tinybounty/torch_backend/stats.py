@@ -8,6 +8,7 @@ TINY_CPU_FALLBACK=1. Every read of device memory by the backend goes through `to
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any, Callable
 
 import numpy as np
 from tinygrad import Device, Tensor
@@ -38,9 +39,14 @@ def count(name: str, n: int = 1) -> None:
   _counts[name] += n
 
 
-def stats() -> dict[str, int]:
-  """The counters since the last reset: d2h, d2h_bytes, size_syncs, fallbacks."""
-  return {k: _counts.get(k, 0) for k in ("d2h", "d2h_bytes", "size_syncs", "fallbacks")}
+def stats() -> dict[str, Any]:
+  """The counters since the last reset: d2h, d2h_bytes, size_syncs, fallbacks, and the step capture's (capture.py)."""
+  out: dict[str, Any] = {k: _counts.get(k, 0) for k in ("d2h", "d2h_bytes", "size_syncs", "fallbacks")}
+  for provider in providers: out.update(provider())
+  return out
+
+
+providers: list[Callable[[], dict[str, Any]]] = []  # more counters (capture.py's)
 
 
 def reset_stats() -> None:
