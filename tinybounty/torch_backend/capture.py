@@ -407,7 +407,7 @@ def lower(reason: str | None = None) -> None:
 
 class _Replay:
   """A captured schedule: its compiled kernels with their buffers, parameters (inputs, scalars, outputs) by slot."""
-  def __init__(self, linear: UOp, params: list[UOp], var_vals: dict[str, int]) -> None:
+  def __init__(self, linear: UOp, params: list[UOp], var_vals: dict[str, int], n_read_only: int) -> None:
     lin = linear.substitute({u: UOp.param(i, u.dtype, u.shape, u.device) for i, u in enumerate(params)}, walk=True)
     held = set(buffers) | {u for tref in list(all_tensors) if (t := tref()) is not None for u in t.uop.toposort() if u.op is Ops.BUFFER}
     lin = compile_linear(memory_plan_rewrite(lin, held))
@@ -419,6 +419,8 @@ class _Replay:
       args = get_call_arg_uops(call)
       if any(b.op is not Ops.PARAM and any(u.op is Ops.PARAM for u in b.toposort()) for b in args):
         raise _NotCapturable("a kernel reads a parameter through a view")
+      if any(args[i].op is Ops.PARAM and args[i].arg.slot < n_read_only for i in get_call_outs_ins(call)[0]):
+        raise _NotCapturable("a kernel writes an input buffer")
       fixed = [None if b.op is Ops.PARAM else b.buffer.ensure_allocated() for b in args]
       replace = tuple((p, b.arg.slot) for p, b in enumerate(args) if b.op is Ops.PARAM)
       dev = call.src[1].device
@@ -571,19 +573,13 @@ def _build(key: tuple, seg: _Segment, in_uops: list[UOp], scalar_reads: list, ou
     raise _NotCapturable("a device scalar is both an argument and a constant of the step")
   n_fixed = len(params)
   out_specs = []
-  written: set[UOp] = set()
-  for linear, _ in cap.linears:
-    for call in linear.src:
-      o, _ = get_call_outs_ins(call)
-      arg_uops = get_call_arg_uops(call)
-      written |= {arg_uops[i].base for i in o}
   for o in outs:
     u = _input_uop(o, realized=False)
     if u is None: raise _NotCapturable("an output is not a whole buffer")
     if u in index:
       if len(in_uops) <= index[u] < n_fixed: raise _NotCapturable("an output is a device scalar")
       out_specs.append(("alias", index[u], tuple(o.shape)))
-    elif u in written:
+    elif not u.is_realized:  # a buffer this step's schedule allocates
       index[u] = len(params)
       params.append(u)
       out_specs.append(("new", index[u], tuple(o.shape), u.dtype, u.device, u.max_numel()))
@@ -591,9 +587,7 @@ def _build(key: tuple, seg: _Segment, in_uops: list[UOp], scalar_reads: list, ou
   var_vals: dict[str, int] = {}
   for _, vv in cap.linears: var_vals.update(vv)
   linear = UOp(Ops.LINEAR, src=tuple(c for lin, _ in cap.linears for c in lin.src))
-  replay = _Replay(linear, params, var_vals)
-  written_params = {index[u] for u in written if u in index}
-  if any(i < n_fixed for i in written_params): raise _NotCapturable("the step writes an input buffer")
+  replay = _Replay(linear, params, var_vals, n_fixed)
   replay.run([u.buffer.ensure_allocated() for u in params])
   for (k, st), o in zip(live, outs): st._value, st.slot, st._buf = o, -1, None
   graph = _Graph(replay, scalar_specs, out_specs)
