@@ -43,7 +43,7 @@ from tinybounty.torch_backend import stats as stats_module
 from tinybounty.torch_backend.random import default_generator
 from tinybounty.torch_backend.stats import _counts, on_device
 
-MAX_ENTRIES = 4096  # a step recording more ops than this is ended (captured) there
+MAX_ENTRIES = 1024  # a step recording more ops than this is ended (captured) there
 KEEP = 32  # captured steps kept, least recently used dropped
 _UNRECORDABLE = "X"
 
@@ -82,6 +82,7 @@ class _Segment:
   def __init__(self) -> None:
     self.entries: list[tuple] = []  # (kind, fn, extra, args template, kwargs template, output slots, op key)
     self.keys: list[tuple] = []  # per op: (shape key, the refs of its tensor arguments)
+    self.h = 0  # running hash of keys
     self.inputs: list[Any] = []  # values read from storages written before this step: Tensor, or (buffer UOp, shape)
     self.input_storages: list[Any] = []  # weakrefs to the storages they were read from
     self.input_ids: dict[int, int] = {}
@@ -92,7 +93,7 @@ class _Segment:
 
   def ref(self, st: device.TinyStorage) -> tuple:
     if st.slot >= 0: return ("s", st.slot)
-    snap = st._value if st._value is not None else st.bound
+    snap = st.bound if st.bound is not None else st._value
     if (j := self.input_ids.get(id(snap))) is None:
       j = self.input_ids[id(snap)] = len(self.inputs)
       self.inputs.append(snap)
@@ -146,10 +147,9 @@ _PLAIN = (int, bool, str, type(None), torch.dtype, torch.device, torch.memory_fo
 def _template(a: Any, ctx: _Ctx) -> Any:
   ctx.pos += 1
   if isinstance(a, torch.Tensor):
-    if a.device.type != device.BACKEND: raise _NotRecordable
     try:
-      st = a.untyped_storage()._tiny
-    except AttributeError:
+      st = a.untyped_storage()._tiny  # only tiny storages carry one
+    except Exception:
       raise _NotRecordable from None
     size, stride, off, dt = tuple(a.shape), a.stride(), a.storage_offset(), a.dtype
     src = ctx.seg.ref(st)
@@ -236,9 +236,10 @@ def _dispatch(kind: str, fn: Callable, eager: Callable, args: tuple, kwargs: dic
   if meta is _UNRECORDABLE:
     seg.forget_inputs(n_inputs)
     return eager(*args, **kwargs)
-  base = len(seg.scalars)
-  for s in _walk_scalars(targs, tkwargs): s.index += base
-  seg.scalars.extend(ctx.scalars)
+  if ctx.scalars:
+    base = len(seg.scalars)
+    for s in _walk_scalars(targs, tkwargs): s.index += base
+    seg.scalars.extend(ctx.scalars)
   if kind == "f":
     outs_slots: list[int] = []
     res = _placeholders(meta, seg, outs_slots)
@@ -254,7 +255,9 @@ def _dispatch(kind: str, fn: Callable, eager: Callable, args: tuple, kwargs: dic
     outs_slots = [seg.new_slot(device._storage(o), True) for o in outs]
     res = outs[0] if len(outs) == 1 else tuple(outs)
   seg.entries.append((kind, fn, extra, targs, tkwargs, outs_slots, op))
-  seg.keys.append((shape_key, tuple(ctx.refs)))
+  refs = tuple(ctx.refs)
+  seg.keys.append((shape_key, refs))
+  seg.h = hash((seg.h, shape_key, refs))
   if len(seg.entries) >= MAX_ENTRIES: sync()
   return res
 
@@ -283,7 +286,7 @@ def _placeholders(meta: Any, seg: _Segment, slots: list[int]) -> Any:
 # ***** turning recorded ops into tinygrad values *****
 
 def _input_tensor(x: Any) -> Tensor:
-  return x if isinstance(x, Tensor) else Tensor(x[0]).reshape(x[1])
+  return x if isinstance(x, Tensor) else Tensor(UOp.from_buffer(x[0])).reshape(x[1])
 
 
 def _materialize(seg: _Segment) -> tuple[list[Tensor | None], list[tuple[_Scalar, Tensor]], str | None]:
@@ -459,7 +462,7 @@ def _scalar_buffer(value: float, dtype: Any, dev: str) -> Buffer:
 
 def _input_uop(x: Any, realized: bool = True) -> UOp | None:
   """The realized buffer UOp behind an input value, if the value is the whole buffer (possibly reshaped)."""
-  if isinstance(x, tuple): return x[0]
+  if isinstance(x, tuple): return UOp.from_buffer(x[0])
   u = x.uop
   base = u.base
   if base.op is not Ops.BUFFER or (realized and not base.is_realized): return None
@@ -480,28 +483,52 @@ def sync() -> None:
     _busy[0] = False
 
 
+def _input_buf(x: Any) -> Buffer | None:
+  if isinstance(x, tuple): return x[0]
+  u = _input_uop(x)
+  return None if u is None else u.buffer
+
+
+class _Key:
+  """A step's key with its hash computed once (the key is a long tuple: Python's tuples do not cache their hash)."""
+  __slots__ = ("parts", "h")
+
+  def __init__(self, parts: tuple, h: int) -> None:
+    self.parts, self.h = parts, h
+
+  def __hash__(self) -> int: return self.h
+  def __eq__(self, other: object) -> bool: return isinstance(other, _Key) and self.h == other.h and self.parts == other.parts
+
+
 def _end(seg: _Segment) -> None:
   live = _live(seg)
-  in_uops = [_input_uop(x) for x in seg.inputs]
-  if any(u is None for u in in_uops):
-    lazy = [j for j, u in enumerate(in_uops) if u is None]
+  in_bufs = [_input_buf(x) for x in seg.inputs]
+  if any(u is None for u in in_bufs):
+    lazy = [j for j, u in enumerate(in_bufs) if u is None]
     values = [seg.inputs[j].clone() for j in lazy]
     Tensor.realize(*values)
     for j, v in zip(lazy, values):
       # the storage keeps the realized copy, so the next step reads a buffer too
-      if (st := seg.input_storages[j]()) is not None and st.slot < 0 and st._value is seg.inputs[j]: st._value, st._buf = v.reshape(st._value.shape), None
-      seg.inputs[j], in_uops[j] = v, _input_uop(v)
+      if (st := seg.input_storages[j]()) is not None and st.slot < 0 and st._value is seg.inputs[j]:
+        st._value, st._buf = v.reshape(st._value.shape), None
+      seg.inputs[j], in_bufs[j] = v, _input_buf(v)
     _counts["reason: " + "inputs realized first: lazy values read by the step"] += 1
-  in_sig = tuple((u.dtype, u.max_numel(), _shape_of(x)) for u, x in zip(in_uops, seg.inputs))
+  for j, x in enumerate(seg.inputs):
+    # a realized input keeps its buffer at hand: the next step's key and replay read it without tinygrad's UOps
+    if isinstance(x, Tensor) and (st := seg.input_storages[j]()) is not None and st.slot < 0 and st._value is x and st.bound is None:
+      st.bound = (in_bufs[j], tuple(x.shape))
+  in_sig = tuple((b.dtype, b.size, _shape_of(x)) for b, x in zip(in_bufs, seg.inputs))
   first: dict[bytes, int] = {}
   equal = tuple(first.setdefault(struct.pack("<d", v), i) for i, v in enumerate(seg.scalars))
-  key = (tuple(seg.keys), in_sig, tuple(k for k, _ in live), equal)
+  live_slots = tuple(k for k, _ in live)
+  key = _Key((tuple(seg.keys), in_sig, live_slots, equal), hash((seg.h, in_sig, live_slots, equal)))
   graph = _graphs.get(key)
   if isinstance(graph, _Graph):
     _graphs.move_to_end(key)
     _counts["replays"] += 1
-    _replay(graph, seg, in_uops, live)
+    _replay(graph, seg, in_bufs, live)
     return
+  in_uops = [_input_uop(x) for x in seg.inputs]
   last, _last_key[0] = _last_key[0], key
   ks = GlobalCounters.kernel_count
   vals, scalar_reads, reason = _materialize(seg)
@@ -599,27 +626,22 @@ def _build(key: tuple, seg: _Segment, in_uops: list[UOp], scalar_reads: list, ou
     _counts["reason: " + f"recaptured: {_difference(key, last)}"] += 1
 
 
-def _replay(graph: _Graph, seg: _Segment, in_uops: list[UOp], live: list) -> None:
-  params: list[Any] = [u.buffer for u in in_uops]
+def _replay(graph: _Graph, seg: _Segment, in_bufs: list[Buffer], live: list) -> None:
+  params: list[Any] = list(in_bufs)
   for index, dtype, dev in graph.scalars: params.append(_scalar_buffer(seg.scalars[index], dtype, dev))
-  fresh: list[Any] = []
   for spec in graph.out_specs:
-    if spec[0] == "new":
-      u = UOp.new_buffer(spec[4], spec[5], spec[3])
-      params.append(u.buffer.ensure_allocated())
-      fresh.append(u)
-  uops = list(in_uops) + [None] * len(graph.scalars) + fresh
+    if spec[0] == "new": params.append(Buffer(spec[4], spec[5], spec[3]).allocate())
   graph.replay.run(params)
   for (k, st), spec in zip(live, graph.out_specs):
     st.slot, st._buf = -1, None
     if spec[0] == "const": st._value, st.bound = spec[1], None
-    else: st._value, st.bound = None, (uops[spec[1]], spec[2])
+    else: st._value, st.bound = None, (params[spec[1]], spec[2])
 
 
 def _difference(key: tuple, last: tuple) -> str:
   """What makes this step's key differ from the last captured one, in words."""
-  ops, in_sig, live, equal = key
-  lops, lin_sig, llive, lequal = last
+  ops, in_sig, live, equal = key.parts
+  lops, lin_sig, llive, lequal = last.parts
   for i, (a, b) in enumerate(zip(ops, lops)):
     if a != b:
       name = _op_name(a[0][0][1])

@@ -33,7 +33,7 @@ class TinyStorage:
   `value` is kept in the shape it was made in, so a tensor that is the whole storage reads back without a reshape;
   `buf` is its flat form (one element per storage element), made on first need. Under capture (capture.py) a storage
   may instead hold a `slot` of the step being recorded (its value is not computed yet), or a `bound` realized buffer
-  (the UOp and shape a replay wrote), of which the Tensor is made on first read."""
+  (the tinygrad Buffer and shape a replay wrote), of which the Tensor is made on first read."""
   __slots__ = ("_value", "_buf", "slot", "bound", "__weakref__")
 
   def __init__(self, value: Tensor | None) -> None:
@@ -43,8 +43,8 @@ class TinyStorage:
   def value(self) -> Tensor:
     if self.slot >= 0: materialize_hook()  # an eager path reads a value the recorded step has not computed yet
     if self._value is None:
-      uop, shape = self.bound
-      self._value = Tensor(uop).reshape(shape)
+      buf, shape = self.bound
+      self._value = Tensor(UOp.from_buffer(buf)).reshape(shape)
     return self._value
 
   @value.setter
@@ -299,7 +299,8 @@ def _copy_eager(dst: torch.Tensor, src: torch.Tensor, non_blocking: bool = False
 def _to_copy(self: torch.Tensor, *, dtype: torch.dtype | None = None, device: Any = None, **_: Any) -> torch.Tensor:
   dtype = dtype or self.dtype
   to_host_ = device is not None and torch.device(device).type == "cpu"
-  if _is_tiny(self) and not to_host_: return dispatch_hook("f", _cast_fns[dtype], lambda x: wrap(unwrap(x).cast(table.to_tiny_dtype(dtype))), (self,), {})
+  if _is_tiny(self) and not to_host_:
+    return dispatch_hook("f", _cast_fns[dtype], lambda x: wrap(unwrap(x).cast(table.to_tiny_dtype(dtype))), (self,), {})
   if to_host_: sync_hook()
   value = unwrap(self) if _is_tiny(self) else from_cpu(self)
   if to_host_: return to_cpu(value.cast(table.to_tiny_dtype(dtype)), dtype)

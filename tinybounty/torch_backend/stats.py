@@ -12,6 +12,8 @@ from typing import Any, Callable
 
 import numpy as np
 from tinygrad import Device, Tensor
+from tinygrad.dtype import _to_np_dtype
+from tinygrad.uop.ops import Ops
 
 _counts: Counter = Counter()
 
@@ -26,6 +28,11 @@ def to_host(t: Tensor) -> np.ndarray:
   """Copy a tinygrad tensor's contents to a numpy array, counted as one device-to-host transfer."""
   _counts["d2h"] += 1
   _counts["d2h_bytes"] += t.nbytes()
+  u = t.uop.src[0] if t.uop.op is Ops.RESHAPE else t.uop
+  if u.op is Ops.BUFFER and u.is_realized and hasattr((buf := u.buffer).allocator, "_as_buffer") \
+     and (np_dtype := _to_np_dtype(buf.dtype)) is not None:
+    # a whole buffer in host-visible memory: copy it out directly, without a tinygrad copy schedule
+    return np.frombuffer(buf.as_memoryview(allow_zero_copy=True), dtype=np_dtype).copy().reshape(t.shape)
   return on_device(t).numpy()
 
 
