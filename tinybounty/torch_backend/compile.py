@@ -27,7 +27,7 @@ from torch._dynamo.backends.registry import register_backend
 from torch._dynamo.utils import counters as dynamo_counters
 from torch._dynamo.utils import guard_failures
 
-from tinybounty.torch_backend import device, ops
+from tinybounty.torch_backend import device, ops, table
 
 _stats: Counter = Counter()
 _TENSOR = object()  # marks a tensor output among a graph's outputs
@@ -209,7 +209,7 @@ def _decompositions() -> dict:
   from torch._decomp import decomposition_table
   have = set(ops.names())
   return {op: fn for op, fn in decomposition_table.items()
-          if isinstance(op, torch._ops.OpOverload) and op.namespace == "aten" and ops._canonical(op) not in have}
+          if isinstance(op, torch._ops.OpOverload) and op.namespace == "aten" and table._canonical(op) not in have}
 
 
 @register_backend(name="tiny")
