@@ -502,6 +502,7 @@ class _Key:
 
 def _end(seg: _Segment) -> None:
   live = _live(seg)
+  if not live: return  # every value the step made is gone: nothing to compute
   in_bufs = [_input_buf(x) for x in seg.inputs]
   if any(u is None for u in in_bufs):
     lazy = [j for j, u in enumerate(in_bufs) if u is None]
