@@ -11,7 +11,7 @@ import warnings
 import torch
 
 from tinybounty.runtime import bf16_clang
-from tinybounty.torch_backend import device, dynamo, half_rounding, kernels, serialization, threads, tying
+from tinybounty.torch_backend import capture, device, dynamo, half_rounding, kernels, serialization, threads, tying
 from tinybounty.torch_backend.module import TinyModule
 from tinybounty.torch_backend.stats import reset_stats, stats
 
@@ -31,6 +31,7 @@ def register() -> None:
   _setup_privateuseone_for_python_backend(device.BACKEND, backend_module=TinyModule())
   device.install_kernels(kernels.KERNELS)
   dynamo.install()  # torch.compile(backend="tiny"), without importing torch._dynamo now
+  capture.install()  # eager steps recorded, captured once and replayed (TINY_CAPTURE=1: on; off by default, see capture.py)
 
 
 register()

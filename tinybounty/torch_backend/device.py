@@ -33,20 +33,38 @@ class TinyStorage:
   """The memory behind one torch storage: a tinygrad Tensor, replaced (never mutated) by each write.
 
   `value` is kept in the shape it was made in, so a tensor that is the whole storage reads back without a reshape;
-  `buf` is its flat form (one element per storage element), made on first need."""
-  __slots__ = ("value", "_buf", "__weakref__")
+  `buf` is its flat form (one element per storage element), made on first need. Under capture (capture.py) a storage
+  may instead hold a `slot` of the step being recorded (its value is not computed yet), or a `bound` realized buffer
+  (the tinygrad Buffer and shape a replay wrote), of which the Tensor is made on first read."""
+  __slots__ = ("_value", "_buf", "slot", "bound", "__weakref__")
 
-  def __init__(self, value: Tensor) -> None:
-    self.value, self._buf = value, None
+  def __init__(self, value: Tensor | None) -> None:
+    self._value, self._buf, self.slot, self.bound = value, None, -1, None
+
+  @property
+  def value(self) -> Tensor:
+    if self.slot >= 0: materialize_hook()  # an eager path reads a value the recorded step has not computed yet
+    if self._value is None:
+      buf, shape = self.bound
+      self._value = Tensor(UOp.from_buffer(buf)).reshape(shape)
+    return self._value
+
+  @value.setter
+  def value(self, value: Tensor) -> None:
+    self._value, self.slot, self.bound = value, -1, None
 
   @property
   def buf(self) -> Tensor:
-    if self._buf is None: self._buf = self.value.reshape(-1) if self.value.ndim != 1 else self.value
+    if self._buf is None or self.slot >= 0: self._buf = self.value.reshape(-1) if self.value.ndim != 1 else self.value
     return self._buf
 
   @buf.setter
   def buf(self, flat: Tensor) -> None:
     self.value, self._buf = flat, flat
+
+
+def materialize_hook() -> None:
+  raise RuntimeError("tiny: a storage holds a slot of a recorded step, but no capture is installed")
 
 
 def _storage(t: torch.Tensor) -> TinyStorage:
@@ -71,21 +89,41 @@ def wrap(x: Tensor) -> torch.Tensor:
 
 def unwrap(t: torch.Tensor) -> Tensor:
   """The tinygrad value of a tiny torch tensor, read through its strides."""
-  st = _storage(t)
-  size = tuple(t.shape)
-  if st.value.shape == size and st.value.dtype == table.TORCH_TO_TINY.get(t.dtype) and t.storage_offset() == 0 and t.is_contiguous():
-    return st.value
+  return read(_storage(t), tuple(t.shape), t.stride(), t.storage_offset(), t.dtype)
+
+
+def read(st: TinyStorage, size: tuple[int, ...], stride: tuple[int, ...], off: int, dtype: torch.dtype) -> Tensor:
+  """The view (size, stride, storage offset, dtype) of a storage's value, with movement ops only."""
+  contiguous = _is_contiguous(size, stride)
+  if st.value.shape == size and st.value.dtype == table.TORCH_TO_TINY.get(dtype) and off == 0 and contiguous: return st.value
   buf = st.buf
-  if (want := table.to_tiny_dtype(t.dtype)) != buf.dtype:
-    if want.itemsize != buf.dtype.itemsize: raise NotImplementedError(f"tiny: viewing {buf.dtype} storage as {t.dtype}")
+  if (want := table.to_tiny_dtype(dtype)) != buf.dtype:
+    if want.itemsize != buf.dtype.itemsize: raise NotImplementedError(f"tiny: viewing {buf.dtype} storage as {dtype}")
     buf = buf.bitcast(want)
-  n, off = t.numel(), t.storage_offset()
+  n = prod_(size)
   if n == 0: return Tensor.empty(*size, dtype=want)
-  if t.is_contiguous():
+  if contiguous:
     if off == 0 and n == buf.shape[0]: return buf.reshape(size)
-    if t.ndim == 1 and off > 0 and dtypes.is_int(want): return _moving_slice(buf, off, n)
+    if len(size) == 1 and off > 0 and dtypes.is_int(want): return _moving_slice(buf, off, n)
     return buf.shrink(((off, off + n),)).reshape(size)
-  return strided_read(buf, size, t.stride(), off)
+  return strided_read(buf, size, stride, off)
+
+
+def prod_(size: tuple[int, ...]) -> int:
+  n = 1
+  for s in size: n *= s
+  return n
+
+
+def _is_contiguous(size: tuple[int, ...], stride: tuple[int, ...]) -> bool:
+  """PyTorch's is_contiguous: dims of size 1 may have any stride; an empty tensor is contiguous."""
+  expected = 1
+  for n, s in zip(reversed(size), reversed(stride)):
+    if n == 0: return True
+    if n != 1:
+      if s != expected: return False
+      expected *= n
+  return True
 
 
 def _moving_slice(buf: Tensor, offset: int, n: int) -> Tensor:
@@ -108,15 +146,21 @@ def write(t: torch.Tensor, value: Tensor, uniform: bool = False) -> torch.Tensor
   `uniform`: the same value everywhere (fill_, zero_), allowed through broadcast dims as on the CPU."""
   st = _storage(t)
   if id(st) in _pending and _made[0] >= SYNC_AFTER: flush(sync=True)
-  if table.to_tiny_dtype(t.dtype) != st.buf.dtype: raise NotImplementedError(f"tiny: writing {t.dtype} into {st.buf.dtype} storage")
-  value = on_device(value.cast(st.buf.dtype))
-  if tuple(value.shape) != tuple(t.shape): value = value.expand(tuple(t.shape)) if t.ndim else value.reshape(())
-  if t.is_contiguous() and t.storage_offset() == 0 and t.numel() == st.buf.shape[0]: st.value, st._buf = value.contiguous(), None
-  else: st.buf = strided_write(st.buf, value, tuple(t.shape), t.stride(), t.storage_offset(), uniform).contiguous()
+  write_into(st, value, tuple(t.shape), t.stride(), t.storage_offset(), t.dtype, uniform)
   _pending[id(st)] = st
   _pending_writes[0] += 1
   if _pending_writes[0] >= FLUSH_AT: flush()
   return t
+
+
+def write_into(st: TinyStorage, value: Tensor, size: tuple[int, ...], stride: tuple[int, ...], off: int, dtype: torch.dtype,
+               uniform: bool = False) -> None:
+  """Replace st's value by its old value with `value` written through the view (size, stride, offset, dtype)."""
+  if table.to_tiny_dtype(dtype) != st.buf.dtype: raise NotImplementedError(f"tiny: writing {dtype} into {st.buf.dtype} storage")
+  value = on_device(value.cast(st.buf.dtype))
+  if tuple(value.shape) != size: value = value.expand(size) if len(size) else value.reshape(())
+  if _is_contiguous(size, stride) and off == 0 and prod_(size) == st.buf.shape[0]: st.value, st._buf = value.contiguous(), None
+  else: st.buf = strided_write(st.buf, value, size, stride, off, uniform).contiguous()
 
 
 # Writes are realized in batches, not one by one: a training step's in-place updates (optimizer, running stats,
@@ -143,8 +187,9 @@ _made = [0]  # storages made since the last sync
 
 
 def flush(sync: bool = False) -> None:
-  """Realize every storage written since the last flush, in one schedule; `sync` (a host read, synchronize()): also
-  every storage made since the last sync that is still alive and unrealized."""
+  """Realize every storage written since the last flush, in one schedule (and end the recorded step: capture.py);
+  `sync` (a host read, synchronize()): also every storage made since the last sync that is still alive and unrealized."""
+  sync_hook()
   values = [st.value for st in _pending.values()]
   if sync:
     values += [st.value for st in _fresh if id(st) not in _pending and not st.value.uop.is_realized]
@@ -204,21 +249,35 @@ def _assign_out(out: torch.Tensor, value: Tensor) -> None:
   else: write(out, value)
 
 
+# ***** hooks of the step capture (capture.py installs them; these defaults run every op eagerly) *****
+
+def sync_hook() -> None:
+  """Called at every sync point (flush, .item(), .cpu()) before reading device memory."""
+
+
+def dispatch_hook(kind: str, fn: Callable, eager: Callable, args: tuple, kwargs: dict, extra: Any = None) -> Any:
+  """Runs one op; capture.py's version records it instead when the step is known."""
+  return eager(*args, **kwargs)
+
+
 # ***** kernels derived from the table *****
 
 def functional_kernel(fn: Callable) -> Callable:
-  def kernel(*args: Any, **kwargs: Any) -> Any: return _wrap_results(fn(*_unwrap_args(args), **_unwrap_args(kwargs)))
+  def eager(*args: Any, **kwargs: Any) -> Any: return _wrap_results(fn(*_unwrap_args(args), **_unwrap_args(kwargs)))
+  def kernel(*args: Any, **kwargs: Any) -> Any: return dispatch_hook("f", fn, eager, args, kwargs)
   return kernel
 
 
 def inplace_kernel(fn: Callable, uniform: bool = False) -> Callable:
-  def kernel(self: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+  def eager(self: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
     return write(self, fn(unwrap(self), *_unwrap_args(args), **_unwrap_args(kwargs)), uniform)
+  def kernel(*args: Any, **kwargs: Any) -> torch.Tensor: return dispatch_hook("i", fn, eager, args, kwargs, uniform)
   return kernel
 
 
 def out_kernel(fn: Callable, out_names: list[str]) -> Callable:
-  def kernel(*args: Any, **kwargs: Any) -> Any:
+  def kernel(*args: Any, **kwargs: Any) -> Any: return dispatch_hook("o", fn, eager, args, kwargs, tuple(out_names))
+  def eager(*args: Any, **kwargs: Any) -> Any:
     outs = [kwargs.pop(n) for n in out_names]
     res = fn(*_unwrap_args(args), **_unwrap_args(kwargs))
     res = res if isinstance(res, (tuple, list)) else (res,)
@@ -233,27 +292,58 @@ def _meta_view(op: torch._ops.OpOverload) -> Callable:
   return lambda *args, **kwargs: op.redispatch(_META, *args, **kwargs)
 
 
+def _empty_base(extent: int, dtype: torch.dtype) -> torch.Tensor:
+  return _new((extent,), dtype, Tensor.empty(extent, dtype=table.to_tiny_dtype(dtype)))
+
+
 def _empty_strided(size: list[int], stride: list[int], *, dtype: torch.dtype | None = None, **_: Any) -> torch.Tensor:
   dtype = dtype or torch.get_default_dtype()
   extent = 1 + sum((n - 1) * s for n, s in zip(size, stride)) if all(size) else 0
-  base = _new((extent,), dtype, Tensor.empty(extent, dtype=table.to_tiny_dtype(dtype)))
+  base = dispatch_hook("e", _empty_base, _empty_base, (extent, dtype), {})
   return torch.ops.aten.as_strided.default.redispatch(_META, base, size, stride, 0)
 
 
+def _empty(size: list[int], *, dtype: torch.dtype | None = None, **_: Any) -> torch.Tensor:
+  return _empty_strided(size, torch._prims_common.make_contiguous_strides_for(size), dtype=dtype)
+
+
+def _cast_to(dst: Tensor, src: Tensor) -> Tensor: return src.cast(dst.dtype)
+
+
 def _copy(dst: torch.Tensor, src: torch.Tensor, non_blocking: bool = False) -> torch.Tensor:
+  if _is_tiny(dst) and _is_tiny(src): return dispatch_hook("i", _cast_to, _copy_eager, (dst, src), {})
+  return _copy_eager(dst, src)
+
+
+def _copy_eager(dst: torch.Tensor, src: torch.Tensor, non_blocking: bool = False) -> torch.Tensor:
   if _is_tiny(dst):
     value = unwrap(src) if _is_tiny(src) else from_cpu(src)
     return write(dst, value.cast(table.to_tiny_dtype(dst.dtype)))
   if dst.device.type != "cpu": raise NotImplementedError(f"tiny: copy from {src.device} to {dst.device}")
+  sync_hook()
   with torch.no_grad(): dst.copy_(to_cpu(unwrap(src).cast(table.to_tiny_dtype(dst.dtype)), dst.dtype))
   return dst
 
 
 def _to_copy(self: torch.Tensor, *, dtype: torch.dtype | None = None, device: Any = None, **_: Any) -> torch.Tensor:
   dtype = dtype or self.dtype
+  to_host_ = device is not None and torch.device(device).type == "cpu"
+  if _is_tiny(self) and not to_host_:
+    return dispatch_hook("f", _cast_fns[dtype], lambda x: wrap(unwrap(x).cast(table.to_tiny_dtype(dtype))), (self,), {})
+  if to_host_: sync_hook()
   value = unwrap(self) if _is_tiny(self) else from_cpu(self)
-  if device is not None and torch.device(device).type == "cpu": return to_cpu(value.cast(table.to_tiny_dtype(dtype)), dtype)
+  if to_host_: return to_cpu(value.cast(table.to_tiny_dtype(dtype)), dtype)
   return wrap(value.cast(table.to_tiny_dtype(dtype)))
+
+
+class _CastFns(dict):
+  """One cast function per torch dtype (a stable identity for capture's per-op keys)."""
+  def __missing__(self, dtype: torch.dtype) -> Callable:
+    fn = self[dtype] = lambda x: x.cast(table.to_tiny_dtype(dtype))
+    return fn
+
+
+_cast_fns = _CastFns()
 
 
 def _resize(self: torch.Tensor, size: list[int], memory_format: Any = None) -> torch.Tensor:
@@ -288,6 +378,7 @@ def _set_storage(self: torch.Tensor, source: torch.UntypedStorage, storage_offse
 def _equal(self: torch.Tensor, other: torch.Tensor) -> bool:
   """torch.equal returns a Python bool: one counted read of a single flag."""
   if self.shape != other.shape: return False
+  sync_hook()
   return bool(to_host(ops.lookup("eq.Tensor")(unwrap(self), unwrap(other)).all()).item())
 
 
@@ -297,7 +388,7 @@ def _local_scalar_dense(self: torch.Tensor) -> Any:
 
 
 DEVICE_KERNELS: dict[str, Callable] = {
-  "empty.memory_format": lambda size, *, dtype=None, **_: wrap(Tensor.empty(*size, dtype=table.to_tiny_dtype(dtype or torch.get_default_dtype()))),
+  "empty.memory_format": _empty,
   "empty_strided": _empty_strided, "copy_": _copy, "_copy_from": lambda src, dst, non_blocking=False: _copy(dst, src),
   "_copy_from_and_resize": lambda src, dst: _copy(_resize(dst, list(src.shape)), src), "_to_copy": _to_copy,
   "resize_": _resize, "_local_scalar_dense": _local_scalar_dense, "as_strided_": _as_strided_, "equal": _equal,

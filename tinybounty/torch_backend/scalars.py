@@ -16,6 +16,7 @@ from tinygrad.dtype import DType
 
 KEEP = 64  # each kept tensor is walked by every realize (tinygrad maps realized buffers onto all live tensors)
 _buffers: OrderedDict[tuple, Tensor] = OrderedDict()
+requests: list | None = None  # capture.py collects (value, tensor) of every scalar read while it builds a step
 
 
 def device_scalar(value: Any, dtype: DType, device: str | None = None) -> Tensor:
@@ -26,6 +27,7 @@ def device_scalar(value: Any, dtype: DType, device: str | None = None) -> Tensor
     buf = _buffers[key] = Tensor([value], dtype=dtype, device=device).reshape(())
     if len(_buffers) > KEEP: _buffers.popitem(last=False)
   else: _buffers.move_to_end(key)
+  if requests is not None: requests.append((value, buf))
   return buf
 
 

@@ -10,9 +10,12 @@ Every read of device memory by the backend goes through `to_host` or `size_sync`
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any, Callable
 
 import numpy as np
 from tinygrad import Device, Tensor
+from tinygrad.dtype import _to_np_dtype
+from tinygrad.uop.ops import Ops
 
 _counts: Counter = Counter()
 
@@ -27,6 +30,11 @@ def to_host(t: Tensor) -> np.ndarray:
   """Copy a tinygrad tensor's contents to a numpy array, counted as one device-to-host transfer."""
   _counts["d2h"] += 1
   _counts["d2h_bytes"] += t.nbytes()
+  u = t.uop.src[0] if t.uop.op is Ops.RESHAPE else t.uop
+  if u.op is Ops.BUFFER and u.is_realized and hasattr((buf := u.buffer).allocator, "_as_buffer") \
+     and (np_dtype := _to_np_dtype(buf.dtype)) is not None:
+    # a whole buffer in host-visible memory: copy it out directly, without a tinygrad copy schedule
+    return np.frombuffer(buf.as_memoryview(allow_zero_copy=True), dtype=np_dtype).copy().reshape(t.shape)
   return on_device(t).numpy()
 
 
@@ -40,10 +48,16 @@ def count(name: str, n: int = 1) -> None:
   _counts[name] += n
 
 
-def stats() -> dict[str, int]:
-  """The counters since the last reset: d2h, d2h_bytes, size_syncs, fallbacks (and the collective counters once one ran)."""
-  names = ("d2h", "d2h_bytes", "size_syncs", "fallbacks") + (_COLLECTIVE if _counts.get("collectives") else ())
-  return {k: _counts.get(k, 0) for k in names}
+def stats() -> dict[str, Any]:
+  """The counters since the last reset: d2h, d2h_bytes, size_syncs, fallbacks, the collective counters once one ran
+  (distributed/), and the step capture's (capture.py)."""
+  out: dict[str, Any] = {k: _counts.get(k, 0) for k in ("d2h", "d2h_bytes", "size_syncs", "fallbacks")}
+  if _counts.get("collectives"): out.update({k: _counts.get(k, 0) for k in _COLLECTIVE})
+  for provider in providers: out.update(provider())
+  return out
+
+
+providers: list[Callable[[], dict[str, Any]]] = []  # more counters (capture.py's)
 
 
 _COLLECTIVE = ("collectives", "collective_d2h_bytes", "collective_h2d_bytes")
