@@ -10,7 +10,7 @@ import warnings
 
 import torch
 
-from tinybounty.torch_backend import device, dynamo, half_rounding, serialization, threads, tying
+from tinybounty.torch_backend import device, dynamo, float_association, half_rounding, serialization, threads, tying
 from tinybounty.torch_backend.module import TinyModule
 from tinybounty.torch_backend.stats import reset_stats, stats
 
@@ -25,6 +25,7 @@ def register() -> None:
   threads.install()
   serialization.install()
   tying.install()  # .to("tiny") would otherwise untie shared parameters (tied embeddings)
+  float_association.install()  # the clang renderer would print float sums in another order than the kernel's (issue #14)
   half_rounding.install()  # PyTorch rounds every half op's output; tinygrad's codegen would skip some of those roundings
   _setup_privateuseone_for_python_backend(device.BACKEND, backend_module=TinyModule())
   device.install_kernels()
