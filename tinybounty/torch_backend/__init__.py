@@ -11,7 +11,7 @@ import warnings
 import torch
 
 from tinybounty.runtime import bf16_clang
-from tinybounty.torch_backend import capture, device, dynamo, half_rounding, kernels, serialization, threads, tying
+from tinybounty.torch_backend import capture, device, dynamo, float_association, half_rounding, kernels, serialization, threads, tying
 from tinybounty.torch_backend.module import TinyModule
 from tinybounty.torch_backend.stats import reset_stats, stats
 
@@ -26,6 +26,7 @@ def register() -> None:
   threads.install()
   serialization.install()
   tying.install()  # .to("tiny") would otherwise untie shared parameters (tied embeddings)
+  float_association.install()  # the clang renderer would print float sums in another order than the kernel's (issue #14)
   half_rounding.install()  # PyTorch rounds every half op's output; tinygrad's codegen would skip some of those roundings
   bf16_clang.install()  # after half_rounding: bfloat16 kernels compile with clang < 15 (runtime/bf16_clang.py)
   _setup_privateuseone_for_python_backend(device.BACKEND, backend_module=TinyModule())
