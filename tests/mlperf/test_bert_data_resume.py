@@ -11,6 +11,8 @@ from tinybounty.mlperf.checkpoint import CheckpointError
 from tinybounty.mlperf.lamb import LambConfig
 from tinybounty.models.bert_pretrain import BertPretrainConfig
 
+pytestmark = pytest.mark.long  # two jitted BERT training runs, interrupted and unbroken: minutes
+
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):

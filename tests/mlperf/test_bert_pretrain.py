@@ -11,6 +11,8 @@ from tinybounty.mlperf.lamb import LambConfig, lr_at
 from tinybounty.mlperf.torch_lamb import TorchLamb
 from tinybounty.models.bert_pretrain import BertPretrainConfig, decayed
 
+pytestmark = pytest.mark.long  # BERT pretraining step and 10 LAMB steps against float64 transformers: minutes
+
 STEPS = 10
 
 

@@ -10,6 +10,8 @@ from tinygrad import Tensor, dtypes  # noqa: E402
 from tinybounty.models.generate import Generator, load_causal_lm  # noqa: E402
 from tinybounty.models.moe_blocks import shard_model  # noqa: E402
 
+pytestmark = pytest.mark.long  # two models compiled on two CPU devices: minutes
+
 DEVICES = ("CPU:1", "CPU:2")
 OLMOE = dict(vocab_size=97, hidden_size=32, intermediate_size=16, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
              num_experts=8, num_experts_per_tok=2, initializer_range=0.1, eos_token_id=None, pad_token_id=0)

@@ -41,6 +41,7 @@ def test_unknown_config_is_a_clear_error():
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_gpt_fast_like_greedy_tokens_equal_cpu(stories15m, tiny):
   ref = generate(SCRIPTS / "gpt_fast_like.py", "cpu", stories15m, max_new_tokens=TOKENS)
   got = generate(SCRIPTS / "gpt_fast_like.py", "tiny", stories15m, max_new_tokens=TOKENS)
@@ -49,6 +50,7 @@ def test_gpt_fast_like_greedy_tokens_equal_cpu(stories15m, tiny):
 
 
 @pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.skipif(gpt_fast_checkout() is None, reason="gpt-fast checkout absent (set GPT_FAST_DIR or fetch it into ext/gpt-fast)")
 def test_gpt_fast_generate_unmodified_equal_cpu(stories15m, tiny):
   script = gpt_fast_checkout() / "generate.py"

@@ -10,6 +10,8 @@ import torch
 
 from tinybounty.torch_backend.distributed import launch, netns
 
+pytestmark = pytest.mark.long  # torchrun launches of several ranks and two namespace machines: minutes
+
 TRAIN = "tinybounty.torch_backend.distributed.train"
 STEPS, BATCH = 2, 8
 
