@@ -3,7 +3,7 @@
   PYTHONPATH=. DEV=CPU python bench/gpt_fast.py [--models stories15M stories110M] [--tokens 32] [--modes eager compile]
                                                 [--script ext/gpt-fast/generate.py] [--repeats 3]
 
-For each model a random-weight checkpoint in gpt-fast's format is written (models/gpt_fast_checkpoint.py), then the
+For each model a random-weight checkpoint in gpt-fast's format is written (runner/gpt_fast_checkpoint.py), then the
 script decodes greedily (--top_k 1 --temperature 0) through the runner on each device and mode: tiny eager, tiny
 --compile (routed to the tiny backend), CPU eager, CPU --compile (inductor, where it works here). Figures are the
 script's own tokens/sec (it times with torch.cuda.synchronize, which the runner makes synchronize tiny), min/median
@@ -23,9 +23,9 @@ import time
 import torch
 
 from tinybounty.hardware import machine
-from tinybounty.models.gpt_fast_checkpoint import SHAPES, write_checkpoint
 from tinybounty.records import format_row
 from tinybounty.runner.gpt_fast import SCRIPTS, generate, gpt_fast_checkout
+from tinybounty.runner.gpt_fast_checkpoint import SHAPES, write_checkpoint
 
 
 def copy_bandwidth(mb: int = 256) -> float:

@@ -5,7 +5,7 @@ import os
 import pytest
 import torch
 
-from tinybounty.models import gpt_fast_checkpoint as ckpt
+from tinybounty.runner import gpt_fast_checkpoint as ckpt
 from tinybounty.runner.gpt_fast import SCRIPTS, generate, gpt_fast_checkout
 
 TOKENS = int(os.environ.get("GPT_FAST_TEST_TOKENS", "8"))  # the registry check and bench/gpt_fast.py run 32

@@ -11,8 +11,8 @@ def _analogue(full: bool) -> Result:
   tokens must be equal; the figure is tiny's tok/s over the CPU's (both eager, as each script reports it)."""
   import pathlib
 
-  from tinybounty.models.gpt_fast_checkpoint import write_checkpoint
   from tinybounty.runner.gpt_fast import SCRIPTS, generate, gpt_fast_checkout
+  from tinybounty.runner.gpt_fast_checkpoint import write_checkpoint
   n = 32 if full else 8
   checkout = gpt_fast_checkout()
   script = checkout / "generate.py" if checkout is not None else SCRIPTS / "gpt_fast_like.py"

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tinybounty.models.gpt_fast_checkpoint import shape_of
+from tinybounty.runner.gpt_fast_checkpoint import shape_of
 
 default_device = 'cuda' if torch.cuda.is_available() else 'cpu'
 

@@ -4,7 +4,7 @@ pytorch-labs/gpt-fast's generate.py loads `<dir>/model.pth` (a state dict with i
 `<dir>/tokenizer.model` (sentencepiece), and picks the model shape from the directory's name (ModelArgs.from_name:
 "stories15M", "stories110M", "7B", ...). This module writes both for those names without any download:
 
-  python -m tinybounty.models.gpt_fast_checkpoint --model stories15M --out checkpoints/stories15M
+  python -m tinybounty.runner.gpt_fast_checkpoint --model stories15M --out checkpoints/stories15M
 
 The shapes below restate gpt-fast's configs (our own table of the numbers; gpt-fast's code is not used). Weights are
 drawn with one seeded CPU generator (std 0.02, RMSNorm weights 1, as a freshly initialised Llama), so a seed gives
@@ -115,7 +115,7 @@ def write_checkpoint(out_dir: str | pathlib.Path, name: str | None = None, seed:
 
 
 def main(argv: list[str] | None = None) -> int:
-  p = argparse.ArgumentParser(prog="python -m tinybounty.models.gpt_fast_checkpoint", description=__doc__.splitlines()[0])
+  p = argparse.ArgumentParser(prog="python -m tinybounty.runner.gpt_fast_checkpoint", description=__doc__.splitlines()[0])
   p.add_argument("--model", required=True, choices=sorted(SHAPES), help="gpt-fast config name")
   p.add_argument("--out", type=pathlib.Path, help="output directory (default checkpoints/<model>; gpt-fast reads the config from its name)")
   p.add_argument("--seed", type=int, default=0)
