@@ -184,7 +184,7 @@ def test_tiny_capture_env_turns_it_off():
   code = ("import torch, tinybounty.torch_backend as tb\n"
           "w = torch.ones(4).to('tiny')\n"
           "for _ in range(5): (w * 2).sum().item(); w.add_(1.0)\n"
-          "s = tb.stats(); print(s['captured'], s['replays'], float(w.sum()))")
+          "s = tb.stats(); print(s.get('captured', 0), s.get('replays', 0), float(w.sum()))")
   out = {}
   for flag in ("0", "1"):
     env = {**os.environ, "TINY_CAPTURE": flag}

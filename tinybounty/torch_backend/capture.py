@@ -658,7 +658,10 @@ def _difference(key: tuple, last: tuple) -> str:
 
 
 def stats() -> dict[str, Any]:
-  """Captured steps, replays, recaptures, lowered and uncaptured steps, and the reasons."""
+  """Captured steps, replays, recaptures, lowered and uncaptured steps, and the reasons; none while capture is off and
+  has counted nothing (so the device's own counters read as before)."""
+  keys = ("captured", "replays", "recaptures", "lowered", "uncaptured")
+  if not enabled() and not any(_counts.get(k, 0) for k in keys): return {}
   return {"captured": _counts["captured"], "replays": _counts["replays"], "recaptures": _counts["recaptures"],
           "lowered": _counts["lowered"], "uncaptured": _counts["uncaptured"],
           "capture_reasons": {k.removeprefix("reason: "): v for k, v in _counts.items() if k.startswith("reason: ")}}
