@@ -192,7 +192,7 @@ def flush(sync: bool = False) -> None:
   sync_hook()
   values = [st.value for st in _pending.values()]
   if sync:
-    values += [st.value for st in _fresh if id(st) not in _pending and not st.value.uop.is_realized]
+    values += [st.value for st in _fresh if id(st) not in _pending and st.value.numel() and not st.value.uop.is_realized]  # empty: nothing to realize
     _fresh.clear()
     _made[0] = 0
   if not values: return
