@@ -1,7 +1,12 @@
-"""gpt-fast's generate.py (or our gpt_fast_like.py) decoding on tiny vs PyTorch CPU, in one bench run.
+"""gpt-fast's generate.py (or our gpt_fast_like.py) decoding on tiny vs PyTorch (CPU or CUDA), in one bench run.
 
   PYTHONPATH=. DEV=CPU python bench/gpt_fast.py [--models stories15M stories110M] [--tokens 32] [--modes eager compile]
                                                 [--script ext/gpt-fast/generate.py] [--repeats 3]
+  PYTHONPATH=. DEV=CUDA python bench/gpt_fast.py --models 7B --devices cuda tiny --int8    # on an NVIDIA GPU
+
+Every (device, mode) run is its own spawned process (once tiny is registered, torch makes it the process's accelerator;
+see runner/compare.in_child), bounded by --run-timeout. The first device's eager run is the token reference. --int8
+also quantizes the checkpoint with gpt-fast's own quantize.py (int8 weight-only; it quantizes on the CPU) and decodes it.
 
 For each model a random-weight checkpoint in gpt-fast's format is written (runner/gpt_fast_checkpoint.py), then the
 script decodes greedily (--top_k 1 --temperature 0) through the runner on each device and mode: tiny eager, tiny
@@ -14,6 +19,7 @@ cache) over a measured copy bandwidth (a large float32 copy on the CPU, best of 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import pathlib
 import statistics
 import sys
@@ -26,10 +32,22 @@ from tinybounty.hardware import machine
 from tinybounty.records import format_row
 from tinybounty.runner.gpt_fast import SCRIPTS, generate, gpt_fast_checkout
 from tinybounty.runner.gpt_fast_checkpoint import SHAPES, write_checkpoint
+from tinybounty.runner.run import run_script
 
 
-def copy_bandwidth(mb: int = 256) -> float:
-  """Bytes/s of a float32 copy (read + write counted), best of 5."""
+def copy_bandwidth(mb: int = 256, cuda: bool = False) -> float:
+  """Bytes/s of a float32 copy (read + write counted), best of 5; on the GPU when `cuda` (4 GiB, timed with events)."""
+  if cuda:
+    src = torch.randn(2**30, device="cuda")
+    dst, best = torch.empty_like(src), float("inf")
+    for _ in range(6):
+      start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+      start.record()
+      dst.copy_(src)
+      end.record()
+      end.synchronize()
+      best = min(best, start.elapsed_time(end) / 1e3)
+    return 2 * src.numel() * 4 / best
   src = torch.empty(mb * 2**20 // 4)
   dst = torch.empty_like(src)
   best = float("inf")
@@ -38,6 +56,18 @@ def copy_bandwidth(mb: int = 256) -> float:
     dst.copy_(src)
     best = min(best, time.perf_counter() - t)
   return 2 * src.numel() * 4 / best
+
+
+def in_child(timeout: float, fn, *args):
+  """fn(*args) in a fresh spawned process, killed after `timeout` seconds (TimeoutError)."""
+  with multiprocessing.get_context("spawn").Pool(1) as pool:
+    return pool.apply_async(fn, args).get(timeout)
+
+
+def quantize_int8(script: pathlib.Path, checkpoint: pathlib.Path) -> pathlib.Path:
+  """gpt-fast's quantize.py --mode int8 on `checkpoint` (it quantizes on the CPU and writes model_int8.pth beside it)."""
+  run_script(script.parent / "quantize.py", "cpu", ["--checkpoint_path", str(checkpoint), "--mode", "int8"])
+  return checkpoint.parent / "model_int8.pth"
 
 
 def bytes_per_token(name: str, context: int) -> int:
@@ -53,41 +83,57 @@ def main() -> int:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--models", nargs="+", default=["stories15M", "stories110M"], choices=sorted(SHAPES))
   p.add_argument("--modes", nargs="+", default=["eager", "compile"], choices=["eager", "compile"])
-  p.add_argument("--devices", nargs="+", default=["cpu", "tiny"])
+  p.add_argument("--devices", nargs="+", default=["cpu", "tiny"], help="the first device's eager run is the reference (cpu, cuda, tiny)")
   p.add_argument("--tokens", type=int, default=32)
   p.add_argument("--repeats", type=int, default=3)
+  p.add_argument("--int8", action="store_true", help="also int8 weight-only (gpt-fast's quantize.py), eager and --modes")
+  p.add_argument("--run-timeout", type=float, default=1800, help="seconds one (device, mode) run may take")
+  p.add_argument("--dir", type=pathlib.Path, help="checkpoint directory (default: a temporary one)")
   p.add_argument("--script", type=pathlib.Path, help="default: gpt-fast's generate.py where its checkout is present, else gpt_fast_like.py")
   a = p.parse_args()
   script = a.script or ((gpt_fast_checkout() / "generate.py") if gpt_fast_checkout() else SCRIPTS / "gpt_fast_like.py")
-  bw = copy_bandwidth()
-  print(f"script {script}; copy bandwidth {bw / 1e9:.1f} GB/s; machine {machine()}", file=sys.stderr)
+  gpu = "cuda" in a.devices
+  bw = copy_bandwidth(cuda=gpu)
+  where = machine() if gpu else machine() + " (2 cores, shared/loaded)"
+  print(f"script {script}; copy bandwidth {bw / 1e9:.1f} GB/s; machine {where}", file=sys.stderr)
   rows = []
   with tempfile.TemporaryDirectory() as d:
     for name in a.models:
-      ckpt = write_checkpoint(pathlib.Path(d) / name)
+      ckpt = write_checkpoint(pathlib.Path(a.dir or d) / name)
       limit = bw / bytes_per_token(name, a.tokens + 16)
-      ref_tokens, cpu_eager = None, None
-      for mode in a.modes:
-        for dev in a.devices:
-          try:
-            g = generate(script, dev, ckpt, max_new_tokens=a.tokens, compile=mode == "compile", num_samples=a.repeats + 1)
-          except Exception as e:  # inductor may not build on this machine: say so, never a figure
-            print(f"{name} {dev} {mode}: FAILED {type(e).__name__}: {str(e)[:200]}", file=sys.stderr)
-            continue
-          tps = g.tokens_per_s[1:] or g.tokens_per_s  # first sample: warm-up (kernel compiles)
-          ref_tokens = ref_tokens or (g.tokens if dev == "cpu" and mode == "eager" else None)
-          same = "tokens = CPU eager" if ref_tokens is not None and g.tokens == ref_tokens else "tokens DIFFER" if ref_tokens else "no CPU reference"
-          med = statistics.median(tps)
-          if dev == "cpu" and mode == "eager": cpu_eager = med
-          ratio = f", {med / cpu_eager:.2f}x CPU eager" if cpu_eager else ""
-          line = (f"{name} {dev} {mode}: min {min(tps):.2f} / median {med:.2f} tok/s{ratio}; {med / limit:.1%} of the bandwidth limit "
-                  f"({limit:.0f} tok/s); {same}")
-          print(line, flush=True)
-          rows.append(format_row(f"gpt_fast_{name}_{dev}_{mode}", machine() + " (2 cores, shared/loaded)",
-                                 f"python bench/gpt_fast.py --models {name} --tokens {a.tokens}", line, "PyTorch CPU eager, same run"))
+      ckpts = [("bf16", ckpt)]
+      if a.int8:
+        try: ckpts.append(("int8", in_child(a.run_timeout, quantize_int8, script, ckpt)))
+        except Exception as e: print(f"{name} int8 quantization: FAILED {type(e).__name__}: {str(e)[:200]}", file=sys.stderr)
+      for weights, path in ckpts:
+        limit_w = limit / 2 if weights == "int8" else limit  # about half the bytes (int8 weights; the KV cache stays bf16)
+        ref_tokens, base, base_name = None, None, None
+        for mode in a.modes:
+          for dev in a.devices:
+            try:
+              g = in_child(a.run_timeout, generate, script, dev, path, "Hello, my name is", a.tokens, mode == "compile", False, a.repeats + 1)
+            except Exception as e:  # inductor may not build on this machine, a run may time out: say so, never a figure
+              print(f"{name} {weights} {dev} {mode}: FAILED {type(e).__name__}: {str(e)[:300]}", file=sys.stderr, flush=True)
+              continue
+            tps = g.tokens_per_s[1:] or g.tokens_per_s  # first sample: warm-up (kernel compiles)
+            if ref_tokens is None: ref_tokens, ref_name = g.tokens, f"{dev} {mode}"
+            same = f"tokens = {ref_name}" if g.tokens == ref_tokens else f"tokens DIFFER from {ref_name} at {first_difference(g.tokens, ref_tokens)}"
+            med = statistics.median(tps)
+            if base is None: base, base_name = med, f"{dev} {mode}"
+            line = (f"{name} {weights} {dev} {mode}: min {min(tps):.2f} / median {med:.2f} tok/s, {med / base:.2f}x {base_name}; "
+                    f"{med / limit_w:.1%} of the bandwidth limit ({limit_w:.0f} tok/s); {same}")
+            print(line, flush=True)
+            rows.append(format_row(f"gpt_fast_{name}_{weights}_{dev}_{mode}", where, f"python bench/gpt_fast.py --models {name} "
+                                   f"--devices {' '.join(a.devices)} --tokens {a.tokens}{' --int8' if a.int8 else ''}", line,
+                                   f"PyTorch {base_name}, same run"))
   print("\n".join(rows))
   return 0
 
+
+def first_difference(a: list[int], b: list[int]) -> str:
+  """Where two token lists first part: 'position i (x vs y)'."""
+  i = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+  return f"position {i} ({a[i] if i < len(a) else '-'} vs {b[i] if i < len(b) else '-'})"
 
 if __name__ == "__main__":
   raise SystemExit(main())

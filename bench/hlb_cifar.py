@@ -73,8 +73,9 @@ def main() -> None:
     init = init or state
     results[dev] = (losses, times)
     print(f"[{dev}] {len(losses)} steps; epoch times {', '.join(f'{t:.3f}' for t in times)} s; final loss {losses[-1]:.4f}")
-  if args.json:
-    with atomic_write(args.json) as f: f.write(json.dumps({k: {"losses": v[0], "epoch_times": v[1]} for k, v in results.items()}).encode())
+    if len(results) > 1: compare(f"{dev} vs {args.runs[0]}", losses, results[args.runs[0]][0])  # now: a later run may be cut
+    if args.json:  # after every run, for the same reason
+      with atomic_write(args.json) as f: f.write(json.dumps({k: {"losses": v[0], "epoch_times": v[1]} for k, v in results.items()}).encode())
   if torch.cuda.is_available(): print("torch", torch.__version__, torch.cuda.get_device_name())
   ref_dev, (ref, ref_t) = next(iter(results.items()))
   rels = {dev: compare(f"{dev} vs {ref_dev}", got, ref) for dev, (got, _) in list(results.items())[1:]}
