@@ -46,6 +46,7 @@ def copy_bandwidth(device: str, nbytes: int = 1 << 30, repeats: int = 10) -> flo
   """Bytes/s of a torch device-to-device copy of `nbytes` (read + write counted), best of `repeats`; timed with CUDA
   events on a GPU, with the clock on the CPU."""
   import torch
+  torch_context(device)
   src = torch.empty(nbytes, dtype=torch.uint8, device=device).fill_(1)
   dst = torch.empty_like(src)
   best = float("inf")
@@ -70,6 +71,29 @@ def sync(device: str) -> None:
   if device.startswith("cuda"): torch.cuda.synchronize()
 
 
+_warned_context = False
+
+
+def torch_context(device: str) -> None:
+  """Make the device's primary CUDA context current again before torch works. tinygrad's CUDA backend creates its own
+  context and leaves it current on the thread (it sets it before each of its own calls), while the CUDA runtime torch
+  uses runs in whatever context is current: torch's memory and kernels live in the primary one."""
+  global _warned_context
+  if not device.startswith("cuda"): return
+  import ctypes
+
+  import torch
+  try:
+    cu = ctypes.CDLL("libcuda.so.1")
+    dev, ctx = ctypes.c_int(), ctypes.c_void_p()
+    if (rc := cu.cuDeviceGet(ctypes.byref(dev), ctypes.c_int(torch.cuda.current_device()))) != 0: raise RuntimeError(f"cuDeviceGet: {rc}")
+    if (rc := cu.cuDevicePrimaryCtxRetain(ctypes.byref(ctx), dev)) != 0: raise RuntimeError(f"cuDevicePrimaryCtxRetain: {rc}")
+    if (rc := cu.cuCtxSetCurrent(ctx)) != 0: raise RuntimeError(f"cuCtxSetCurrent: {rc}")
+  except Exception as e:  # noqa: BLE001 - a missing driver or torch without CUDA: say so once, torch then fails on its own terms
+    if not _warned_context: print(f"could not make the primary CUDA context current ({e}); torch runs in the current one", file=sys.stderr)
+    _warned_context = True
+
+
 def write_checkpoint_bf16(config: dict[str, Any], path: Path, device: str, seed: int = 0, shard: str = "4GB") -> Any:
   """Build OlmoeForCausalLM(config) in bf16 directly on the torch `device` (initialized there), save it with
   save_pretrained into a temporary directory beside `path`, fsync, rename to `path`; return the model (on `device`)."""
@@ -77,6 +101,7 @@ def write_checkpoint_bf16(config: dict[str, Any], path: Path, device: str, seed:
 
   import torch
   import transformers
+  torch_context(device)
   torch.manual_seed(seed)
   prev = torch.get_default_dtype()
   torch.set_default_dtype(torch.bfloat16)
@@ -97,6 +122,7 @@ def write_checkpoint_bf16(config: dict[str, Any], path: Path, device: str, seed:
 def load_transformers(path: Path, device: str) -> Any:
   import torch
   import transformers
+  torch_context(device)
   return transformers.OlmoeForCausalLM.from_pretrained(path, dtype=torch.bfloat16).to(device).eval()
 
 
@@ -163,6 +189,7 @@ def hf_generate(model: Any, prompt: np.ndarray, new_tokens: int, device: str, co
       stamps.append(time.perf_counter())
       return scores
 
+  torch_context(device)
   kw: dict[str, Any] = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, eos_token_id=None, pad_token_id=1,
                             logits_processor=LogitsProcessorList([Stamp()]))
   if compiled:
