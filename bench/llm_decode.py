@@ -85,7 +85,11 @@ def bf16_main(args: argparse.Namespace, argv: list[str] | None, deadline: float 
                    log=lambda s: print(s, flush=True), deadline=deadline)
   where = machine() if args.device.startswith("cuda") else f"{machine()} ({load()}, shared with other jobs)"
   cmd = bench_command("bench/llm_decode.py", argv)
-  print(f"machine: {where}; tinygrad {Device.DEFAULT}, torch {args.device}")
+  print(f"\n=== summary: OLMoE {args.size} bf16, tinygrad {Device.DEFAULT} ({rep.tinybounty_dtype}), torch {args.device}; machine: {where}")
+  if rep.bandwidth: print(f"copy bandwidth {rep.bandwidth / 1e9:.1f} GB/s; active bf16 bytes per token " +
+                          ", ".join(f"batch {b}: {v / 1e6:.1f} MB" for b, v in rep.bytes_per_token.items()))
+  if rep.greedy: print(f"greedy {rep.greedy['tokens']} tokens at batch 1: {rep.greedy['verdict']}")
+  for b in args.batch: dd.print_batch(rep, b, print)
   for b in args.batch:
     if (fig := rep.figure(b)) is not None:
       print(format_row(f"llm_decode_olmoe_{args.size}_bf16_b{b}", where, cmd, fig, "transformers eager and compiled, same weights, same process"))
