@@ -163,7 +163,8 @@ class Run:
 def time_tinybounty(gen: Any, prompt: np.ndarray, steps: int, warmup: int = 3) -> Run:
   """Greedy decode with the JIT'd step; each step ends by reading the argmax tokens back (a device sync). The first
   `warmup` steps (the JIT captures on its second call) are not timed."""
-  from tinygrad import Tensor, dtypes
+  from tinygrad import Device, Tensor, dtypes
+  Device[Device.DEFAULT].synchronize()  # on CUDA this makes tinygrad's context current again (its graph launches assume it)
   B, T = prompt.shape
   nxt = gen.prefill(Tensor(prompt.astype(np.int32), dtype=dtypes.int32))[:, -1].argmax(-1).numpy().astype(np.int32)
   times = []
@@ -320,6 +321,7 @@ def measure(size: str, path: Path, device: str, batches: list[int], steps: int, 
   g_prompt = prompts.get(1, rng.integers(2, config["vocab_size"], (1, prompt_len)))
   ours_tok = ref_tok = None
   if gen is not None:
+    Device[Device.DEFAULT].synchronize()  # tinygrad's CUDA context current again after torch's work
     with Context(BEAM=beam): ours_tok = guarded(rep, "tinybounty greedy", lambda: np.stack(list(gen.greedy(g_prompt.tolist(), greedy_tokens)), 1))
   if hf is not None: ref_tok = guarded(rep, "transformers greedy", lambda: hf_generate(hf, g_prompt, greedy_tokens, device, compiled=False)[0])
   if ours_tok is not None and ref_tok is not None:
