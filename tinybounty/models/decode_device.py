@@ -205,8 +205,9 @@ def hf_generate(model: Any, prompt: np.ndarray, new_tokens: int, device: str, co
 
 def time_transformers(model: Any, prompt: np.ndarray, steps: int, device: str, compiled: bool, warmup: int = 3) -> Run:
   """Per-step seconds of transformers' greedy decode: one untimed generate first (compiles and records CUDA graphs when
-  `compiled`), then a generate of warmup + steps + 1 tokens whose last `steps` step gaps are kept."""
-  hf_generate(model, prompt, warmup + 2, device, compiled)
+  `compiled`; of the same length, since a static cache's length is part of the compiled shapes), then the timed generate
+  of warmup + steps + 1 tokens whose last `steps` step gaps are kept."""
+  hf_generate(model, prompt, warmup + steps + 1, device, compiled)
   _, stamps = hf_generate(model, prompt, warmup + steps + 1, device, compiled)
   gaps = np.diff(stamps).tolist()[warmup:]
   note = ""
