@@ -81,10 +81,17 @@ def bf16_main(args: argparse.Namespace, argv: list[str] | None, deadline: float 
   if not args.device.startswith("cuda"): torch.set_num_threads(os.cpu_count() or 1)
   if args.device.startswith("cuda") and not torch.cuda.is_available(): print(f"--device {args.device}: torch sees no CUDA device", file=sys.stderr)
   path = Path(args.dir or f"/tmp/tinybounty_olmoe_{args.size}_bf16")
-  rep = dd.measure(args.size, path, args.device, args.batch, args.steps, args.prompt, args.greedy_tokens, not args.skip_compile, args.beam,
-                   log=lambda s: print(s, flush=True), deadline=deadline)
   where = machine() if args.device.startswith("cuda") else f"{machine()} ({load()}, shared with other jobs)"
   cmd = bench_command("bench/llm_decode.py", argv)
+
+  def save(rep: dd.Report) -> None:  # after every part, atomically: a run cut short still leaves what it measured
+    if not args.json: return
+    tmp = Path(f"{args.json}.tmp")
+    tmp.write_text(json.dumps(dict(rep.to_json(), machine=where, command=cmd), indent=1, default=str))
+    os.replace(tmp, args.json)
+
+  rep = dd.measure(args.size, path, args.device, args.batch, args.steps, args.prompt, args.greedy_tokens, not args.skip_compile, args.beam,
+                   log=lambda s: print(s, flush=True), deadline=deadline, save=save)
   print(f"\n=== summary: OLMoE {args.size} bf16, tinygrad {Device.DEFAULT} ({rep.tinybounty_dtype}), torch {args.device}; machine: {where}")
   if rep.bandwidth: print(f"copy bandwidth {rep.bandwidth / 1e9:.1f} GB/s; active bf16 bytes per token " +
                           ", ".join(f"batch {b}: {v / 1e6:.1f} MB" for b, v in rep.bytes_per_token.items()))
@@ -96,8 +103,7 @@ def bf16_main(args: argparse.Namespace, argv: list[str] | None, deadline: float 
   for line in rep.errors: print(f"not measured: {line}")
   print("seconds per part: " + ", ".join(f"{k} {v:.1f}" for k, v in rep.seconds.items()))
   if args.json:
-    out = dict(rep.to_json(), machine=where, command=cmd)
-    Path(args.json).write_text(json.dumps(out, indent=1, default=str))
+    save(rep)
     print(f"wrote {args.json}")
   return 1 if rep.errors else 0
 

@@ -235,6 +235,7 @@ class Report:
   greedy: dict[str, Any] = field(default_factory=dict)
   errors: list[str] = field(default_factory=list)
   seconds: dict[str, float] = field(default_factory=dict)
+  save: Any = field(default=None, repr=False)  # called with the report after every part (the bench's --json, kept current)
 
   def limit_fraction(self, run: Run) -> float | None:
     """Aggregate tok/s at the median step over the bandwidth limit at that batch (bandwidth / bytes per token)."""
@@ -243,6 +244,7 @@ class Report:
 
   def to_json(self) -> dict[str, Any]:
     d = asdict(self)
+    d.pop("save")
     d["runs"] = [dict(r.summary(), bandwidth_limit_fraction=self.limit_fraction(r)) for r in self.runs]
     d["bytes_per_token"] = {str(k): v for k, v in self.bytes_per_token.items()}
     return d
@@ -274,10 +276,11 @@ def guarded(report: Report, what: str, fn, *args, **kwargs) -> Any:
     return None
   finally:
     report.seconds[what] = report.seconds.get(what, 0.0) + time.perf_counter() - t0
+    if report.save is not None: report.save(report)
 
 
 def measure(size: str, path: Path, device: str, batches: list[int], steps: int, prompt_len: int = 8, greedy_tokens: int = 32,
-            compile_hf: bool = True, beam: int = 0, log=print, deadline: float | None = None) -> Report:
+            compile_hf: bool = True, beam: int = 0, log=print, deadline: float | None = None, save=None) -> Report:
   """The whole bf16 measurement (see the module docstring); every part guarded. A transformers compile that would likely
   end after `deadline` (a time.perf_counter() value) is skipped with a line saying so."""
   import torch
@@ -286,7 +289,7 @@ def measure(size: str, path: Path, device: str, batches: list[int], steps: int, 
   from tinybounty.models.generate import Generator
   from tinybounty.models.olmoe import load_olmoe
   config = SIZES[size]
-  rep = Report(size, device, Device.DEFAULT, config)
+  rep = Report(size, device, Device.DEFAULT, config, save=save)
   for b in batches: rep.bytes_per_token[b] = active_bytes_per_token(config, 2, b)  # bf16 bytes, the GPU's figure
   rep.bandwidth = guarded(rep, "copy bandwidth", copy_bandwidth, device, (1 << 30) if device.startswith("cuda") else (1 << 27))
   if rep.bandwidth: log(f"device-to-device copy bandwidth ({device}): {rep.bandwidth / 1e9:.1f} GB/s (read + write)")
