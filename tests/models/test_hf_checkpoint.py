@@ -72,3 +72,27 @@ def test_missing_tensor(tmp_path, checkpoint):
   del index["weight_map"]["model.norm.weight"]
   (d / "model.safetensors.index.json").write_text(json.dumps(index))
   with pytest.raises(CheckpointError, match="model.norm.weight"): load_olmoe(str(d), max_context=8)
+
+
+def test_bf16_is_kept_when_asked(tmp_path, checkpoint):
+  """dtype=bfloat16 copies the stored bf16 bits as they are (the GPU decode reads half the bytes of float32)."""
+  from tinygrad import Device
+  if Device.DEFAULT == "CPU" and type(Device["CPU"].renderer).__name__ == "ClangRenderer":
+    pytest.skip("tinygrad 0.14's clang renderer cannot compile a bf16 copy kernel ('__bf16 is not supported on this target'); DEV=CPU:LLVM can")
+  _, ref = checkpoint
+  ref.to(torch.bfloat16).save_pretrained(tmp_path, max_shard_size="4KB")
+  model = load_olmoe(str(tmp_path), dtype=dtypes.bfloat16, max_context=8)
+  pairs = ((model.model.layers[0].mlp.experts.down_proj, ref.model.layers[0].mlp.experts.down_proj), (model.lm_head.weight, ref.lm_head.weight))
+  for got, want in pairs:
+    assert got.dtype == dtypes.bfloat16
+    np.testing.assert_array_equal(got.bitcast(dtypes.uint16).numpy(), want.detach().view(torch.int16).numpy().view(np.uint16))
+  ref.to(torch.float32)
+
+
+def test_active_bytes_per_token_matches_the_loaded_model(checkpoint):
+  """The bench's analytic bytes per batch-1 token (embedding row, attention, norms, router, top-k experts, lm_head) equal
+  what the loaded model's own state dict adds up to."""
+  from tinybounty.models.decode_device import active_bytes_per_token
+  path, _ = checkpoint
+  model = load_olmoe(str(path), dtype=dtypes.float32, max_context=8)
+  assert active_bytes_per_token(CONFIG, itemsize=4) == model.bytes_per_token()

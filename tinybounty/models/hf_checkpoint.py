@@ -24,8 +24,8 @@ class CheckpointError(ValueError):
 
 class Checkpoint:
   """A Hugging Face checkpoint directory opened lazily: `config`, `architecture`, `keys()`, `tensor(key)` (a disk Tensor)."""
-  def __init__(self, path: str | Path):
-    self.path = Path(path)
+  def __init__(self, path: str | Path, widen_bf16: bool = True):
+    self.path, self.widen_bf16 = Path(path), widen_bf16
     if not self.path.is_dir(): raise FileNotFoundError(f"checkpoint directory {self.path} does not exist")
     if not (cfg_file := self.path / "config.json").is_file(): raise FileNotFoundError(f"{cfg_file} is missing (every HF checkpoint has one)")
     self.config: dict[str, Any] = json.loads(cfg_file.read_text())
@@ -63,10 +63,11 @@ class Checkpoint:
     return t
 
   def to(self, key: str, device: str) -> Tensor:
-    """The stored tensor `key` copied to `device`, lazily; bf16 arrives as float32 (exactly: a bf16 is the top half of a
-    float32, shifted in by bits, since the CPU renderers have no __bf16 type and fp16 cannot hold bf16's range)."""
+    """The stored tensor `key` copied to `device`, lazily; bf16 arrives as float32 unless the checkpoint was opened with
+    widen_bf16=False (exactly: a bf16 is the top half of a float32, shifted in by bits, since fp16 cannot hold bf16's range;
+    a bf16 model on a GPU keeps bf16 to read half the bytes)."""
     t = self.tensor(key)
-    if t.dtype != dtypes.bfloat16: return t.to(device)
+    if t.dtype != dtypes.bfloat16 or not self.widen_bf16: return t.to(device)
     return (t.bitcast(dtypes.uint16).to(device).cast(dtypes.uint32) << 16).bitcast(dtypes.float32)
 
   def nbytes(self) -> int:
@@ -79,7 +80,7 @@ Source = Callable[[str], Tensor]  # device -> the weight on it, lazily (built fr
 
 def load_weights(model: Any, sources: dict[str, Source], device: str, dtype: DType | None = None, desc: str = "loading") -> int:
   """Replace every tensor of `model`'s state dict by its source from the checkpoint, read from disk once onto `device`,
-  kept in the stored dtype (bf16 as float32) unless `dtype` is given.
+  kept in the stored dtype (bf16 as float32, unless the checkpoint keeps bf16) unless `dtype` is given.
 
   `sources[name](device)` builds the lazy tensor for the model tensor `name` on `device` (a stored tensor copied from
   disk, or a stack / transpose of several). Its shape must equal the model's: a mismatch is a CheckpointError naming the key and both shapes. Returns

@@ -124,7 +124,8 @@ class Olmoe:
     T = tokens.shape[1]
     if isinstance(start_pos, int) and not 0 <= start_pos <= self.cfg.max_context - T:
       raise ValueError(f"start_pos {start_pos} + {T} tokens exceeds max_context {self.cfg.max_context}")
-    x, rope = self.model.embed_tokens(on_device_of(tokens, self.lm_head.weight)), self.rope[start_pos:start_pos + T]
+    x = self.model.embed_tokens(on_device_of(tokens, self.lm_head.weight))
+    rope = self.rope[start_pos:start_pos + T].cast(x.dtype)  # in the activations' dtype, as transformers rotates (bf16 in a bf16 model)
     for layer in self.model.layers: x = layer(x, start_pos, rope, self.positions, use_cache)
     return self.lm_head(self.model.norm(x))
 
@@ -166,9 +167,10 @@ def olmoe_sources(ckpt: Checkpoint, cfg: OlmoeConfig) -> dict[str, Source]:
 
 
 def load_olmoe(path: str, device: str | None = None, dtype: DType | None = None, max_context: int = 1024) -> Olmoe:
-  """An Olmoe with the weights of the checkpoint directory `path` (dtype: keep the stored one unless given; bf16 -> float32)."""
-  from tinygrad import Device
-  ckpt = Checkpoint(path)
+  """An Olmoe with the weights of the checkpoint directory `path` (dtype: keep the stored one unless given; bf16 -> float32
+  unless dtype is bfloat16, when bf16 weights are copied as they are)."""
+  from tinygrad import Device, dtypes
+  ckpt = Checkpoint(path, widen_bf16=dtype != dtypes.bfloat16)
   if ckpt.architecture != "OlmoeForCausalLM": raise ValueError(f"{path} holds a {ckpt.architecture}, not an OlmoeForCausalLM")
   model = Olmoe(OlmoeConfig.from_hf(ckpt.config, max_context))
   load_weights(model, olmoe_sources(ckpt, model.cfg), device or Device.DEFAULT, dtype, desc=f"loading {ckpt.path.name}")
