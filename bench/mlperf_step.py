@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import pathlib
+import shutil
 import signal
 import statistics
 import subprocess
@@ -74,7 +75,7 @@ class Setup:
     return {k: self.data[k][idx] for k in FIELDS}
 
 
-def init_part(s: Setup) -> dict:
+def init_part(s: Setup, out: dict) -> None:
   """Draw the initial weights as the trainer does (seeded, on tinygrad's device) and save them for the other parts."""
   from tinygrad import Device, Tensor
   from tinygrad.nn.state import get_state_dict
@@ -85,10 +86,10 @@ def init_part(s: Setup) -> dict:
   tmp = s.weights.with_name("init.tmp.npz")
   np.savez(tmp, **state)
   os.replace(tmp, s.weights)
-  return {"tinygrad_device": Device.DEFAULT, "tensors": len(state), "params": int(sum(v.size for v in state.values()))}
+  out.update(tinygrad_device=Device.DEFAULT, tensors=len(state), params=int(sum(v.size for v in state.values())))
 
 
-def torch_part(s: Setup, compiled: bool) -> dict:
+def torch_part(s: Setup, out: dict, compiled: bool) -> None:
   """a.steps steps of transformers' BERT + our PyTorch LAMB from the saved weights; step times, losses and (eager, below float32)
   the float32 loss of batch 0 before any update."""
   import torch
@@ -102,9 +103,9 @@ def torch_part(s: Setup, compiled: bool) -> dict:
   opt = TorchLamb(hf_named_params(hf), s.run.lamb, decay=decayed)
   fwd = torch.compile(hf) if compiled else hf
   scale = FP16_SCALE if a.dtype == "fp16" else 1.0
-  out: dict = {"torch": torch.__version__, "times": [], "losses": []}
+  out.update(torch=torch.__version__, times=[], losses=[])
   if device.type == "cuda": out["gpu"] = torch.cuda.get_device_name(device)
-  if not compiled and a.dtype != "fp32":
+  if not compiled and a.dtype != "fp32" and a.fp32_check:
     with torch.no_grad(): out["fp32_loss0"] = hf(**{k: v.to(device) for k, v in hf_batch(s.batch(0)).items()}).loss.item()
   name = PARTS["inductor" if compiled else "eager"]
   for step in range(a.steps):
@@ -120,36 +121,50 @@ def torch_part(s: Setup, compiled: bool) -> dict:
     out["losses"].append(loss.item())
     sync()
     out["times"].append(time.perf_counter() - t0)
-    print(f"  {name} step {step}: {out['times'][-1] * 1e3:.1f} ms, loss {out['losses'][-1]:.5f}", flush=True)
+    progress(out, f"{name} step {step}: {out['times'][-1] * 1e3:.1f} ms, loss {out['losses'][-1]:.5f}")
   if device.type == "cuda": out["peak_mem_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
-  return out
 
 
-def tinygrad_part(s: Setup) -> dict:
-  """a.steps jitted training steps of our trainer from the saved weights, and (below float32) the float32 loss of batch 0."""
+def load_initial(s: Setup, params: dict) -> None:
+  """Assign the saved initial weights to tinygrad parameters (by name) and realize them."""
+  from tinygrad import Tensor
+  with np.load(s.weights) as z:
+    if diff := sorted(set(z.files) ^ set(params)): raise RuntimeError(f"saved weights differ from the trainer's in {diff}")
+    for k, p in params.items(): p.assign(Tensor(z[k], device=p.device))
+  Tensor.realize(*params.values())
+
+
+def tinygrad_part(s: Setup, out: dict) -> None:
+  """a.steps jitted training steps of our trainer from the saved weights; then (below float32, unless --no-fp32-check) the float32
+  loss of batch 0 with the initial weights loaded again (last, so that a part stopped by the time limit has its steps)."""
   from tinygrad import Context, Device, GlobalCounters, Tensor, dtypes
 
   from tinybounty.mlperf.bert_train import BertTrainer
   trainer = BertTrainer(s.run, s.data)
-  with np.load(s.weights) as z:
-    if diff := sorted(set(z.files) ^ set(trainer.params)): raise RuntimeError(f"saved weights differ from the trainer's in {diff}")
-    for k, p in trainer.params.items(): p.assign(Tensor(z[k], device=p.device))
-  Tensor.realize(*trainer.params.values())
-  out: dict = {"tinygrad_device": Device.DEFAULT, "times": [], "losses": []}
+  load_initial(s, trainer.params)
+  out.update(tinygrad_device=Device.DEFAULT, times=[], losses=[])
   with Context(NOOPT=0):
-    if s.a.dtype != "fp32":
-      model, dt, b = trainer.model, trainer.model.compute_dtype, s.batch(0)
-      model.compute_dtype = dtypes.float
-      try: out["fp32_loss0"] = model.loss(*[Tensor(b[k]) for k in FIELDS])[0].item()
-      except Exception as e: print(f"tinygrad float32 step-0 loss FAILED: {type(e).__name__}: {first_line(e)}", flush=True)
-      finally: model.compute_dtype = dt
     for step in range(s.a.steps):
       t0 = time.perf_counter()
       out["losses"].append(trainer.train_step()["loss"])  # ends with the step's stats read on the host
       out["times"].append(time.perf_counter() - t0)
-      print(f"  tinygrad step {step}: {out['times'][-1] * 1e3:.1f} ms, loss {out['losses'][-1]:.5f}", flush=True)
-  out["mem_used_gib"] = GlobalCounters.mem_used / 2**30
-  return out
+      progress(out, f"tinygrad step {step}: {out['times'][-1] * 1e3:.1f} ms, loss {out['losses'][-1]:.5f}")
+    out["mem_used_gib"] = GlobalCounters.mem_used / 2**30
+    if s.a.dtype != "fp32" and s.a.fp32_check:
+      trainer._jit = None  # its buffers are not needed any more
+      load_initial(s, trainer.params)
+      model, b, t0 = trainer.model, s.batch(0), time.perf_counter()
+      model.compute_dtype = dtypes.float
+      out["fp32_loss0"] = model.loss(*[Tensor(b[k]) for k in FIELDS])[0].item()
+      progress(out, f"tinygrad float32 forward of batch 0 with the initial weights: loss {out['fp32_loss0']:.6f} ({time.perf_counter() - t0:.0f} s)")
+
+
+PROGRESS: list[pathlib.Path] = []  # the part's result file, rewritten after every step (a part killed at its time limit keeps its steps)
+
+
+def progress(out: dict, line: str) -> None:
+  print("  " + line, flush=True)
+  for path in PROGRESS: write_json(path, out)
 
 
 def first_line(e: BaseException) -> str: return str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
@@ -169,16 +184,30 @@ def write_json(path: str | os.PathLike | None, obj: dict) -> None:
 
 
 def child(a: argparse.Namespace) -> None:
-  """One part in this process: its result (or its error) goes to WORK/PART.json."""
+  """One part in this process: its result (with its error and what it measured before, if it failed) goes to WORK/PART.json."""
+  die_with_parent()
   work = pathlib.Path(a.work)
+  out: dict = {}
+  PROGRESS.append(work / f"{a.part}.json")
   try:
     s = Setup(a, work)
-    r = init_part(s) if a.part == "init" else tinygrad_part(s) if a.part == "tinygrad" else torch_part(s, compiled=a.part == "inductor")
+    if a.part == "init": init_part(s, out)
+    elif a.part == "tinygrad": tinygrad_part(s, out)
+    else: torch_part(s, out, compiled=a.part == "inductor")
   except Exception as e:
     import traceback
     traceback.print_exc(limit=6)
-    r = {"error": f"{type(e).__name__}: {first_line(e)}"}
-  write_json(work / f"{a.part}.json", r)
+    out["error"] = f"{type(e).__name__}: {first_line(e)}"
+  write_json(work / f"{a.part}.json", out)
+
+
+def die_with_parent() -> None:
+  """Have Linux kill this process when the bench's main process ends (it runs in a session of its own, so a timeout or ^C given
+  to the main process would not reach it)."""
+  if sys.platform != "linux": return
+  import ctypes
+  ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+  if os.getppid() == 1: os._exit(1)  # the parent ended before the line above
 
 
 def run_part(part: str, argv: list[str], work: pathlib.Path, timeout: float | None) -> dict:
@@ -189,9 +218,11 @@ def run_part(part: str, argv: list[str], work: pathlib.Path, timeout: float | No
   except subprocess.TimeoutExpired:
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    return {"error": f"killed after its time limit of {timeout:.0f} s", "wall_s": time.perf_counter() - t0}
+    rc = None
   try: r = json.loads((work / f"{part}.json").read_text())
-  except (OSError, ValueError): r = {"error": f"the process exited with status {rc} and wrote no result"}
+  except (OSError, ValueError): r = {}
+  if rc is None: r["error"] = f"killed at its time limit of {timeout:.0f} s" + (f", after {len(r['times'])} steps" if r.get("times") else "")
+  elif rc != 0 and "error" not in r: r["error"] = f"the process exited with status {rc}" + ("" if r else " and wrote no result")
   r["wall_s"] = time.perf_counter() - t0
   return r
 
@@ -213,6 +244,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   p.add_argument("--seq-len", type=int, help="default 64 (small) or 512 (large)")
   p.add_argument("--max-pred", type=int, help="masked-LM predictions per sequence; default 15%% of seq-len (small) or 76 (large)")
   p.add_argument("--attn", choices=("eager", "sdpa"), default="eager", help="transformers' attention (eager: the same math as ours)")
+  p.add_argument("--no-fp32-check", dest="fp32_check", action="store_false",
+                 help="below fp32, leave out the float32 forward of batch 0 on both sides (the exact step-0 loss comparison)")
   p.add_argument("--skip", nargs="*", default=[], choices=tuple(PARTS), help="parts to leave out")
   p.add_argument("--budget-s", type=float, help="wall-clock limit for all parts together: a part still running then is killed and the "
                  "later ones are not started (default 230 on CUDA, none on the CPU)")
@@ -242,7 +275,13 @@ def main(argv: list[str] | None = None) -> None:
   s = Setup(a, work)
   print(f"config {s.cfg}: {param_count(s.cfg) / 1e6:.1f}M parameters; batch {a.batch_size} x {a.seq_len} tokens, {a.max_pred} predictions, "
         f"{a.dtype}; PyTorch on {a.device}, tinygrad on DEV={os.environ.get('DEV', '(default)')}; shards in {work}", flush=True)
-  if a.config_only: return
+  try:
+    if not a.config_only: run_all(a, argv, s, work, t_start)
+  finally:
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def run_all(a: argparse.Namespace, argv: list[str], s: Setup, work: pathlib.Path, t_start: float) -> None:
   from tinybounty.hardware import machine
   result: dict = {"args": {k: v for k, v in vars(a).items() if k not in ("part", "work")}, "config": vars(s.cfg), "params": param_count(s.cfg),
                   "machine": machine(), "tinygrad_device": os.environ.get("DEV", "(default)"), "parts": {}}
@@ -265,8 +304,6 @@ def main(argv: list[str] | None = None) -> None:
       break
   report(result, a)
   write_json(a.json, result)
-  for f in work.iterdir(): f.unlink()
-  work.rmdir()
 
 
 def report(result: dict, a: argparse.Namespace) -> None:
