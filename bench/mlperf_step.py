@@ -2,7 +2,7 @@
 eager and under torch.compile (inductor), same model shape, initial weights and batches.
 
   PYTHONPATH=. DEV=CPU python bench/mlperf_step.py [--steps 12] [--batch-size 8] [--seq-len 64] [--skip inductor]
-  DEV=CUDA python bench/mlperf_step.py --device cuda --size large --dtype bf16 --batch-size 16 --json out/bert.json
+  DEV=CUDA python bench/mlperf_step.py --device cuda --size large --dtype bf16 --batch-size 32 --json out/bert.json
 
 --size small is a 2 x 128 model on generated shards; --size large is MLPerf's BERT-large (24 x 1024, 16 heads, 4096,
 vocab 30522) at sequence length 512 with 76 masked-LM predictions. --dtype sets the compute precision of both sides:
@@ -327,7 +327,8 @@ def report(result: dict, a: argparse.Namespace) -> None:
       print(f"{n:14s} {r.get('error', 'no timed steps')}")
       continue
     print(f"{n:14s} step min {r['step_ms_min']:9.1f} ms  median {r['step_ms_median']:9.1f} ms  {r['seq_per_s_median']:8.1f} seq/s median "
-          f"({r['seq_per_s_best']:.1f} best)  step-0 loss {r['loss0']:.6f}  last {r['losses'][-1]:.5f}  process wall {r['wall_s']:.0f} s")
+          f"({r['seq_per_s_best']:.1f} best)  step-0 loss {r['loss0']:.6f}  last {r['losses'][-1]:.5f}  process wall {r['wall_s']:.0f} s"
+          + "".join(f"  {k} {r[k]:.1f}" for k in ("peak_mem_gib", "mem_used_gib") if k in r))
   pairs = (("tinygrad", "torch eager"), ("tinygrad", "torch.compile"), ("torch.compile", "torch eager"))
   ratios = {f"{x} / {y}": ok[x]["seq_per_s_median"] / ok[y]["seq_per_s_median"] for x, y in pairs if x in ok and y in ok}
   for k, v in ratios.items(): print(f"sequences/s {k}: x{v:.3f} (medians)")
