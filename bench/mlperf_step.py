@@ -33,7 +33,7 @@ import time
 
 import numpy as np
 
-from tinybounty.data.bert_shards import FIELDS, load_shards, stdlib_text, vocab_size_of, write_shards
+from tinybounty.data.bert_shards import FIELDS, build_samples, stdlib_text
 from tinybounty.mlperf.bert_train import BertRun, batch_indices
 from tinybounty.mlperf.lamb import LambConfig, lr_at
 from tinybounty.models.bert_pretrain import BertPretrainConfig, decayed
@@ -60,12 +60,16 @@ def param_count(cfg: BertPretrainConfig) -> int:
 
 
 class Setup:
-  """What every part shares: arguments, shards, model config, run settings; built the same way in each process."""
+  """What every part shares: arguments, samples, model config, run settings; built the same way in each process."""
   def __init__(self, a: argparse.Namespace, work: pathlib.Path):
     self.a, self.work = a, work
-    if not (work / "vocab.txt").is_file(): write_shards(stdlib_text(), work, seq_len=a.seq_len, max_pred=a.max_pred, n_shards=1)
-    self.data = load_shards(work)
-    self.cfg = model_config(a.size, a.seq_len, vocab_size_of(work))
+    # the samples write_shards would store, kept in a plain .npz (no h5py needed where the bench runs)
+    if not (data := work / "samples.npz").is_file():
+      vocab, arr = build_samples(stdlib_text(), seq_len=a.seq_len, max_pred=a.max_pred)
+      np.savez(tmp := work / "samples.tmp.npz", vocab_size=len(vocab), **arr)
+      os.replace(tmp, data)
+    with np.load(data) as z: self.data, vocab_size = {k: z[k].astype(np.int32) for k in FIELDS}, int(z["vocab_size"])
+    self.cfg = model_config(a.size, a.seq_len, vocab_size)
     lamb = LambConfig(lr=1e-2 if a.size == "small" else 4e-4, warmup_steps=2, total_steps=a.steps)
     self.run = BertRun(steps=a.steps, batch_size=a.batch_size, dtype=DTYPES[a.dtype], model=self.cfg, lamb=lamb)
     self.weights = work / "init.npz"
@@ -281,7 +285,7 @@ def main(argv: list[str] | None = None) -> None:
   work = pathlib.Path(tempfile.mkdtemp(prefix="bench_bert_"))
   s = Setup(a, work)
   print(f"config {s.cfg}: {param_count(s.cfg) / 1e6:.1f}M parameters; batch {a.batch_size} x {a.seq_len} tokens, {a.max_pred} predictions, "
-        f"{a.dtype}; PyTorch on {a.device}, tinygrad on DEV={os.environ.get('DEV', '(default)')}; shards in {work}", flush=True)
+        f"{a.dtype}; PyTorch on {a.device}, tinygrad on DEV={os.environ.get('DEV', '(default)')}; work files in {work}", flush=True)
   try:
     if not a.config_only: run_all(a, argv, s, work, t_start)
   finally:
