@@ -71,10 +71,8 @@ def _instances(docs: list[list[list[int]]], seq_len: int, max_pred: int, vocab_s
   return out
 
 
-def write_shards(text: str, out_dir: str | os.PathLike, seq_len: int = 64, max_pred: int = 10, n_shards: int = 2, dupe: int = 5,
-                 seed: int = 0) -> list[pathlib.Path]:
-  """Write MLPerf-layout HDF5 shards and vocab.txt from `text`; `dupe` re-masks the text that many times (the reference's dupe_factor)."""
-  import h5py
+def build_samples(text: str, seq_len: int = 64, max_pred: int = 10, dupe: int = 5, seed: int = 0) -> tuple[list[str], dict[str, np.ndarray]]:
+  """The vocabulary and every sample (shuffled) of `text` as MLPerf's six arrays, in memory (no HDF5): what write_shards stores."""
   if seq_len < 8: raise ValueError(f"seq_len {seq_len} is too short for [CLS] A [SEP] B [SEP]")
   docs = tokenize(text)
   if not docs: raise ValueError("the text has no sentences")
@@ -83,24 +81,31 @@ def write_shards(text: str, out_dir: str | os.PathLike, seq_len: int = 64, max_p
   ids = [[[index[w] for w in s] for s in d] for d in docs]
   rng = np.random.default_rng(seed)
   inst = [x for _ in range(dupe) for x in _instances(ids, seq_len, max_pred, len(vocab), rng)]
-  if len(inst) < n_shards: raise ValueError(f"the text gives {len(inst)} samples, fewer than {n_shards} shards")
   inst = [inst[i] for i in rng.permutation(len(inst))]
+  arr = {f: np.zeros((len(inst), seq_len if f in FIELDS[:3] else max_pred), dtype=np.int32) for f in FIELDS[:5]}
+  arr["next_sentence_labels"] = np.zeros(len(inst), dtype=np.int8)
+  for n, (tok, seg, pos, lab, nsp) in enumerate(inst):
+    arr["input_ids"][n, :len(tok)], arr["input_mask"][n, :len(tok)], arr["segment_ids"][n, :len(seg)] = tok, 1, seg
+    arr["masked_lm_positions"][n, :len(pos)], arr["masked_lm_ids"][n, :len(lab)] = pos, lab
+    arr["next_sentence_labels"][n] = nsp
+  return vocab, arr
+
+
+def write_shards(text: str, out_dir: str | os.PathLike, seq_len: int = 64, max_pred: int = 10, n_shards: int = 2, dupe: int = 5,
+                 seed: int = 0) -> list[pathlib.Path]:
+  """Write MLPerf-layout HDF5 shards and vocab.txt from `text`; `dupe` re-masks the text that many times (the reference's dupe_factor)."""
+  import h5py
+  vocab, arr = build_samples(text, seq_len, max_pred, dupe, seed)
+  if len(arr["input_ids"]) < n_shards: raise ValueError(f"the text gives {len(arr['input_ids'])} samples, fewer than {n_shards} shards")
   out_dir = pathlib.Path(out_dir)
   out_dir.mkdir(parents=True, exist_ok=True)
   (out_dir / "vocab.txt").write_text("\n".join(vocab) + "\n")
   paths = []
   for s in range(n_shards):
-    part = inst[s::n_shards]
-    arr = {f: np.zeros((len(part), seq_len if f in FIELDS[:3] else max_pred), dtype=np.int32) for f in FIELDS[:5]}
-    arr["next_sentence_labels"] = np.zeros(len(part), dtype=np.int8)
-    for n, (tok, seg, pos, lab, nsp) in enumerate(part):
-      arr["input_ids"][n, :len(tok)], arr["input_mask"][n, :len(tok)], arr["segment_ids"][n, :len(seg)] = tok, 1, seg
-      arr["masked_lm_positions"][n, :len(pos)], arr["masked_lm_ids"][n, :len(lab)] = pos, lab
-      arr["next_sentence_labels"][n] = nsp
     path = out_dir / f"part_{s:05d}_of_{n_shards:05d}.hdf5"
     tmp = path.with_name(f".{path.name}.tmp")
     with h5py.File(tmp, "w") as f:
-      for k, v in arr.items(): f.create_dataset(k, data=v, compression="gzip")
+      for k, v in arr.items(): f.create_dataset(k, data=v[s::n_shards], compression="gzip")
     with open(tmp, "rb+") as f: os.fsync(f.fileno())
     os.replace(tmp, path)
     paths.append(path)

@@ -15,16 +15,20 @@ def hf_config(cfg: BertPretrainConfig, dropout: float | None = None):
                     initializer_range=cfg.init_std, tie_word_embeddings=True)
 
 
-def hf_from_tiny(model: BertForPretraining, dtype=None):
+def hf_from_tiny(model: BertForPretraining, dtype=None, device: str = "cpu", attn: str = "eager"):
   """A transformers BertForPreTraining (eager attention, dropout off) holding `model`'s weights (in `dtype`, default float32)."""
-  import torch
   from tinygrad.nn.state import get_state_dict
+  return hf_from_state(model.cfg, {k: v.numpy() for k, v in get_state_dict(model).items()}, dtype, device, attn)
+
+
+def hf_from_state(cfg: BertPretrainConfig, state: dict[str, np.ndarray], dtype=None, device: str = "cpu", attn: str = "eager"):
+  """A transformers BertForPreTraining of `cfg` (dropout off) built directly on torch `device` and holding `state` (our names, numpy)."""
+  import torch
   from transformers import BertForPreTraining
-  config = hf_config(model.cfg, dropout=0.0)
-  config._attn_implementation = "eager"
-  hf = BertForPreTraining(config)
-  ours = {k: torch.from_numpy(v.numpy().copy()) for k, v in get_state_dict(model).items()}
-  missing, unexpected = hf.load_state_dict(ours, strict=False)
+  config = hf_config(cfg, dropout=0.0)
+  config._attn_implementation = attn
+  with torch.device(device): hf = BertForPreTraining(config)  # random init on the device itself, then overwritten
+  missing, unexpected = hf.load_state_dict({k: torch.from_numpy(np.array(v, copy=True)) for k, v in state.items()}, strict=False)
   untied = [k for k in missing if k not in ("cls.predictions.decoder.weight", "cls.predictions.decoder.bias") and not k.endswith("position_ids")]
   if untied or unexpected: raise RuntimeError(f"weights do not map onto transformers' BERT: missing {untied}, unexpected {unexpected}")
   if hf.cls.predictions.decoder.weight.data_ptr() != hf.bert.embeddings.word_embeddings.weight.data_ptr():

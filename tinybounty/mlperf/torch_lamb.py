@@ -33,6 +33,6 @@ class TorchLamb:
       if dec and c.weight_decay:
         u = u + c.weight_decay * p
         pn, un = p.norm(), u.norm()
-        if pn > 0 and un > 0: u = u * (pn / un)
+        u = u * torch.where((pn > 0) & (un > 0), pn / un, 1.0)  # on the device: no host sync per parameter (~400 in BERT-large)
       p.sub_(lr * u)
     return gnorm, True
