@@ -41,7 +41,7 @@ def _analogue(full: bool) -> Result:
 def verdict(analogue: Result, gpus: tuple) -> Result:
   """The status by the criterion above from the analogue's result and the NVIDIA GPUs present."""
   if analogue.status is Status.FAIL: return analogue
-  target = "the 7B run on a GPU, faster than gpt-fast's own torch.compile on the same card"
+  target = "the 7B run, faster than gpt-fast's own torch.compile on the same card"
   if not gpus: return needs_hardware(f"a GPU for {target}; --compile on tiny is not verified yet", analogue)
   return Result(Status.PARTIAL, ran=analogue.ran, figure=analogue.figure, unit=analogue.unit, baseline=analogue.baseline,
                 detail=f"tokens equal; the target ({target}) is not run by this check, so it is unshown")
