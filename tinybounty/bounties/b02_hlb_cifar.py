@@ -18,7 +18,7 @@ import pathlib
 import re
 import tempfile
 
-from tinybounty.bounties.base import Bounty, Result, Status, needs_hardware
+from tinybounty.bounties.base import Bounty, Result, Status, needs_hardware, same_machine
 from tinybounty.records import Record, latest
 
 LOSS_TOLERANCE = 1e-4    # the CPU stand-in: tiny vs PyTorch CPU per-step loss, relative (as tests/training/test_run.py)
@@ -65,7 +65,7 @@ def verdict(analogue: Result, rec: Record | None, here: str) -> Result:
   if ratio > EPOCH_TIME_TARGET:
     return Result(Status.PARTIAL, ran=ran, figure=ratio, unit="x PyTorch CUDA epoch time (GPU record)", baseline=rec.baseline,
                   detail=f"losses within {LOSS_TARGET_PCT:g}%; epoch time {ratio:g}x, target <= {EPOCH_TIME_TARGET:g}x ({quoted})")
-  if rec.machine != here: return needs_hardware(needs + f"; the {quoted} met the target, on another machine", analogue)
+  if not same_machine(rec.machine, here): return needs_hardware(needs + f"; the {quoted} met the target, on another machine", analogue)
   return Result(Status.PASS, ran=ran, figure=ratio, unit="x PyTorch CUDA epoch time", baseline=rec.baseline, detail=quoted)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from tinybounty.bounties.base import Bounty, Result, Status
+from tinybounty.bounties.base import Bounty, Result, Status, same_machine
 from tinybounty.records import Record, latest
 
 LOSS_TOLERANCE = 1e-4   # per-step loss vs eager PyTorch CPU, relative
@@ -45,7 +45,7 @@ def verdict(ran: str, loss_err: float, gap: float, model_breaks: list, fallbacks
   vs_tiny, vs_cpu = s
   ran += f"; speed quoted from docs/benchmarks.md ({quoted})"
   at_target = vs_cpu >= SPEED_TARGET and vs_tiny >= EAGER_TINY_TARGET
-  status = Status.PASS if at_target and rec.machine == here else Status.PARTIAL
+  status = Status.PASS if at_target and same_machine(rec.machine, here) else Status.PARTIAL
   return Result(status, ran=ran, figure=vs_cpu, unit="x eager PyTorch CPU step time (compiled tiny, quoted)", baseline="eager PyTorch CPU",
                 detail=f"{correct}; targets >= {SPEED_TARGET:g}x eager PyTorch CPU, >= {EAGER_TINY_TARGET:g}x eager tiny "
                        f"({vs_tiny:g}x) in the {quoted}" + ("" if status is Status.PASS or not at_target else ", another machine"))

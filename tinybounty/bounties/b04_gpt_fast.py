@@ -1,4 +1,13 @@
-"""Bounty 04: gpt-fast on the torch backend (tinybounty.runner.gpt_fast, `python -m tinybounty.torch_backend.run`)."""
+"""Bounty 04: gpt-fast on the torch backend (tinybounty.runner.gpt_fast, `python -m tinybounty.torch_backend.run`).
+
+Criterion. The real target is gpt-fast's generate.py (a 7B model) on a GPU through the tiny device, faster than gpt-fast's
+own torch.compile on the same card. The analogue here: a stories15M-shaped checkpoint decoded greedily by the same
+script on tiny and on PyTorch CPU in this process (the figure: tiny's tok/s over the CPU's, both eager).
+- FAIL: tiny's tokens differ from PyTorch CPU's, or a crash.
+- NEEDS-HARDWARE: tokens equal, no GPU here (the analogue's speed ratio is shown, not the target's).
+- PARTIAL: tokens equal and a GPU is here, but this check does not run the 7B comparison yet: the target is unshown.
+- PASS: not reachable from this check until the 7B GPU comparison is built into it (never claimed from the analogue).
+"""
 from __future__ import annotations
 
 import tempfile
@@ -29,9 +38,18 @@ def _analogue(full: bool) -> Result:
                 baseline="PyTorch CPU eager, same process run", detail="tokens equal" if same else "tokens differ")
 
 
+def verdict(analogue: Result, gpus: tuple) -> Result:
+  """The status by the criterion above from the analogue's result and the NVIDIA GPUs present."""
+  if analogue.status is Status.FAIL: return analogue
+  target = "the 7B run, faster than gpt-fast's own torch.compile on the same card"
+  if not gpus: return needs_hardware(f"a GPU for {target}; --compile on tiny is not verified yet", analogue)
+  return Result(Status.PARTIAL, ran=analogue.ran, figure=analogue.figure, unit=analogue.unit, baseline=analogue.baseline,
+                detail=f"tokens equal; the target ({target}) is not run by this check, so it is unshown")
+
+
 def check(full: bool) -> Result:
-  return needs_hardware("a GPU for the 7B run (target: faster than gpt-fast's own torch.compile on the same card); "
-                        "--compile on tiny is not verified yet", _analogue(full))
+  from tinybounty.hardware import nvidia_gpus
+  return verdict(_analogue(full), nvidia_gpus())
 
 
 BOUNTY = Bounty(4, "gpt-fast on the torch backend", "tinybounty.runner.gpt_fast",

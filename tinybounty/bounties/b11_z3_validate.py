@@ -1,5 +1,22 @@
-"""Bounty 11: z3 index validation."""
+"""Bounty 11: z3 index validation.
+
+Criterion. The validator must catch out-of-bounds accesses and prove in-bounds ones, on every renderer it targets (the
+CPU, AMD, and CUDA where NVRTC is installed: rendering only, no GPU needed); the bounty sets no speed target.
+- PASS: every planted out-of-bounds program of the corpus caught on every target, and every kernel of the model
+  workloads (GPT-2 decode; --full: all of MODEL_CORPUS) found in bounds.
+- FAIL: a planted case missed, a model kernel flagged out of bounds, or a crash.
+Without NVRTC the CUDA target is skipped and `ran` says so.
+"""
 from tinybounty.bounties.base import Bounty, Result, Status
+
+
+def verdict(ran: str, planted: int, missed: list[str], out_of_bounds: list[str], kernels: int, proofs: int) -> Result:
+  """The status by the criterion above from the corpus cases missed and the model workloads flagged out of bounds."""
+  detail = f"{planted - len(missed)}/{planted} OOB cases caught; {kernels} model kernels clean, {proofs} accesses proven by z3"
+  if missed: detail += f"; MISSED {missed}"
+  if out_of_bounds: detail += f"; OUT OF BOUNDS in {out_of_bounds}"
+  return Result(Status.FAIL if missed or out_of_bounds else Status.PASS, ran=ran, figure=planted - len(missed), unit="OOB cases caught",
+                baseline=f"{planted} planted", detail=detail)
 
 
 def check(full: bool) -> Result:
@@ -16,10 +33,7 @@ def check(full: bool) -> Result:
   proofs = sum(t.count("proof") for r in reports for t in r.targets)
   ran = (f"OOB corpus ({len(CORPUS)} programs) and {', '.join(models)} (small) validated for {', '.join(targets)}"
          + ("" if "CUDA" in targets else "; CUDA skipped: no NVRTC (pip nvidia-cuda-nvrtc-cu12)"))
-  detail = f"{len(found) - len(missed)}/{len(found)} OOB cases caught; {kernels} model kernels clean, {proofs} accesses proven by z3"
-  if missed or bad: detail += f"; MISSED {missed}" if missed else f"; OUT OF BOUNDS in {bad}"
-  return Result(Status.FAIL if missed or bad else Status.PASS, ran=ran, figure=len(found) - len(missed), unit="OOB cases caught",
-                baseline=f"{len(found)} planted", detail=detail)
+  return verdict(ran, len(found), missed, bad, kernels, proofs)
 
 
 BOUNTY = Bounty(11, "z3 index validation", "tinybounty.validate",

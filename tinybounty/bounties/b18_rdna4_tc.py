@@ -1,4 +1,13 @@
-"""Bounty 18: RDNA4 tensor cores, including the fp8 and int8 WMMA forms 0.14.0 lacks."""
+"""Bounty 18: RDNA4 tensor cores, including the fp8 and int8 WMMA forms 0.14.0 lacks.
+
+Criterion. The real target is matmuls on an RDNA4 GPU (gfx1200/gfx1201) using its WMMA instructions for half, fp8
+(e4m3, e5m2) and int8, with correct results. The analogue here: 64^3 matmuls of each form rendered for gfx1201 on the
+NULL device, compiled by LLVM's AMDGPU target and disassembled, and the 8-bit fragment layouts checked against the RDNA4
+ISA's lane mapping (the figure: WMMA forms found of FORMS).
+- FAIL: a form's WMMA instruction missing from the disassembly, a fragment layout off the ISA's, or a crash.
+- NEEDS-HARDWARE: every form present and every layout right (no RDNA4 GPU can run the kernels here).
+- PASS: not reachable from this check: it runs no kernel on an RDNA4 GPU (never claimed from the analogue).
+"""
 from __future__ import annotations
 
 from tinybounty.bounties.base import Bounty, Result, Status, needs_hardware
@@ -8,6 +17,7 @@ FORMS = {"half": "v_wmma_f32_16x16x16_f16", "fp8e4m3": "v_wmma_f32_16x16x16_fp8_
 
 
 def _compile_and_disassemble() -> Result:
+  """Render, compile and disassemble each form for gfx1201; the verdict on what was found."""
   from tinygrad import Device, Tensor, dtypes
   from tinygrad.codegen import to_program
   from tinygrad.helpers import Context
@@ -30,16 +40,22 @@ def _compile_and_disassemble() -> Result:
         (found if want in ops else missing).append(want)
   finally:
     rdna4.uninstall()
+  return verdict(found, missing, bad_layouts)
+
+
+def verdict(found: list[str], missing: list[str], bad_layouts: list[str]) -> Result:
+  """The status by the criterion above from the WMMA instructions found and missing and the layouts off the ISA."""
   ok = not missing and not bad_layouts
-  return Result(Status.PASS if ok else Status.FAIL, figure=len(found), unit=f"of {len(FORMS)} WMMA forms in the gfx1201 disassembly",
-                ran="64^3 matmuls (half, fp8 e4m3/e5m2, int8) rendered with DEV=NULL:AMDLLVM:gfx1201, compiled by LLVM's AMDGPU target, "
-                    "disassembled; 8-bit fragment layouts checked against the RDNA4 ISA lane mapping",
-                baseline="0.14.0: half/bf16 only", detail=f"found {', '.join(found)}" + (f"; missing {missing}" if missing else "")
-                + (f"; layouts off the ISA: {bad_layouts}" if bad_layouts else ""))
+  analogue = Result(Status.PASS if ok else Status.FAIL, figure=len(found), unit=f"of {len(FORMS)} WMMA forms in the gfx1201 disassembly",
+                    ran="64^3 matmuls (half, fp8 e4m3/e5m2, int8) rendered with DEV=NULL:AMDLLVM:gfx1201, compiled by LLVM's AMDGPU target, "
+                        "disassembled; 8-bit fragment layouts checked against the RDNA4 ISA lane mapping",
+                    baseline="0.14.0: half/bf16 only", detail=f"found {', '.join(found)}" + (f"; missing {missing}" if missing else "")
+                    + (f"; layouts off the ISA: {bad_layouts}" if bad_layouts else ""))
+  return needs_hardware("an AMD RDNA4 GPU (gfx1200/gfx1201) to run the kernels", analogue)
 
 
 def check(full: bool) -> Result:
-  return needs_hardware("an AMD RDNA4 GPU (gfx1200/gfx1201) to run the kernels", _compile_and_disassemble())
+  return _compile_and_disassemble()
 
 
 BOUNTY = Bounty(18, "RDNA4 tensor cores", "tinybounty.runtime.rdna4",

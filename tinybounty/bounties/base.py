@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Callable
+
+from tinybounty.records import Record
 
 
 class Status(str, enum.Enum):
@@ -67,3 +70,16 @@ def from_ratio(ran: str, ratio: float, target: float, unit: str, baseline: str, 
   """PASS at or above target, PARTIAL below it: the figure says how far."""
   return Result(Status.PASS if ratio >= target else Status.PARTIAL, ran=ran, figure=ratio, unit=unit,
                 baseline=baseline, detail=detail or f"target {target:g} {unit}")
+
+
+_ANNOTATION = re.compile(r"\s*\([^()]*\b(?:shared|load)\b[^()]*\)")
+
+
+def same_machine(recorded: str, here: str) -> bool:
+  """Whether a record's machine is this one: its name with the load notes ("(shared, load 13-28)") taken off."""
+  return _ANNOTATION.sub("", recorded).strip() == _ANNOTATION.sub("", here).strip()
+
+
+def quoted(rec: Record) -> str:
+  """A record as a check quotes it: bench, date and machine first, then the figure."""
+  return f"{rec.bench} {rec.date} on {rec.machine}: {rec.figure}"
