@@ -85,3 +85,17 @@ def test_sdpa_bf16_with_grad_keeps_the_differentiable_decomposition():
   out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
   out.float().sum().backward()
   assert all(t.grad is not None and t.grad.shape == t.shape and bool(torch.isfinite(t.grad.cpu().float()).all()) for t in (q, k, v))
+
+
+def test_sdpa_bf16_compiled_is_the_same_op(recwarn):
+  """torch.compile(backend="tiny") lowers SDPA to the same table op (no eager fallback), so compiled equals eager."""
+  q, k, v = _inputs(9, 16)
+  mask = torch.ones(16, 16, dtype=torch.bool).tril()[None, None, 7:]
+  args = [t.to("tiny") for t in (q, k, v, mask)]
+  def attend(q, k, v, mask): return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+  with torch.no_grad():
+    compiled = torch.compile(attend, backend="tiny", fullgraph=True)(*args).cpu()
+    eager = attend(*args).cpu()
+  assert not [w for w in recwarn if "runs eagerly" in str(w.message)]
+  assert torch.equal(compiled, eager)
+  _check_fused_definition(compiled, q, k, v, mask)
