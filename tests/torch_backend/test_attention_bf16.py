@@ -26,6 +26,12 @@ def _scores(q, k, mask, dtype):
 def _bf16(x: torch.Tensor) -> torch.Tensor: return x.to(torch.bfloat16).double()
 
 
+def _fused_exact(q, k, v, mask) -> torch.Tensor:
+  s = _scores(q, k, mask, torch.float64)
+  e = torch.exp(s - s.amax(-1, keepdim=True))
+  return (_bf16(e) @ v.double()) / e.sum(-1, keepdim=True)
+
+
 def _check_fused_definition(got: torch.Tensor, q, k, v, mask) -> None:
   s = _scores(q, k, mask, torch.float64)
   m = s.amax(-1, keepdim=True)
@@ -99,3 +105,22 @@ def test_sdpa_bf16_compiled_is_the_same_op(recwarn):
   assert not [w for w in recwarn if "runs eagerly" in str(w.message)]
   assert torch.equal(compiled, eager)
   _check_fused_definition(compiled, q, k, v, mask)
+
+
+def test_sdpa_bf16_with_flash_disabled_is_the_math_path_as_on_cpu():
+  """gpt-fast's generate.py decodes with flash disabled: PyTorch CPU then runs the math path (float32, one rounding at the
+  end), and so must tiny: its result is the float64 softmax attention rounded once, within float32's error."""
+  q, k, v = _inputs(1, 16, seed=2)
+  mask = torch.ones(1, 1, 1, 16, dtype=torch.bool)
+  with torch.nn.attention.sdpa_kernel(torch.nn.attention.SDPBackend.MATH):
+    assert torch._fused_sdp_choice(q, k, v, mask) == 0  # the CPU's choice: math
+    got = F.scaled_dot_product_attention(q.to("tiny"), k.to("tiny"), v.to("tiny"), attn_mask=mask.to("tiny")).cpu()
+  exact = F.scaled_dot_product_attention(q.double(), k.double(), v.double(), attn_mask=mask)
+  fused = _bf16(_fused_exact(q, k, v, mask))
+  # the math path's result is the exact one rounded, wherever float32's accumulation error cannot move that rounding
+  probs = torch.softmax(_scores(q, k, mask, torch.float64), -1)
+  bound = k.size(-2) * 2.0 ** -24 * (probs @ v.double().abs()) + 4 * 2.0 ** -24 * exact.abs()
+  settled = _bf16(exact - bound) == _bf16(exact + bound)
+  assert settled.float().mean() > 0.9, "the check would be vacuous"
+  assert torch.equal(got.double()[settled], _bf16(exact)[settled])
+  assert (got.double() != fused).any()  # and it is not the fused definition

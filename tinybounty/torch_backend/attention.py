@@ -6,7 +6,9 @@ q @ k^T accumulate in float32, scale and mask in float32, softmax's exponentials
 float32, but the exponentials are rounded to the input dtype before the second GEMM (its operands are half /
 bfloat16), whose float32 result is multiplied by the float32 reciprocal of the row sum and rounded. In bf16 that extra
 rounding moves about a fifth of the outputs by one ulp against the math path, which was enough to change gpt-fast's
-greedy tokens on the tiny device (docs/torch_backend.md, "gpt-fast").
+greedy tokens on the tiny device (docs/torch_backend.md, "gpt-fast"). PyTorch CPU takes the flash kernel only while
+flash attention is enabled (`torch.backends.cuda.flash_sdp_enabled()`, which `sdpa_kernel` / `sdp_kernel` contexts
+set) and the math path otherwise: so does this.
 
 One tinygrad implementation of that definition serves the eager device and torch.compile graphs (it is in the op
 table; aot_autograd records the op itself, since the AutogradPrivateUse1 kernel below sends it under autograd).
@@ -59,7 +61,9 @@ _fused_kernel = device.functional_kernel(fused_attention)
 
 
 def _fused_definition_applies(query: torch.Tensor, dropout_p: float) -> bool:
-  return query.dtype in REDUCED and dropout_p == 0.0
+  # PyTorch CPU takes its flash kernel only while flash is enabled: gpt-fast's generate.py decodes inside
+  # `torch.backends.cuda.sdp_kernel(enable_flash=False, ..., enable_math=True)`, where the CPU runs the math path
+  return query.dtype in REDUCED and dropout_p == 0.0 and query.dim() == 4 and torch.backends.cuda.flash_sdp_enabled()
 
 
 def scaled_dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attn_mask: Any = None,
