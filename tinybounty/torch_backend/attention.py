@@ -1,17 +1,17 @@
 """scaled_dot_product_attention in half / bfloat16, rounded where PyTorch's fused attention rounds.
 
 PyTorch decomposes SDPA on a PrivateUse1 device into its math path, which upcasts half / bfloat16 to float32 and
-rounds once at the end. PyTorch CPU (and CUDA) run a fused flash kernel instead, which rounds once more: scores
+rounds once at the end. PyTorch CPU runs a fused flash kernel instead, which rounds once more: scores
 q @ k^T accumulate in float32, scale and mask in float32, softmax's exponentials exp(s - max) and their row sum stay
 float32, but the exponentials are rounded to the input dtype before the second GEMM (its operands are half /
 bfloat16), whose float32 result is multiplied by the float32 reciprocal of the row sum and rounded. In bf16 that extra
-rounding moves about a fifth of the outputs by one ulp against the math path, which was enough to change gpt-fast's
-greedy tokens on the tiny device (docs/torch_backend.md, "gpt-fast"). PyTorch CPU takes the flash kernel only while
-flash attention is enabled (`torch.backends.cuda.flash_sdp_enabled()`, which `sdpa_kernel` / `sdp_kernel` contexts
-set) and the math path otherwise: so does this.
+rounding moves about a fifth of the outputs by one ulp against the math path: it was the first op where gpt-fast's bf16
+forward on tiny left PyTorch CPU's, and the only difference of definition found (docs/torch_backend.md, "gpt-fast").
+PyTorch CPU takes the flash kernel only while flash attention is enabled (`torch.backends.cuda.flash_sdp_enabled()`,
+which `sdpa_kernel` / `sdp_kernel` contexts set) and the math path otherwise: so does this.
 
 One tinygrad implementation of that definition serves the eager device and torch.compile graphs (it is in the op
-table; aot_autograd records the op itself, since the AutogradPrivateUse1 kernel below sends it under autograd).
+table; aot_autograd records the op itself, since the AutogradPrivateUse1 kernel below sends it below autograd).
 Float32 / float64, dropout, and calls that autograd records keep PyTorch's own decomposition (the math path,
 differentiable), in eager and in compiled graphs alike, as before.
 """
