@@ -30,7 +30,7 @@ def register() -> None:
   half_rounding.install()  # PyTorch rounds every half op's output; tinygrad's codegen would skip some of those roundings
   bf16_clang.install()  # after half_rounding: bfloat16 kernels compile with clang < 15 (runtime/bf16_clang.py)
   _setup_privateuseone_for_python_backend(device.BACKEND, backend_module=TinyModule())
-  device.install_kernels(kernels.KERNELS)
+  device.install_kernels(kernels.KERNELS, kernels.AUTOGRAD_KERNELS)
   dynamo.install()  # torch.compile(backend="tiny"), without importing torch._dynamo now
   capture.install()  # eager steps recorded, captured once and replayed (TINY_CAPTURE=1: on; off by default, see capture.py)
 

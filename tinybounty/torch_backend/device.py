@@ -534,11 +534,12 @@ def _fallback(op: torch._ops.OpOverload, *args: Any, **kwargs: Any) -> Any:
   return torch.utils._pytree.tree_map(back, res)
 
 
-def install_kernels(torch_kernels: dict[str, Callable]) -> None:
+def install_kernels(torch_kernels: dict[str, Callable], autograd_kernels: dict[str, Callable] | None = None) -> None:
   """Every kernel of the op table, `torch_kernels` (kernels.py: written with torch ops on tiny tensors, which import this
   module, hence passed in) and PyTorch's decompositions on PrivateUse1, the CPU fallback's guard, and a flush after each
   optimizer step. Called once by the package's `register()`."""
   register_optimizer_step_post_hook(lambda *_: flush())
+  for name, kernel in (autograd_kernels or {}).items(): _lib.impl(name, kernel, "AutogradPrivateUse1")
   _register_table(torch_kernels)
   _register_decompositions()
   _fallback_lib.fallback(_fallback, "PrivateUse1")

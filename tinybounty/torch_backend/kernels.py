@@ -8,7 +8,7 @@ from typing import Any, Callable
 import torch
 from torch._decomp import decomposition_table
 
-from tinybounty.torch_backend import autodiff, complex, fused, linalg
+from tinybounty.torch_backend import attention, autodiff, complex, fused, linalg
 
 
 def _eval_stats_empty(op: torch._ops.OpOverload) -> Callable[..., tuple]:
@@ -22,7 +22,10 @@ def _eval_stats_empty(op: torch._ops.OpOverload) -> Callable[..., tuple]:
 
 
 KERNELS: dict[str, Callable[..., Any]] = {
-  **fused.KERNELS, **linalg.KERNELS, **autodiff.KERNELS, **complex.KERNELS,
+  **fused.KERNELS, **linalg.KERNELS, **autodiff.KERNELS, **complex.KERNELS, **attention.KERNELS,
   "native_batch_norm": _eval_stats_empty(torch.ops.aten.native_batch_norm.default),
   "_native_batch_norm_legit": _eval_stats_empty(torch.ops.aten._native_batch_norm_legit.default),
 }
+
+# kernels for the AutogradPrivateUse1 key, where an op needs its own rule for what autograd records
+AUTOGRAD_KERNELS: dict[str, Callable[..., Any]] = {**attention.AUTOGRAD_KERNELS}
