@@ -156,3 +156,15 @@ def test_22_23_status_rules():
   assert b23.verdict("net", ("CPU:0", "CPU:1"), one, [[("conv2d", False)], [("sum", False)]]).status is Status.FAIL
   folded = b23.verdict("net", ("CPU:0", "CPU:1"), one, [[("conv2d", False)], [("conv2d", False)], [("relu", False)]])
   assert folded.status is Status.PASS and "one side only" in folded.detail
+
+
+def test_a_quoted_gpu_record_informs_but_never_changes_the_status(tmp_path):
+  from tinybounty.bounties.base import with_records
+  from tinybounty.records import format_row
+  docs = tmp_path / "benchmarks.md"
+  docs.write_text("| date | bench | machine | command | figure | baseline |\n|---|---|---|---|---|---|\n" +
+                  format_row("gpu_bench", "NVIDIA H200 (sm_90)", "cmd", "11.7 tok/s", "transformers", date="2026-12-05") + "\n")
+  for status in (Status.FAIL, Status.NEEDS_HARDWARE, Status.PARTIAL):
+    got = with_records(Result(status, ran="analogue", detail="seen"), ("gpu_bench", "absent_bench"), docs)
+    assert got.status is status and got.detail == "seen; record gpu_bench 2026-12-05 on NVIDIA H200 (sm_90): 11.7 tok/s"
+  assert with_records(Result(Status.PASS, ran="a"), ("absent_bench",), docs) == Result(Status.PASS, ran="a")

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import enum
+import pathlib
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable
 
-from tinybounty.records import Record
+from tinybounty.records import Record, latest
 
 
 class Status(str, enum.Enum):
@@ -83,3 +84,11 @@ def same_machine(recorded: str, here: str) -> bool:
 def quoted(rec: Record) -> str:
   """A record as a check quotes it: bench, date and machine first, then the figure."""
   return f"{rec.bench} {rec.date} on {rec.machine}: {rec.figure}"
+
+
+def with_records(result: Result, benches: tuple[str, ...], path: pathlib.Path | None = None) -> Result:
+  """`result` with the newest record of each bench (a GPU run's figure, say) quoted in its detail, labelled with its date
+  and machine. A quoted record informs; it never changes the status the check earned here."""
+  recs = [quoted(r) for b in benches if (r := latest(b, *([path] if path else []))) is not None]
+  if not recs: return result
+  return replace(result, detail="; ".join([result.detail, *(f"record {q}" for q in recs)] if result.detail else recs))
