@@ -9,46 +9,24 @@ read-bandwidth limit: measured with --full, else the newest BENCH record.
   or quoted with its date and machine (a record of another machine is labelled so; none: correctness only).
 - PASS: not reachable from this check without the target hardware (never claimed from the analogue).
 """
-import re
-
-from tinybounty.bounties.base import Bounty, Result, Status, from_ratio, needs_hardware, quoted, same_machine
+from tinybounty.bounties import decode_measure
+from tinybounty.bounties.base import Bounty, Result
 from tinybounty.records import Record
 
-TARGET = 0.5  # same yardstick as bounty 12: half of the bandwidth limit
+TARGET = decode_measure.TARGET
 BENCH = "llm_decode_llama4_mid"
+NEEDS = "a tinybox (6 GPUs) for the 109B-parameter Scout"
+RAN = "Llama 4 text (8 experts top-1 + shared, chunked RoPE / NoPE layers) vs transformers Llama4ForCausalLM on the CPU, float32"
 
 
 def verdict(ran: str, ok: bool, seen: str, here: str, rec: Record | None = None, measured: tuple[float, str] | None = None) -> Result:
-  """The status by the criterion above from the reference match, and the decode fraction `measured` here (fraction, figure)
-  or else the newest record."""
-  needs = "a tinybox (6 GPUs) for the 109B-parameter Scout"
-  if not ok: return Result(Status.FAIL, ran=ran, detail=seen)
-  if measured is not None:
-    frac, fig = measured
-    return needs_hardware(needs, from_ratio(f"{ran}; {seen}; mid-size decode measured now (no transformers run)", frac, TARGET,
-                                            "of bandwidth limit", "CPU read bandwidth, same run", detail=f"{fig}; target {TARGET:.0%} of the limit"))
-  if rec is None: return needs_hardware(needs, Result(Status.PASS, ran=ran, detail=f"{seen}; no {BENCH} record: decode speed unshown"))
-  if (m := re.search(r"([\d.]+)% of the read-bandwidth", rec.figure)) is None:
-    return Result(Status.FAIL, ran=ran, detail=f"cannot read the bandwidth fraction of {quoted(rec)}")
-  where = "this machine" if same_machine(rec.machine, here) else "another machine"
-  analogue = from_ratio(f"{ran}; {seen}; mid-size decode quoted ({where})", float(m.group(1)) / 100, TARGET,
-                        f"of bandwidth limit (quoted, {where})", "the recorded machine's CPU read bandwidth",
-                        detail=f"{quoted(rec)}; target {TARGET:.0%} of the limit")
-  return needs_hardware(needs, analogue)
+  """The status by the criterion above (decode_measure.verdict with this bounty's hardware and record)."""
+  return decode_measure.verdict(NEEDS, BENCH, ran, ok, seen, here, rec, measured)
 
 
 def check(full: bool) -> Result:
   """Reference match on the small config, then the mid-size decode: measured with --full, else quoted."""
-  from tinybounty import records
-  from tinybounty.hardware import machine
-  from tinybounty.models import decode_bench as db
-  ok, seen = db.reference_match("llama4", db.LLAMA4_SMALL)
-  ran = "Llama 4 text (8 experts top-1 + shared, chunked RoPE / NoPE layers) vs transformers Llama4ForCausalLM on the CPU, float32"
-  if full and ok:
-    from pathlib import Path
-    m = db.measure_mid("llama4", Path("/tmp/tinybounty_llama4_mid"), steps=12)
-    return verdict(ran, ok, seen, machine(), measured=(m.fraction, m.figure()))
-  return verdict(ran, ok, seen, machine(), records.latest(BENCH))
+  return decode_measure.check("llama4", "LLAMA4_SMALL", RAN, NEEDS, BENCH, full)
 
 
 BOUNTY = Bounty(16, "Llama 4 Scout on a tinybox", "tinybounty.models.llama4",
