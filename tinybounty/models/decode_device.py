@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from tinybounty.models import decode_bench
 from tinybounty.models.decode_bench import OLMOE_MID, OLMOE_SMALL
 
 # allenai/OLMoE-1B-7B-0924's config.json (transformers' OlmoeConfig defaults but for intermediate_size 1024): 6.9B parameters,
@@ -161,18 +162,11 @@ class Run:
 
 
 def time_tinybounty(gen: Any, prompt: np.ndarray, steps: int, warmup: int = 3) -> Run:
-  """Greedy decode with the JIT'd step; each step ends by reading the argmax tokens back (a device sync). The first
-  `warmup` steps (the JIT captures on its second call) are not timed."""
-  from tinygrad import Device, Tensor, dtypes
+  """decode_bench.time_tinybounty (each step ends by reading the argmax tokens back, a device sync; the first `warmup`
+  steps are not timed) after making tinygrad's device current again."""
+  from tinygrad import Device
   Device[Device.DEFAULT].synchronize()  # on CUDA this makes tinygrad's context current again (its graph launches assume it)
-  B, T = prompt.shape
-  nxt = gen.prefill(Tensor(prompt.astype(np.int32), dtype=dtypes.int32))[:, -1].argmax(-1).numpy().astype(np.int32)
-  times = []
-  for i in range(warmup + steps):
-    t0 = time.perf_counter()
-    nxt = gen.decode(Tensor(nxt.reshape(B, 1), dtype=dtypes.int32), T + i).argmax(-1).numpy().astype(np.int32)
-    if i >= warmup: times.append(time.perf_counter() - t0)
-  return Run("tinybounty", B, times)
+  return Run("tinybounty", prompt.shape[0], decode_bench.time_tinybounty(gen, prompt, steps, warmup).steps)
 
 
 def hf_generate(model: Any, prompt: np.ndarray, new_tokens: int, device: str, compiled: bool) -> tuple[np.ndarray, list[float]]:
