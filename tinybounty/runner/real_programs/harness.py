@@ -1,4 +1,5 @@
-"""Run one program three ways (float64 CPU reference, float32 CPU, float32 on the tiny device) and measure it (measure.py).
+"""Run one program five ways (float64 CPU reference, the same twice with nudged gradients, float32 CPU, float32 on the
+tiny device) and measure it (measure.py).
 
 A program is a model factory, a batch, and a loss: `trajectory` trains a copy of the model `steps` steps on one device
 and dtype, keeping the step-0 outputs and gradients, every loss, and the weights after the steps; `check` compares the
@@ -37,11 +38,27 @@ def _move(batch: dict, device: str, dtype: torch.dtype) -> dict:
   return {k: v.to(device, dtype) if v.is_floating_point() else v.to(device) for k, v in batch.items()}
 
 
-def _host(t: torch.Tensor) -> torch.Tensor: return t.detach().cpu().double()
+def _host(t: torch.Tensor) -> torch.Tensor: return t.detach().cpu().double().clone()  # a copy: a float64 CPU tensor would alias
 
 
-def trajectory(prog: Program, model: torch.nn.Module, batch: dict, device: str, dtype: torch.dtype) -> dict:
-  """Train a copy of `model` on `device` in `dtype`: step-0 outputs and gradients, per-step losses, final weights, eval outputs."""
+NUDGE = 2.0 ** -24  # one float32 unit roundoff
+
+
+def _nudge(params: list[torch.Tensor], size: float, gen: torch.Generator) -> None:
+  """Move every gradient element by +-`size` of its tensor's largest value, signs drawn from `gen`: float32 rounding's
+  reach in a gradient, whose errors come from sums over summands up to the tensor's scale."""
+  for p in params:
+    if p.grad is None or not p.grad.numel(): continue
+    signs = torch.randint(0, 2, p.grad.shape, generator=gen).to(p.grad.dtype) * 2 - 1
+    p.grad.add_(signs.to(p.grad.device) * (size * p.grad.abs().max()))
+
+
+def trajectory(prog: Program, model: torch.nn.Module, batch: dict, device: str, dtype: torch.dtype, nudge: float = 0.0,
+               nudge_seed: int = 0) -> dict:
+  """Train a copy of `model` on `device` in `dtype`: step-0 outputs and gradients, per-step losses, final weights, eval
+  outputs. `nudge` > 0 moves every gradient before each optimizer step (after clipping), signs drawn from `nudge_seed`,
+  for measure.py's sensitivity."""
+  gen = torch.Generator().manual_seed(nudge_seed)
   m = copy.deepcopy(model).to(device, dtype)
   m.train(prog.train_mode)
   opt = prog.optimizer(m.parameters())
@@ -57,6 +74,7 @@ def trajectory(prog: Program, model: torch.nn.Module, batch: dict, device: str, 
       if step == 0 and "outputs" not in out: out["outputs"] = _host(outputs)
     if prog.clip is not None: torch.nn.utils.clip_grad_norm_(m.parameters(), prog.clip)
     if step == 0: out["grads"] = {k: _host(p.grad) for k, p in m.named_parameters() if p.grad is not None}
+    if nudge: _nudge(list(m.parameters()), nudge, gen)
     opt.step()
     out["losses"].append(_host(total / prog.accumulate))
   out["weights"] = {k: _host(p) for k, p in m.named_parameters()}
@@ -71,15 +89,17 @@ def check(prog: Program, seed: int = 0) -> Report:
   import tinybounty.torch_backend  # noqa: F401 - registers "tiny"
   torch.manual_seed(seed)
   model, batch = prog.build().float(), prog.batch()
-  runs = {name: trajectory(prog, model, batch, dev, dt) for name, dev, dt in
-          (("ref", "cpu", torch.float64), ("cpu", "cpu", torch.float32), ("tiny", "tiny", torch.float32))}
+  runs = {name: trajectory(prog, model, batch, dev, dt, nudge, ns) for name, dev, dt, nudge, ns in
+          (("ref", "cpu", torch.float64, 0.0, 0), ("nudged0", "cpu", torch.float64, NUDGE, 0), ("nudged1", "cpu", torch.float64, NUDGE, 1),
+           ("cpu", "cpu", torch.float32, 0.0, 0), ("tiny", "tiny", torch.float32, 0.0, 0))}
   ref, cpu, tiny = runs["ref"], runs["cpu"], runs["tiny"]
+  nudged = lambda key, k=None: [runs[n][key] if k is None else runs[n][key][k] for n in ("nudged0", "nudged1")]
   rep = Report(prog.name)
   rep.add("outputs", tiny["outputs"], cpu["outputs"], ref["outputs"])
   for k in ref["grads"]: rep.add(f"grad:{k}", tiny["grads"][k], cpu["grads"][k], ref["grads"][k])
-  for i, (a, b, c) in enumerate(zip(tiny["losses"], cpu["losses"], ref["losses"])): rep.add(f"loss:{i}", a, b, c)
-  for k in ref["weights"]: rep.add(f"weight:{k}", tiny["weights"][k], cpu["weights"][k], ref["weights"][k])
-  if "eval" in ref: rep.add("eval", tiny["eval"], cpu["eval"], ref["eval"])
+  for i, (a, b, c) in enumerate(zip(tiny["losses"], cpu["losses"], ref["losses"])): rep.add(f"loss:{i}", a, b, c, [n[i] for n in nudged("losses")])
+  for k in ref["weights"]: rep.add(f"weight:{k}", tiny["weights"][k], cpu["weights"][k], ref["weights"][k], nudged("weights", k))
+  if "eval" in ref: rep.add("eval", tiny["eval"], cpu["eval"], ref["eval"], nudged("eval"))
   rep.facts["loss_tiny"], rep.facts["loss_cpu"] = tiny["losses"][-1].item(), cpu["losses"][-1].item()
   if prog.generate is not None:
     m32 = copy.deepcopy(model).eval()
