@@ -3,7 +3,7 @@ bound is PyTorch float32's error or, per element, the float64 runs' sensitivity 
 10x allowance, and it still rejects a wrong result."""
 import torch
 
-from tinybounty.runner.real_programs.harness import NUDGE, Program, trajectory
+from tinybounty.runner.real_programs.harness import NUDGE, Program, _nudge, trajectory
 from tinybounty.runner.real_programs.measure import FACTOR, compare
 
 
@@ -55,3 +55,12 @@ def test_a_wrong_update_still_fails_under_adam():
   assert good.ok
   wrong = cpu["weights"]["weight"] * (1 + 1e-3)  # one part in a thousand off: a real bug's size, not rounding's
   assert not compare("weight", wrong, cpu["weights"]["weight"], ref["weights"]["weight"], [nudged["weights"]["weight"]]).ok
+
+
+def test_the_nudge_leaves_exact_zeros_exact():
+  # a gradient element with no nonzero summand (a dead unit, an unused row) is exactly zero in any precision: rounding
+  # cannot move it, and a nudge there would let Adam step it by a fraction of lr and inflate the bound
+  p = torch.nn.Parameter(torch.zeros(4, dtype=torch.float64))
+  p.grad = torch.tensor([0.0, 1.0, 0.0, -1e-9], dtype=torch.float64)
+  _nudge([p], NUDGE, torch.Generator().manual_seed(0))
+  assert p.grad[0] == 0 and p.grad[2] == 0 and abs(abs(p.grad[1]) - 1) == NUDGE and abs(abs(p.grad[3]) - 1e-9) > 0

@@ -50,7 +50,7 @@ def _nudge(params: list[torch.Tensor], size: float, gen: torch.Generator) -> Non
   for p in params:
     if p.grad is None or not p.grad.numel(): continue
     signs = torch.randint(0, 2, p.grad.shape, generator=gen).to(p.grad.dtype) * 2 - 1
-    p.grad.add_(signs.to(p.grad.device) * (size * p.grad.abs().max()))
+    p.grad.add_(signs.to(p.grad.device) * (p.grad != 0) * (size * p.grad.abs().max()))  # an exact zero (no summand) stays exact
 
 
 def trajectory(prog: Program, model: torch.nn.Module, batch: dict, device: str, dtype: torch.dtype, nudge: float = 0.0,
