@@ -10,8 +10,9 @@ Adam divides each gradient element by its own magnitude: an element whose true g
 float32 runs that sum in different orders then land apart. So every element after step 0 may also be off by 10x its
 sensitivity: how far float64 runs move it when every gradient element is nudged by one float32 unit roundoff of its
 tensor's largest value before each step (harness.trajectory's `nudge`, two sign patterns, the larger movement; an
-exact zero stays exact: rounding cannot move a sum with no nonzero summand). The bound is per element, so an element the optimizer does not amplify keeps the plain bound. Step-0 outputs and gradients
-have no sensitivity term: nothing has been nudged when they exist.
+exact zero stays exact: rounding cannot move a sum with no nonzero summand). The bound is per element, so an
+element the optimizer does not amplify keeps the plain bound. Step-0 outputs and gradients have no sensitivity term:
+nothing has been nudged when they exist.
 """
 from __future__ import annotations
 
