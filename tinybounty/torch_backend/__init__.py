@@ -11,7 +11,7 @@ import warnings
 import torch
 
 from tinybounty.runtime import bf16_clang
-from tinybounty.torch_backend import capture, device, dynamo, float_association, half_rounding, kernels, serialization, threads, tying
+from tinybounty.torch_backend import amp, capture, device, dynamo, float_association, half_rounding, kernels, serialization, threads, tying
 from tinybounty.torch_backend.module import TinyModule
 from tinybounty.torch_backend.stats import reset_stats, stats
 
@@ -32,6 +32,7 @@ def register() -> None:
   _setup_privateuseone_for_python_backend(device.BACKEND, backend_module=TinyModule())
   device.install_kernels(kernels.KERNELS, kernels.AUTOGRAD_KERNELS)
   dynamo.install()  # torch.compile(backend="tiny"), without importing torch._dynamo now
+  amp.install()  # torch.autocast("tiny") with the CPU's casting rules (PyTorch registers none for a Python backend), GradScaler
   capture.install()  # eager steps recorded, captured once and replayed (TINY_CAPTURE=1: on; off by default, see capture.py)
 
 

@@ -5,17 +5,20 @@ import), and returns each program's report as a dict (measure.Report.as_dict).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
 import sys
 from typing import Any
 
+import torch
+
 from tinybounty.runner.real_programs.harness import Program, check
 
 
 def programs() -> dict[str, Program]:
-  """Every program by name: transformers (hf.py, needs transformers), vision and nanoGPT (ours)."""
+  """Every program by name: transformers (hf.py, needs transformers), vision and nanoGPT (ours), two under autocast."""
   from tinybounty.runner.real_programs import nanogpt, vision
   out = {**vision.programs(), **nanogpt.programs()}
   try:
@@ -23,7 +26,14 @@ def programs() -> dict[str, Program]:
     out = {**hf.programs(), **out}
   except ImportError:
     pass
-  return out
+  return {**out, **_mixed_precision(out)}
+
+
+def _mixed_precision(progs: dict[str, Program]) -> dict[str, Program]:
+  """A transformers decoder and a BatchNorm CNN again under torch.autocast(bfloat16), the CPU's mixed precision: the
+  float32 CPU run is PyTorch's own autocast, the tiny run tiny's (torch_backend/amp.py); generate stays float32."""
+  return {f"{n}_autocast": dataclasses.replace(progs[n], name=f"{n}_autocast", autocast=torch.bfloat16, generate=None)
+          for n in ("gpt2", "resnet18") if n in progs}
 
 
 def run_in_child(names: list[str], dev: str, timeout: float = 3600) -> list[dict[str, Any]]:

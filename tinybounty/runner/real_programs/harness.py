@@ -7,6 +7,7 @@ tiny run and PyTorch's float32 run against the float64 one, tensor by tensor.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -19,7 +20,8 @@ from tinybounty.runner.real_programs.measure import Report
 @dataclass
 class Program:
   """`build()` a float32 CPU model (seeded by the caller); `batch()` CPU tensors; `loss(model, batch)` -> (outputs, loss);
-  `optimizer(params)`; `accumulate` micro-batches per step and `clip` (max grad norm) for nanoGPT-style loops;
+  `optimizer(params)`; `accumulate` micro-batches per step and `clip` (max grad norm) for nanoGPT-style loops; `autocast`
+  a mixed-precision dtype;
   `generate(model, batch)` greedy tokens (None if the model does not generate); `evaluate(model, batch)` eval-mode outputs."""
   name: str
   build: Callable[[], torch.nn.Module]
@@ -32,6 +34,7 @@ class Program:
   train_mode: bool = False  # BatchNorm programs train in train mode; transformers without dropout in eval mode
   generate: Callable[[torch.nn.Module, dict], torch.Tensor] | None = None
   evaluate: Callable[[torch.nn.Module, dict], torch.Tensor] | None = None
+  autocast: torch.dtype | None = None  # the forward and loss under torch.autocast(device, dtype) (float64 runs are not cast)
 
 
 def _move(batch: dict, device: str, dtype: torch.dtype) -> dict:
@@ -42,6 +45,11 @@ def _host(t: torch.Tensor) -> torch.Tensor: return t.detach().cpu().double().clo
 
 
 NUDGE = 2.0 ** -24  # one float32 unit roundoff
+
+
+def unit_roundoff(prog: Program) -> float:
+  """The nudge for `prog`: one unit roundoff of the precision it computes in (its autocast dtype's, else float32's)."""
+  return torch.finfo(prog.autocast).eps / 2 if prog.autocast else NUDGE
 
 
 def _nudge(params: list[torch.Tensor], size: float, gen: torch.Generator) -> None:
@@ -68,7 +76,8 @@ def trajectory(prog: Program, model: torch.nn.Module, batch: dict, device: str, 
     opt.zero_grad()
     total = None
     for b in micro[:prog.accumulate] if prog.accumulate > 1 else micro[:1]:
-      outputs, loss = prog.loss(m, b)
+      with torch.autocast(device.split(":")[0], dtype=prog.autocast) if prog.autocast else contextlib.nullcontext():
+        outputs, loss = prog.loss(m, b)
       (loss / prog.accumulate).backward()
       total = loss.detach() if total is None else total + loss.detach()
       if step == 0 and "outputs" not in out: out["outputs"] = _host(outputs)
@@ -88,9 +97,9 @@ def check(prog: Program, seed: int = 0) -> Report:
   """The tiny device against PyTorch CPU float32, both against float64 (imports the tiny device)."""
   import tinybounty.torch_backend  # noqa: F401 - registers "tiny"
   torch.manual_seed(seed)
-  model, batch = prog.build().float(), prog.batch()
+  model, batch, u = prog.build().float(), prog.batch(), unit_roundoff(prog)
   runs = {name: trajectory(prog, model, batch, dev, dt, nudge, ns) for name, dev, dt, nudge, ns in
-          (("ref", "cpu", torch.float64, 0.0, 0), ("nudged0", "cpu", torch.float64, NUDGE, 0), ("nudged1", "cpu", torch.float64, NUDGE, 1),
+          (("ref", "cpu", torch.float64, 0.0, 0), ("nudged0", "cpu", torch.float64, u, 0), ("nudged1", "cpu", torch.float64, u, 1),
            ("cpu", "cpu", torch.float32, 0.0, 0), ("tiny", "tiny", torch.float32, 0.0, 0))}
   ref, cpu, tiny = runs["ref"], runs["cpu"], runs["tiny"]
   nudged = lambda key, k=None: [runs[n][key] if k is None else runs[n][key][k] for n in ("nudged0", "nudged1")]

@@ -8,11 +8,11 @@ PyTorch's run is one sample of float32 rounding, and where the optimizer amplifi
 Adam divides each gradient element by its own magnitude: an element whose true gradient is ~1e-6 of its tensor's largest
 (its summands cancel) turns a rounding difference of 1e-7 of that scale into a step of a different size, and two
 float32 runs that sum in different orders then land apart. So every element after step 0 may also be off by 10x its
-sensitivity: how far float64 runs move it when every gradient element is nudged by one float32 unit roundoff of its
-tensor's largest value before each step (harness.trajectory's `nudge`, two sign patterns, the larger movement; an
-exact zero stays exact: rounding cannot move a sum with no nonzero summand). The bound is per element, so an
-element the optimizer does not amplify keeps the plain bound. Step-0 outputs and gradients have no sensitivity term:
-nothing has been nudged when they exist.
+sensitivity: how far float64 runs move it when every gradient element is nudged by one unit roundoff (float32's, or
+the autocast dtype's for a mixed-precision program) of its tensor's largest value before each step
+(harness.trajectory's `nudge`, two sign patterns, the larger movement; an exact zero stays exact: rounding cannot move
+a sum with no nonzero summand). The bound is per element, so an element the optimizer does not amplify keeps the
+plain bound. Step-0 outputs and gradients have no sensitivity term: nothing has been nudged when they exist.
 """
 from __future__ import annotations
 
