@@ -1,5 +1,6 @@
 """Kernels written with torch ops on tiny tensors rather than as tinygrad functions; the device registers these before
-the op table: fused optimizers, det/slogdet (stride-aware), backward kernels by autograd, and the corrections below.
+the op table: fused optimizers, det/slogdet (stride-aware), backward kernels by autograd, the attention fast paths, and
+the corrections below.
 """
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any, Callable
 import torch
 from torch._decomp import decomposition_table
 
-from tinybounty.torch_backend import attention, autodiff, complex, fused, linalg
+from tinybounty.torch_backend import attention, autodiff, complex, fastpath, fused, linalg
 
 
 def _eval_stats_empty(op: torch._ops.OpOverload) -> Callable[..., tuple]:
@@ -22,7 +23,7 @@ def _eval_stats_empty(op: torch._ops.OpOverload) -> Callable[..., tuple]:
 
 
 KERNELS: dict[str, Callable[..., Any]] = {
-  **fused.KERNELS, **linalg.KERNELS, **autodiff.KERNELS, **complex.KERNELS, **attention.KERNELS,
+  **fused.KERNELS, **linalg.KERNELS, **autodiff.KERNELS, **complex.KERNELS, **attention.KERNELS, **fastpath.KERNELS,
   "native_batch_norm": _eval_stats_empty(torch.ops.aten.native_batch_norm.default),
   "_native_batch_norm_legit": _eval_stats_empty(torch.ops.aten._native_batch_norm_legit.default),
 }
