@@ -22,7 +22,9 @@ def _sensitivity(optimizer) -> float:
   model, batch = prog.build(), prog.batch()
   ref = trajectory(prog, model, batch, "cpu", torch.float64)
   nudged = trajectory(prog, model, batch, "cpu", torch.float64, nudge=NUDGE)
-  assert torch.equal(ref["grads"]["weight"], nudged["grads"]["weight"])  # step 0's gradients come before any nudge
+  # step 0's gradients move only by the forward's rounding-sized nudges (the gradient nudge comes after them)
+  g = ref["grads"]["weight"]
+  assert 0 < (nudged["grads"]["weight"] - g).abs().max() <= 1e-6 * g.abs().max()
   return compare("weight", ref["weights"]["weight"], ref["weights"]["weight"], ref["weights"]["weight"], [nudged["weights"]["weight"]]).sensitivity
 
 

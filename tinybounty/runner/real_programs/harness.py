@@ -61,14 +61,26 @@ def _nudge(params: list[torch.Tensor], size: float, gen: torch.Generator) -> Non
     p.grad.add_(signs.to(p.grad.device) * (p.grad != 0) * (size * p.grad.abs().max()))  # an exact zero (no summand) stays exact
 
 
+def _nudge_activations(model: torch.nn.Module, size: float, gen: torch.Generator) -> list[Any]:
+  """Forward hooks moving every leaf module's floating output by +-`size` of itself, the standard model of one rounding
+  (fl(x) = x(1 + d), |d| <= u): through the layers after it, a ReLU or max-pool decision within rounding of its threshold
+  may then go either way, as it may on any float32 device. Returns the hook handles."""
+  def hook(mod: torch.nn.Module, args: Any, out: Any) -> Any:
+    if not isinstance(out, torch.Tensor) or not out.is_floating_point() or not out.numel(): return None
+    signs = torch.randint(0, 2, out.shape, generator=gen).to(out.dtype) * 2 - 1
+    return out + signs.to(out.device) * size * out.detach().abs()
+  return [m.register_forward_hook(hook) for m in model.modules() if next(m.children(), None) is None]
+
+
 def trajectory(prog: Program, model: torch.nn.Module, batch: dict, device: str, dtype: torch.dtype, nudge: float = 0.0,
                nudge_seed: int = 0) -> dict:
   """Train a copy of `model` on `device` in `dtype`: step-0 outputs and gradients, per-step losses, final weights, eval
-  outputs. `nudge` > 0 moves every gradient before each optimizer step (after clipping), signs drawn from `nudge_seed`,
-  for measure.py's sensitivity."""
+  outputs. `nudge` > 0 moves every leaf module's output in the forward and every gradient before each optimizer step
+  (after clipping), signs drawn from `nudge_seed`, for measure.py's sensitivity."""
   gen = torch.Generator().manual_seed(nudge_seed)
   m = copy.deepcopy(model).to(device, dtype)
   m.train(prog.train_mode)
+  if nudge: _nudge_activations(m, nudge, gen)
   opt = prog.optimizer(m.parameters())
   micro = [_move(b, device, dtype) for b in batch["micro"]] if "micro" in batch else [_move(batch, device, dtype)]
   out: dict = {"losses": []}
@@ -104,8 +116,8 @@ def check(prog: Program, seed: int = 0) -> Report:
   ref, cpu, tiny = runs["ref"], runs["cpu"], runs["tiny"]
   nudged = lambda key, k=None: [runs[n][key] if k is None else runs[n][key][k] for n in ("nudged0", "nudged1")]
   rep = Report(prog.name)
-  rep.add("outputs", tiny["outputs"], cpu["outputs"], ref["outputs"])
-  for k in ref["grads"]: rep.add(f"grad:{k}", tiny["grads"][k], cpu["grads"][k], ref["grads"][k])
+  rep.add("outputs", tiny["outputs"], cpu["outputs"], ref["outputs"], nudged("outputs"))
+  for k in ref["grads"]: rep.add(f"grad:{k}", tiny["grads"][k], cpu["grads"][k], ref["grads"][k], nudged("grads", k))
   for i, (a, b, c) in enumerate(zip(tiny["losses"], cpu["losses"], ref["losses"])): rep.add(f"loss:{i}", a, b, c, [n[i] for n in nudged("losses")])
   for k in ref["weights"]: rep.add(f"weight:{k}", tiny["weights"][k], cpu["weights"][k], ref["weights"][k], nudged("weights", k))
   if "eval" in ref: rep.add("eval", tiny["eval"], cpu["eval"], ref["eval"], nudged("eval"))

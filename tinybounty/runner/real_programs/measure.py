@@ -4,15 +4,15 @@ Per tensor (logits, step-0 gradients, weights after the steps) and per loss, the
 float64 reference may be at most 10x PyTorch CPU float32's largest, or 1e-5 of the tensor's largest value where PyTorch's
 is smaller.
 
-PyTorch's run is one sample of float32 rounding, and where the optimizer amplifies rounding one sample is not enough.
+PyTorch's run is one sample of float32 rounding, and where a program amplifies rounding one sample is not enough.
 Adam divides each gradient element by its own magnitude: an element whose true gradient is ~1e-6 of its tensor's largest
-(its summands cancel) turns a rounding difference of 1e-7 of that scale into a step of a different size, and two
-float32 runs that sum in different orders then land apart. So every element after step 0 may also be off by 10x its
-sensitivity: how far float64 runs move it when every gradient element is nudged by one unit roundoff (float32's, or
-the autocast dtype's for a mixed-precision program) of its tensor's largest value before each step
-(harness.trajectory's `nudge`, two sign patterns, the larger movement; an exact zero stays exact: rounding cannot move
-a sum with no nonzero summand). The bound is per element, so an element the optimizer does not amplify keeps the
-plain bound. Step-0 outputs and gradients have no sensitivity term: nothing has been nudged when they exist.
+(its summands cancel) turns a rounding difference of 1e-7 of that scale into a step of a different size. A ReLU whose
+input is within rounding of zero may go either way, and in a BatchNorm network over a batch of 4 one such decision moves
+gradients by percents. So every element may also be off by 10x its sensitivity: how far float64 runs move it when every
+leaf module's output is moved by one unit roundoff of itself (the standard model of one rounding) and every gradient
+element by one unit roundoff of its tensor's largest value before each step (float32's roundoff, or the autocast
+dtype's for a mixed-precision program; harness.trajectory's `nudge`, two sign patterns, the larger movement; exact zeros
+stay exact). The bound is per element, so an element the program does not amplify keeps the plain bound.
 """
 from __future__ import annotations
 
