@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 import tinybounty.torch_backend.compile  # noqa: F401 - registers the tiny device and backend
-from tinybounty.runner.real_programs.harness import NUDGE, _nudge
+from tinybounty.runner.real_programs.harness import NUDGE, nudge_gradients
 from tinybounty.torch_backend.beautiful_mnist import Model, batches, load, make_step
 
 
@@ -31,7 +31,7 @@ def losses(init: Model, data, idx: torch.Tensor, device: str, dtype: torch.dtype
     opt.zero_grad()
     loss = F.cross_entropy(m(x), y)
     loss.backward()
-    if nudge: _nudge(list(m.parameters()), nudge, gen)
+    if nudge: nudge_gradients(list(m.parameters()), nudge, gen)
     opt.step()
     out.append(loss.item())
   return torch.tensor(out, dtype=torch.float64)

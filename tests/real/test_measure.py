@@ -1,9 +1,9 @@
 """The real-programs measure itself (tinybounty/runner/real_programs/measure.py, harness.py), on the CPU alone: the
-bound is PyTorch float32's error or, per element, the float64 runs' sensitivity to nudged gradients, each with the same
-10x allowance, and it still rejects a wrong result."""
+bound is PyTorch float32's error or, per element, the float64 runs' sensitivity to nudged module outputs and gradients,
+each with the same 10x allowance, and it still rejects a wrong result."""
 import torch
 
-from tinybounty.runner.real_programs.harness import NUDGE, Program, _nudge, trajectory
+from tinybounty.runner.real_programs.harness import NUDGE, Program, nudge_gradients, trajectory
 from tinybounty.runner.real_programs.measure import FACTOR, compare
 
 
@@ -64,5 +64,5 @@ def test_the_nudge_leaves_exact_zeros_exact():
   # cannot move it, and a nudge there would let Adam step it by a fraction of lr and inflate the bound
   p = torch.nn.Parameter(torch.zeros(4, dtype=torch.float64))
   p.grad = torch.tensor([0.0, 1.0, 0.0, -1e-9], dtype=torch.float64)
-  _nudge([p], NUDGE, torch.Generator().manual_seed(0))
+  nudge_gradients([p], NUDGE, torch.Generator().manual_seed(0))
   assert p.grad[0] == 0 and p.grad[2] == 0 and abs(abs(p.grad[1]) - 1) == NUDGE and abs(abs(p.grad[3]) - 1e-9) > 0

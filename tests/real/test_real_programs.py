@@ -1,6 +1,6 @@
 """Real programs on the tiny device vs PyTorch CPU, both against float64 (tinybounty/runner/real_programs): per tensor
 and per loss, tiny's float32 error is at most 10x PyTorch CPU float32's own, or 1e-5 of the tensor's largest value, or
-per element after step 0 10x the float64 run's movement under gradients nudged by one float32 roundoff (measure.py).
+per element 10x the float64 runs' movement when every module output and gradient is nudged by one roundoff (measure.py).
 
 CI runs one program on each CPU renderer (DEV=CPU, clang; DEV=CPU:LLVM), `--long` every pair, each in a child
 interpreter because tinygrad picks its device at import; bench/real_programs.py runs every program and writes the table

@@ -14,7 +14,6 @@ from tinybounty.bounties import decode_measure
 from tinybounty.bounties.base import Bounty, Result, with_records
 from tinybounty.records import Record
 
-TARGET = decode_measure.TARGET
 BENCH = "llm_decode_olmoe_mid"
 GPU_BENCHES = ("llm_decode_olmoe_full_bf16_b1", "llm_decode_olmoe_full_bf16_b8")  # full size on an H200: quoted, never counted
 NEEDS = "an Apple M3 Max (target 76.9 tok/s on OLMoE-1B-7B)"

@@ -13,7 +13,6 @@ from tinybounty.bounties import decode_measure
 from tinybounty.bounties.base import Bounty, Result
 from tinybounty.records import Record
 
-TARGET = decode_measure.TARGET
 BENCH = "llm_decode_llama4_mid"
 NEEDS = "a tinybox (6 GPUs) for the 109B-parameter Scout"
 RAN = "Llama 4 text (8 experts top-1 + shared, chunked RoPE / NoPE layers) vs transformers Llama4ForCausalLM on the CPU, float32"

@@ -1,5 +1,5 @@
-"""Run one program five ways (float64 CPU reference, the same twice with nudged gradients, float32 CPU, float32 on the
-tiny device) and measure it (measure.py).
+"""Run one program five ways (float64 CPU reference, the same twice with rounding-sized nudges to every module output and
+gradient, float32 CPU, float32 on the tiny device) and measure it (measure.py).
 
 A program is a model factory, a batch, and a loss: `trajectory` trains a copy of the model `steps` steps on one device
 and dtype, keeping the step-0 outputs and gradients, every loss, and the weights after the steps; `check` compares the
@@ -52,7 +52,7 @@ def unit_roundoff(prog: Program) -> float:
   return torch.finfo(prog.autocast).eps / 2 if prog.autocast else NUDGE
 
 
-def _nudge(params: list[torch.Tensor], size: float, gen: torch.Generator) -> None:
+def nudge_gradients(params: list[torch.Tensor], size: float, gen: torch.Generator) -> None:
   """Move every gradient element by +-`size` of its tensor's largest value, signs drawn from `gen`: float32 rounding's
   reach in a gradient, whose errors come from sums over summands up to the tensor's scale."""
   for p in params:
@@ -61,15 +61,16 @@ def _nudge(params: list[torch.Tensor], size: float, gen: torch.Generator) -> Non
     p.grad.add_(signs.to(p.grad.device) * (p.grad != 0) * (size * p.grad.abs().max()))  # an exact zero (no summand) stays exact
 
 
-def _nudge_activations(model: torch.nn.Module, size: float, gen: torch.Generator) -> list[Any]:
+def nudge_activations(model: torch.nn.Module, size: float, gen: torch.Generator) -> None:
   """Forward hooks moving every leaf module's floating output by +-`size` of itself, the standard model of one rounding
   (fl(x) = x(1 + d), |d| <= u): through the layers after it, a ReLU or max-pool decision within rounding of its threshold
-  may then go either way, as it may on any float32 device. Returns the hook handles."""
+  may then go either way, as it may on any float32 device. The hooks live as long as `model`."""
   def hook(mod: torch.nn.Module, args: Any, out: Any) -> Any:
     if not isinstance(out, torch.Tensor) or not out.is_floating_point() or not out.numel(): return None
     signs = torch.randint(0, 2, out.shape, generator=gen).to(out.dtype) * 2 - 1
     return out + signs.to(out.device) * size * out.detach().abs()
-  return [m.register_forward_hook(hook) for m in model.modules() if next(m.children(), None) is None]
+  for m in model.modules():
+    if next(m.children(), None) is None: m.register_forward_hook(hook)
 
 
 def trajectory(prog: Program, model: torch.nn.Module, batch: dict, device: str, dtype: torch.dtype, nudge: float = 0.0,
@@ -80,7 +81,7 @@ def trajectory(prog: Program, model: torch.nn.Module, batch: dict, device: str, 
   gen = torch.Generator().manual_seed(nudge_seed)
   m = copy.deepcopy(model).to(device, dtype)
   m.train(prog.train_mode)
-  if nudge: _nudge_activations(m, nudge, gen)
+  if nudge: nudge_activations(m, nudge, gen)
   opt = prog.optimizer(m.parameters())
   micro = [_move(b, device, dtype) for b in batch["micro"]] if "micro" in batch else [_move(batch, device, dtype)]
   out: dict = {"losses": []}
@@ -95,7 +96,7 @@ def trajectory(prog: Program, model: torch.nn.Module, batch: dict, device: str, 
       if step == 0 and "outputs" not in out: out["outputs"] = _host(outputs)
     if prog.clip is not None: torch.nn.utils.clip_grad_norm_(m.parameters(), prog.clip)
     if step == 0: out["grads"] = {k: _host(p.grad) for k, p in m.named_parameters() if p.grad is not None}
-    if nudge: _nudge(list(m.parameters()), nudge, gen)
+    if nudge: nudge_gradients(list(m.parameters()), nudge, gen)
     opt.step()
     out["losses"].append(_host(total / prog.accumulate))
   out["weights"] = {k: _host(p) for k, p in m.named_parameters()}
