@@ -88,7 +88,8 @@ def main() -> int:
   p.add_argument("--repeats", type=int, default=3)
   p.add_argument("--int8", action="store_true", help="also int8 weight-only (gpt-fast's quantize.py), eager and --modes")
   p.add_argument("--run-timeout", type=float, default=1800, help="seconds one (device, mode) run may take")
-  p.add_argument("--dir", type=pathlib.Path, help="checkpoint directory (default: a temporary one)")
+  p.add_argument("--dir", type=pathlib.Path, help="checkpoint directory (default: a temporary one); a checkpoint already there is reused")
+  p.add_argument("--skip", nargs="+", default=[], metavar="DEV:MODE", help="(device, mode) runs to leave out, e.g. tiny:eager")
   p.add_argument("--script", type=pathlib.Path, help="default: gpt-fast's generate.py where its checkout is present, else gpt_fast_like.py")
   a = p.parse_args()
   script = a.script or ((gpt_fast_checkout() / "generate.py") if gpt_fast_checkout() else SCRIPTS / "gpt_fast_like.py")
@@ -99,7 +100,9 @@ def main() -> int:
   rows = []
   with tempfile.TemporaryDirectory() as d:
     for name in a.models:
-      ckpt = write_checkpoint(pathlib.Path(a.dir or d) / name)
+      ckpt = pathlib.Path(a.dir or d) / name / "model.pth"
+      if not (a.dir and ckpt.is_file() and (ckpt.parent / "tokenizer.model").is_file()): ckpt = write_checkpoint(ckpt.parent)
+      else: print(f"{name}: reusing {ckpt}", file=sys.stderr)
       limit = bw / bytes_per_token(name, a.tokens + 16)
       ckpts = [("bf16", ckpt)]
       if a.int8:
@@ -110,10 +113,13 @@ def main() -> int:
         ref_tokens, base, base_name = None, None, None
         for mode in a.modes:
           for dev in a.devices:
+            if f"{dev}:{mode}" in a.skip: continue
+            started = time.perf_counter()
             try:
               g = in_child(a.run_timeout, generate, script, dev, path, "Hello, my name is", a.tokens, mode == "compile", False, a.repeats + 1)
             except Exception as e:  # inductor may not build on this machine, a run may time out: say so, never a figure
-              print(f"{name} {weights} {dev} {mode}: FAILED {type(e).__name__}: {str(e)[:300]}", file=sys.stderr, flush=True)
+              print(f"{name} {weights} {dev} {mode}: FAILED after {time.perf_counter() - started:.0f} s, {type(e).__name__}: {str(e)[:300]}",
+                    file=sys.stderr, flush=True)
               continue
             tps = g.tokens_per_s[1:] or g.tokens_per_s  # first sample: warm-up (kernel compiles)
             if ref_tokens is None: ref_tokens, ref_name = g.tokens, f"{dev} {mode}"
@@ -121,10 +127,12 @@ def main() -> int:
             med = statistics.median(tps)
             if base is None: base, base_name = med, f"{dev} {mode}"
             line = (f"{name} {weights} {dev} {mode}: min {min(tps):.2f} / median {med:.2f} tok/s, {med / base:.2f}x {base_name}; "
-                    f"{med / limit_w:.1%} of the bandwidth limit ({limit_w:.0f} tok/s); {same}")
+                    f"{med / limit_w:.1%} of the bandwidth limit ({limit_w:.0f} tok/s); {same}; "
+                    f"whole run {time.perf_counter() - started:.0f} s (load, compile, {a.repeats + 1} samples)")
             print(line, flush=True)
             rows.append(format_row(f"gpt_fast_{name}_{weights}_{dev}_{mode}", where, f"python bench/gpt_fast.py --models {name} "
-                                   f"--devices {' '.join(a.devices)} --tokens {a.tokens}{' --int8' if a.int8 else ''}", line,
+                                   f"--devices {' '.join(a.devices)} --tokens {a.tokens}{' --int8' if a.int8 else ''}"
+                                   f"{' --skip ' + ' '.join(a.skip) if a.skip else ''}", line,
                                    f"PyTorch {base_name}, same run"))
   print("\n".join(rows))
   return 0
