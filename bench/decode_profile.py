@@ -77,6 +77,7 @@ def main() -> int:
   p.add_argument("--beam", type=int, default=0, help="also time the JIT'd step with BEAM=this on its kernels")
   p.add_argument("--top", type=int, default=25)
   p.add_argument("--dtype", choices=["bf16", "float32"], default="bf16", help="float32 on the CPU (clang 14 has no __bf16)")
+  p.add_argument("--no-matvec", action="store_true", help="tinygrad's own heuristic (Generator(matvec=False)): the baseline")
   p.add_argument("--json", default=None)
   a = p.parse_args()
   def save() -> None:  # after every part, atomically: a run cut short keeps what it measured
@@ -87,12 +88,13 @@ def main() -> int:
   t0 = time.perf_counter()
   model = random_olmoe(a.size, a.prompt + a.steps + 8, dtypes.bfloat16 if a.dtype == "bf16" else dtypes.float32)
   print(f"{a.size} OLMoE on {Device.DEFAULT}: random {a.dtype} weights in {time.perf_counter() - t0:.1f} s", flush=True)
-  gen = Generator(model)
-  res: dict = dict(size=a.size, batch=a.batch, device=Device.DEFAULT, bytes_per_token=model.bytes_per_token())
+  gen = Generator(model, matvec=not a.no_matvec)
+  res: dict = dict(matvec=not a.no_matvec, size=a.size, batch=a.batch, device=Device.DEFAULT, bytes_per_token=model.bytes_per_token())
   steps = time_steps(gen, a.batch, a.prompt, a.steps)
   timed = sorted(steps[2:] or steps)
   res["step_s"] = steps
-  print(f"JIT'd step: median {timed[len(timed) // 2] * 1e3:.2f} ms, min {timed[0] * 1e3:.2f} ms "
+  print(f"{'tinygrad heuristic' if a.no_matvec else 'runtime.matvec'}: JIT'd step: median {timed[len(timed) // 2] * 1e3:.2f} ms, "
+        f"min {timed[0] * 1e3:.2f} ms "
         f"({a.batch / timed[len(timed) // 2]:.1f} tok/s median); {res['bytes_per_token'] / 1e6:.0f} MB weights per token", flush=True)
   save()
   kt = kernel_times(gen, a.batch, a.prompt)
@@ -103,7 +105,7 @@ def main() -> int:
   save()
   if a.beam:
     t = time.perf_counter()
-    beam_steps = time_steps(Generator(model), a.batch, a.prompt, a.steps, a.beam)
+    beam_steps = time_steps(Generator(model, matvec=not a.no_matvec), a.batch, a.prompt, a.steps, a.beam)
     bt = sorted(beam_steps[2:] or beam_steps)
     res["beam"] = dict(width=a.beam, step_s=beam_steps, seconds=time.perf_counter() - t)
     print(f"BEAM={a.beam} on the step: median {bt[len(bt) // 2] * 1e3:.2f} ms ({a.batch / bt[len(bt) // 2]:.1f} tok/s), "
