@@ -8,6 +8,10 @@ Every (device, mode) run is its own spawned process (once tiny is registered, to
 see runner/compare.in_child), bounded by --run-timeout. The first device's eager run is the token reference. --int8
 also quantizes the checkpoint with gpt-fast's own quantize.py (int8 weight-only; it quantizes on the CPU) and decodes it.
 
+Where a run's tokens part from the reference's, both devices are run once more over the reference's tokens up to there
+(teacher forcing, runner.gpt_fast.agreement): a flip within twice the measured logit difference is a near-tie of a
+random-weight bf16 model, a larger one a real disagreement.
+
 For each model a random-weight checkpoint in gpt-fast's format is written (runner/gpt_fast_checkpoint.py), then the
 script decodes greedily (--top_k 1 --temperature 0) through the runner on each device and mode: tiny eager, tiny
 --compile (routed to the tiny backend), CPU eager, CPU --compile (inductor, where it works here). Figures are the
@@ -30,7 +34,7 @@ import torch
 
 from tinybounty.hardware import machine
 from tinybounty.records import format_row
-from tinybounty.runner.gpt_fast import SCRIPTS, generate, gpt_fast_checkout
+from tinybounty.runner.gpt_fast import SCRIPTS, agreement, forced_logits, generate, gpt_fast_checkout
 from tinybounty.runner.gpt_fast_checkpoint import SHAPES, write_checkpoint
 from tinybounty.runner.run import run_script
 
@@ -122,8 +126,14 @@ def main() -> int:
                     file=sys.stderr, flush=True)
               continue
             tps = g.tokens_per_s[1:] or g.tokens_per_s  # first sample: warm-up (kernel compiles)
-            if ref_tokens is None: ref_tokens, ref_name = g.tokens, f"{dev} {mode}"
-            same = f"tokens = {ref_name}" if g.tokens == ref_tokens else f"tokens DIFFER from {ref_name} at {first_difference(g.tokens, ref_tokens)}"
+            if ref_tokens is None: ref_tokens, ref_name, ref_dev = g.tokens, f"{dev} {mode}", dev
+            def forced(which: str, prefix: list[int], dev=dev, path=path):  # eager, in its own process
+              return in_child(a.run_timeout, forced_logits, script, ref_dev if which == "ref" else dev, path, prefix)
+            try: agree = agreement(ref_tokens, g.tokens, forced)
+            except Exception as e:
+              agree = agreement(ref_tokens, g.tokens)
+              print(f"{name} {weights} {dev} {mode}: teacher-forced logits FAILED {type(e).__name__}: {str(e)[:200]}", file=sys.stderr)
+            same = f"tokens = {ref_name}" if agree.position is None else f"vs {ref_name}: {agree} ({first_difference(g.tokens, ref_tokens)})"
             med = statistics.median(tps)
             if base is None: base, base_name = med, f"{dev} {mode}"
             line = (f"{name} {weights} {dev} {mode}: min {min(tps):.2f} / median {med:.2f} tok/s, {med / base:.2f}x {base_name}; "

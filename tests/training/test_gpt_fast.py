@@ -2,11 +2,12 @@
 to PyTorch CPU's), and gpt-fast's own generate.py where its checkout is present ($GPT_FAST_DIR or ext/gpt-fast)."""
 import os
 
+import numpy as np
 import pytest
 import torch
 
 from tinybounty.runner import gpt_fast_checkpoint as ckpt
-from tinybounty.runner.gpt_fast import SCRIPTS, generate, gpt_fast_checkout
+from tinybounty.runner.gpt_fast import SCRIPTS, agreement, generate, gpt_fast_checkout
 
 TOKENS = int(os.environ.get("GPT_FAST_TEST_TOKENS", "8"))  # the registry check and bench/gpt_fast.py run 32
 
@@ -57,3 +58,23 @@ def test_gpt_fast_generate_unmodified_equal_cpu(stories15m, tiny):
   ref = generate(script, "cpu", stories15m, max_new_tokens=TOKENS)
   got = generate(script, "tiny", stories15m, max_new_tokens=TOKENS)
   assert len(ref.tokens) > TOKENS and got.tokens == ref.tokens
+
+
+def _forced(gap: float, noise: float, ref_tok: int = 3, got_tok: int = 5):
+  """Teacher-forced logits where the reference prefers `ref_tok` over `got_tok` by `gap`, the other device off by `noise`."""
+  def forced(which: str, prefix: list[int]) -> np.ndarray:
+    logits = np.zeros((len(prefix), 8), np.float32)
+    logits[-1, ref_tok], logits[-1, got_tok] = gap, 0.0
+    return logits + (noise if which == "got" else 0.0) * np.eye(8, dtype=np.float32)[got_tok]
+  return forced
+
+
+def test_agreement_separates_near_ties_from_real_disagreements():
+  ref, got = [1, 2, 3, 4], [1, 2, 5, 4]
+  assert agreement(ref, ref).ok and agreement(ref, ref).position is None
+  tie = agreement(ref, got, _forced(gap=0.01, noise=0.008))
+  assert tie.ok and tie.tie and tie.position == 2 and tie.gap == pytest.approx(0.01) and tie.difference == pytest.approx(0.008)
+  real = agreement(ref, got, _forced(gap=1.0, noise=0.008))
+  assert not real.ok and "NOT a near-tie" in str(real)
+  assert not agreement(ref, got).ok, "a difference nobody analysed is never called a tie"
+  assert not agreement(ref, ref[:3]).ok, "a shorter run is not equal"

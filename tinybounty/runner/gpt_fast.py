@@ -13,14 +13,17 @@ import io
 import os
 import pathlib
 import re
+import runpy
 import sys
 from dataclasses import dataclass, field
+from typing import Callable
 
+import numpy as np
 import torch
 from torch.overrides import TorchFunctionMode
 
 from tinybounty.runner.compare import Tee
-from tinybounty.runner.run import run_script
+from tinybounty.runner.run import _patched, on_device, run_script
 
 SCRIPTS = pathlib.Path(__file__).resolve().parent / "scripts"
 
@@ -65,3 +68,62 @@ def generate(script: str | os.PathLike, device: str, checkpoint: str | os.PathLi
   if not seqs: raise RuntimeError(f"{script}: no token list was read back (Tensor.tolist) during the run")
   printed = tee.buf.getvalue()
   return Generation(seqs[-1], [float(v) for v in re.findall(r"([\d.]+) tokens/sec", printed)], printed)
+
+
+def forced_logits(script: str | os.PathLike, device: str, checkpoint: str | os.PathLike, tokens: list[int], int8: bool = False) -> np.ndarray:
+  """The script's own model, loaded as the script loads it (gpt-fast's `_load_model`, or gpt_fast_like's `Transformer`),
+  run once over `tokens` on `device` (teacher forcing, one prefill): float32 logits, (len(tokens), vocab)."""
+  script, checkpoint = pathlib.Path(script).resolve(), pathlib.Path(checkpoint)
+  if device.startswith("tiny"): importlib.import_module("tinybounty.torch_backend")
+  with _patched(sys, path=[str(script.parent), *sys.path]), on_device(device), torch.no_grad():
+    g = runpy.run_path(str(script), run_name="tinybounty_forced")  # its definitions; its main() does not run
+    if "_load_model" in g: model = g["_load_model"](checkpoint, "cuda", torch.bfloat16, False)
+    else:
+      with torch.device("meta"): model = g["Transformer"](g["shape_of"](checkpoint.parent.name))
+      g["load_state"](model, torch.load(str(checkpoint), mmap=True, weights_only=True))
+      model = model.to(device="cuda", dtype=torch.bfloat16).eval()
+      if int8: model = g["to_int8"](model)
+    with torch.device("cuda"): model.setup_caches(1, len(tokens))
+    idx = torch.tensor(tokens, dtype=torch.int, device="cuda").view(1, -1)
+    return model(idx, torch.arange(len(tokens), device="cuda")).float().cpu().numpy()[0]
+
+
+@dataclass
+class Agreement:
+  """Greedy tokens of one run against the reference's, read through teacher-forced logits where they part.
+
+  Random-weight bf16 models have near-flat logits: the reference's own top two are often within a bf16 ulp, so an
+  order of summation elsewhere can pick the other one. Where the tokens first part (`position`), both devices are run
+  over the reference's tokens up to there: `gap` is the reference's logit of its token minus that of the other run's
+  token, `difference` the largest |logit difference| between the two devices over those rows. A flip by rounding
+  needs gap <= 2 * difference; a larger gap is a real disagreement. (The forced pass is a prefill, the decode's
+  kernels differ: `difference` estimates, it does not bound, the decode's own.)
+  """
+  position: int | None = None       # first differing index of prompt + generated tokens; None: equal
+  gap: float | None = None
+  difference: float | None = None
+
+  @property
+  def tie(self) -> bool:
+    return self.position is not None and self.gap is not None and self.difference is not None and self.gap <= 2 * self.difference
+
+  @property
+  def ok(self) -> bool:
+    return self.position is None or self.tie
+
+  def __str__(self) -> str:
+    if self.position is None: return "tokens equal"
+    if self.gap is None: return f"tokens DIFFER at {self.position} (not analysed)"
+    how = "a near-tie" if self.tie else "NOT a near-tie"
+    return (f"tokens equal up to {self.position}, then {how}: the reference's gap {self.gap:.3g} vs "
+            f"2 x {self.difference:.3g} (largest teacher-forced logit difference)")
+
+
+def agreement(ref: list[int], got: list[int], forced: Callable[[str, list[int]], np.ndarray] | None = None) -> Agreement:
+  """Compare `got` with `ref`; where they part, `forced(which, prefix)` gives the teacher-forced logits of "ref" or
+  "got"'s device over the reference's prefix (see Agreement)."""
+  p = next((i for i, (a, b) in enumerate(zip(ref, got)) if a != b), None)
+  if p is None and len(ref) == len(got): return Agreement()
+  if p is None or forced is None: return Agreement(p if p is not None else min(len(ref), len(got)))
+  lr, lg = forced("ref", ref[:p]), forced("got", ref[:p])
+  return Agreement(p, float(lr[-1, ref[p]] - lr[-1, got[p]]), float(np.abs(lr - lg).max()))
