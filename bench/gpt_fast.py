@@ -126,6 +126,8 @@ def main() -> int:
                     file=sys.stderr, flush=True)
               continue
             tps = g.tokens_per_s[1:] or g.tokens_per_s  # first sample: warm-up (kernel compiles)
+            print(f"{name} {weights} {dev} {mode}: ran in {time.perf_counter() - started:.0f} s, median {statistics.median(tps):.2f} tok/s",
+                  file=sys.stderr, flush=True)  # before the token analysis, which may take a while
             if ref_tokens is None: ref_tokens, ref_name, ref_dev = g.tokens, f"{dev} {mode}", dev
             def forced(which: str, prefix: list[int], dev=dev, path=path):  # eager, in its own process
               return in_child(a.run_timeout, forced_logits, script, ref_dev if which == "ref" else dev, path, prefix)
