@@ -143,7 +143,8 @@ def main() -> int:
                     f"whole run {time.perf_counter() - started:.0f} s (load, compile, {a.repeats + 1} samples)")
             print(line, flush=True)
             rows.append(format_row(f"gpt_fast_{name}_{weights}_{dev}_{mode}", where, f"python bench/gpt_fast.py --models {name} "
-                                   f"--devices {' '.join(a.devices)} --tokens {a.tokens}{' --int8' if a.int8 else ''}"
+                                   f"--devices {' '.join(a.devices)} --modes {' '.join(a.modes)} --tokens {a.tokens} "
+                                   f"--repeats {a.repeats}{' --int8' if a.int8 else ''}"
                                    f"{' --skip ' + ' '.join(a.skip) if a.skip else ''}", line,
                                    f"PyTorch {base_name}, same run"))
   print("\n".join(rows))
