@@ -93,7 +93,7 @@ def main() -> int:
   steps = time_steps(gen, a.batch, a.prompt, a.steps)
   timed = sorted(steps[2:] or steps)
   res["step_s"] = steps
-  print(f"{'tinygrad heuristic' if a.no_matvec else 'runtime.matvec'}: JIT'd step: median {timed[len(timed) // 2] * 1e3:.2f} ms, "
+  print(f"{'tinygrad heuristic' if a.no_matvec else 'models.matvec'}: JIT'd step: median {timed[len(timed) // 2] * 1e3:.2f} ms, "
         f"min {timed[0] * 1e3:.2f} ms "
         f"({a.batch / timed[len(timed) // 2]:.1f} tok/s median); {res['bytes_per_token'] / 1e6:.0f} MB weights per token", flush=True)
   save()

@@ -46,12 +46,12 @@ class GenerationStats:
 class Generator:
   """Prefill + JIT'd decode over a model taking (tokens, start_pos) and owning its KV caches (`reset_cache()`).
 
-  `matvec` installs runtime.matvec (process-wide, reversible with its `uninstall()`): on GPUs a decode step's bf16
+  `matvec` installs models.matvec (process-wide, reversible with its `uninstall()`): on GPUs a decode step's bf16
   matrix-vector products get tinygrad's matvec schedule, which its heuristic gives only to products of two plain loads.
   """
   def __init__(self, model: Any, matvec: bool = True):
     if matvec:
-      from tinybounty.runtime import matvec as mv
+      from tinybounty.models import matvec as mv
       mv.install()
     self.model = model
     self.max_context = model.cfg.max_context

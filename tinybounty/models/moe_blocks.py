@@ -115,7 +115,7 @@ def routed_experts(x: Tensor, idx: Tensor, weight: Tensor, gate: Tensor, up: Ten
     xs = x.reshape(N, 1, 1, D)
     if scale_input: xs = xs * weight.reshape(N, K, 1, 1)
     # contiguous: each expert's row of outputs is its own matvec; fused with the sum over K the down projection would be
-    # a two-reduce kernel that gets no matvec schedule on GPUs (runtime/matvec.py). Same roundings either way.
+    # a two-reduce kernel that gets no matvec schedule on GPUs (models/matvec.py). Same roundings either way.
     out = expert_ffn(xs, gate[idx], up[idx], down[idx]).reshape(N, K, D).contiguous()
     return out.sum(1) if scale_input else (out * weight.unsqueeze(-1)).sum(1)
   if mode != "dense": raise ValueError(f"unknown MoE mode {mode!r}")

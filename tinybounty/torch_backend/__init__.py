@@ -10,7 +10,8 @@ import warnings
 
 import torch
 
-from tinybounty.runtime import bf16_clang, matvec
+from tinybounty.models import matvec
+from tinybounty.runtime import bf16_clang
 from tinybounty.torch_backend import amp, capture, device, dynamo, float_association, half_rounding, kernels, serialization, threads, tying
 from tinybounty.torch_backend.module import TinyModule
 from tinybounty.torch_backend.stats import reset_stats, stats
@@ -29,7 +30,7 @@ def register() -> None:
   float_association.install()  # the clang renderer would print float sums in another order than the kernel's (issue #14)
   half_rounding.install()  # PyTorch rounds every half op's output; tinygrad's codegen would skip some of those roundings
   bf16_clang.install()  # after half_rounding: bfloat16 kernels compile with clang < 15 (runtime/bf16_clang.py)
-  matvec.install()  # GPUs: mixed-precision and gathered matrix-vector products get tinygrad's matvec schedule (runtime/matvec.py)
+  matvec.install()  # GPUs: mixed-precision and gathered matrix-vector products get tinygrad's matvec schedule (models/matvec.py)
   _setup_privateuseone_for_python_backend(device.BACKEND, backend_module=TinyModule())
   device.install_kernels(kernels.KERNELS, kernels.AUTOGRAD_KERNELS)
   dynamo.install()  # torch.compile(backend="tiny"), without importing torch._dynamo now

@@ -1,4 +1,4 @@
-"""runtime.matvec on tinygrad's PYTHON device (the one CPU-side device with GPU-style locals and shared memory): the
+"""models.matvec on tinygrad's PYTHON device (the one CPU-side device with GPU-style locals and shared memory): the
 matvec schedule reaches the decode products tinygrad's heuristic misses, results stay within float32's summation bound
 of a float64 reference, and uninstall() gives tinygrad's own schedule back."""
 import numpy as np
@@ -9,15 +9,15 @@ from tinygrad import Tensor, dtypes
 from tinygrad.codegen.opt import OptOps
 from tinygrad.helpers import Context
 
-from tinybounty.runtime import matvec
+from tinybounty.models import matvec
 
 EPS32 = float(np.finfo(np.float32).eps) / 2  # unit roundoff
 
 
 @pytest.fixture(autouse=True)
 def python_device():
-  """Every test on the PYTHON device, compiling in this process (the spy sees each kernel), stock afterwards."""
-  with Context(DEV="PYTHON", PARALLEL=0): yield
+  """Every test on the PYTHON device with the heuristic on, compiling in this process (the spy sees each kernel), stock after."""
+  with Context(DEV="PYTHON", PARALLEL=0, NOOPT=0): yield  # NOOPT: the models conftest turns the heuristic off
   matvec.uninstall()
 
 
