@@ -96,8 +96,10 @@ def attend(q: Tensor, k: Tensor, v: Tensor, cache: KVCache | None, start_pos: si
 
 def expert_ffn(x: Tensor, gate: Tensor, up: Tensor, down: Tensor) -> Tensor:
   """SwiGLU of (..., 1, D) inputs through per-row expert weights (..., I, D), (..., I, D), (..., D, I) -> (..., 1, D)."""
-  h = (x @ gate.transpose(-1, -2)).silu() * (x @ up.transpose(-1, -2))
-  return h.contiguous() @ down.transpose(-1, -2)
+  # each projection its own kernel: fused, the gate and up products share one kernel with two reduces, and on GPUs only
+  # the first gets split over threads (models/matvec.py); the stored bf16 values are the ones the fused kernel rounds to
+  g, u = (x @ gate.transpose(-1, -2)).contiguous(), (x @ up.transpose(-1, -2)).contiguous()
+  return (g.silu() * u).contiguous() @ down.transpose(-1, -2)
 
 
 def routed_experts(x: Tensor, idx: Tensor, weight: Tensor, gate: Tensor, up: Tensor, down: Tensor, scale_input: bool = False,
