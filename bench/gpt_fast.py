@@ -93,6 +93,8 @@ def main() -> int:
   p.add_argument("--int8", action="store_true", help="also int8 weight-only (gpt-fast's quantize.py), eager and --modes")
   p.add_argument("--run-timeout", type=float, default=1800, help="seconds one (device, mode) run may take")
   p.add_argument("--dir", type=pathlib.Path, help="checkpoint directory (default: a temporary one); a checkpoint already there is reused")
+  p.add_argument("--compile-prefill", action="store_true",
+                 help="compile mode also compiles the prefill (generate.py --compile_prefill); else it runs eagerly in every sample's time")
   p.add_argument("--skip", nargs="+", default=[], metavar="DEV:MODE", help="(device, mode) runs to leave out, e.g. tiny:eager")
   p.add_argument("--script", type=pathlib.Path, help="default: gpt-fast's generate.py where its checkout is present, else gpt_fast_like.py")
   a = p.parse_args()
@@ -120,7 +122,8 @@ def main() -> int:
             if f"{dev}:{mode}" in a.skip: continue
             started = time.perf_counter()
             try:
-              g = in_child(a.run_timeout, generate, script, dev, path, "Hello, my name is", a.tokens, mode == "compile", False, a.repeats + 1)
+              g = in_child(a.run_timeout, generate, script, dev, path, "Hello, my name is", a.tokens, mode == "compile",
+                           mode == "compile" and a.compile_prefill, a.repeats + 1)
             except Exception as e:  # inductor may not build on this machine, a run may time out: say so, never a figure
               print(f"{name} {weights} {dev} {mode}: FAILED after {time.perf_counter() - started:.0f} s, {type(e).__name__}: {str(e)[:300]}",
                     file=sys.stderr, flush=True)
@@ -144,7 +147,7 @@ def main() -> int:
             print(line, flush=True)
             rows.append(format_row(f"gpt_fast_{name}_{weights}_{dev}_{mode}", where, f"python bench/gpt_fast.py --models {name} "
                                    f"--devices {' '.join(a.devices)} --modes {' '.join(a.modes)} --tokens {a.tokens} "
-                                   f"--repeats {a.repeats}{' --int8' if a.int8 else ''}"
+                                   f"--repeats {a.repeats}{' --int8' if a.int8 else ''}{' --compile-prefill' if a.compile_prefill else ''}"
                                    f"{' --skip ' + ' '.join(a.skip) if a.skip else ''}", line,
                                    f"PyTorch {base_name}, same run"))
   print("\n".join(rows))
