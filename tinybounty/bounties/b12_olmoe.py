@@ -7,7 +7,7 @@ else the newest BENCH record.
 - FAIL: logits more than 1e-4 of their scale from transformers', a greedy token different, an unreadable record, or a crash.
 - NEEDS-HARDWARE: the analogue matches; the figure is the decode's fraction of the bandwidth limit, measured here (--full)
   or quoted with its date and machine (a record of another machine is labelled so; none: correctness only). The full-size
-  bf16 decode on an H200 (GPU_BENCHES), where recorded, is quoted beside it and changes no status.
+  bf16 decode on an H200 or H100 (GPU_BENCHES), where recorded, is quoted beside it and changes no status.
 - PASS: not reachable from this check without the target hardware (never claimed from the analogue).
 """
 from tinybounty.bounties import decode_measure
@@ -15,7 +15,8 @@ from tinybounty.bounties.base import Bounty, Result, with_records
 from tinybounty.records import Record
 
 BENCH = "llm_decode_olmoe_mid"
-GPU_BENCHES = ("llm_decode_olmoe_full_bf16_b1", "llm_decode_olmoe_full_bf16_b8")  # full size on an H200: quoted, never counted
+GPU_BENCHES = ("llm_decode_olmoe_full_bf16_b1", "llm_decode_olmoe_full_bf16_b8",  # full size on an H200 / H100: quoted, never counted
+               "decode_olmoe_full_bf16_b1_matvec")
 NEEDS = "an Apple M3 Max (target 76.9 tok/s on OLMoE-1B-7B)"
 RAN = "OLMoE (16 experts top-4, QK-norm) vs transformers OlmoeForCausalLM on the CPU, float32"
 
