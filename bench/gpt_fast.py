@@ -134,7 +134,8 @@ def main() -> int:
             if ref_tokens is None: ref_tokens, ref_name, ref_dev = g.tokens, f"{dev} {mode}", dev
             def forced(which: str, prefix: list[int], dev=dev, path=path):  # eager, in its own process
               return in_child(a.run_timeout, forced_logits, script, ref_dev if which == "ref" else dev, path, prefix)
-            try: agree = agreement(ref_tokens, g.tokens, forced)
+            # the forced pass is eager: against the reference's own device (another mode) it would measure no difference
+            try: agree = agreement(ref_tokens, g.tokens, forced if dev != ref_dev else None)
             except Exception as e:
               agree = agreement(ref_tokens, g.tokens)
               print(f"{name} {weights} {dev} {mode}: teacher-forced logits FAILED {type(e).__name__}: {str(e)[:200]}", file=sys.stderr)
