@@ -6,9 +6,9 @@ only when both factors of the MUL are plain loads. In a bf16 decode step they ra
 float before the multiply (the activations are float after a norm), or the product of two bf16 loads is cast to the
 float accumulator. Such a reduce falls to the generic path, which on an H200 renders OLMoE's gathered expert
 projections as 16 blocks of 32 threads, each thread walking whole rows (no coalescing, most SMs idle), and lm_head as
-one thread per row. `install()` applies the same schedule when the matrix is a load seen through casts and gates and the vector any
-expression of its ranges; everything
-else goes to tinygrad's heuristic unchanged. Reversible; in tinygrad's compile workers too.
+one thread per row. `install()` applies the same schedule when the matrix is a load seen through casts and gates and
+the vector any expression of its ranges; everything else goes to tinygrad's heuristic unchanged. Reversible; in
+tinygrad's compile workers too.
 """
 from __future__ import annotations
 
@@ -55,9 +55,9 @@ def _hand_coded(k, original):
   """tinygrad's matvec schedule where `matvec_factors` finds one, else tinygrad's heuristic."""
   if k.ren.has_local and k.ren.has_shared and getenv("MV", 1) != 0 and matvec_factors(k) is not None:
     block, threads, rows = getenv("MV_BLOCKSIZE", 4), getenv("MV_THREADS_PER_ROW", 8), getenv("MV_ROWS_PER_THREAD", 4)
-    first_reduce = k.ranges_of(AxisType.REDUCE)[0]
-    for axis in k.axes_of(AxisType.GLOBAL):
-      if first_reduce.src[0].divides(threads) is None or k.full_shape[axis] % (block * rows) != 0: continue
+    splits = k.ranges_of(AxisType.REDUCE)[0].src[0].divides(threads) is not None
+    for axis in k.axes_of(AxisType.GLOBAL) if splits else ():
+      if k.full_shape[axis] % (block * rows) != 0: continue
       mk = k.copy()
       try:
         try: mk.apply_opt(Opt(OptOps.GROUP, 0, threads))
