@@ -64,3 +64,32 @@ def test_outputs_survive_later_replays(tiny, fresh_dynamo):
   with torch.no_grad(): outs = [fwd(x.to(tiny)) for x in xs]  # the JIT reuses its buffers: results must be copies
   ref = mod.cpu()
   for x, o in zip(xs, outs): assert torch.allclose(o.cpu(), ref(x), atol=1e-5)
+
+
+class _KVCache(torch.nn.Module):
+  """A decode step's cache pattern (gpt-fast's KVCache.update): a buffer written at one position, then read whole."""
+  def __init__(self):
+    super().__init__()
+    self.proj = torch.nn.Linear(4, 4)
+    self.register_buffer("k", torch.zeros(1, 8, 4))
+
+  def forward(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    self.k[:, pos] = self.proj(x)
+    return (self.k * self.k.sum(-1, keepdim=True)).sum(1)
+
+
+def test_mutated_buffer_is_written_in_place_across_replays(tiny, fresh_dynamo):
+  from tinybounty.torch_backend import device
+  ref, mod = _pair(_KVCache, tiny)
+  fwd = torch.compile(mod, backend="tiny")
+  bufs = []
+  with torch.no_grad():
+    for i in range(6):
+      x, pos = torch.randn(1, 1, 4), torch.tensor([i])
+      out, want = fwd(x.to(tiny), pos.to(tiny)), ref(x, pos)
+      assert torch.allclose(out.cpu(), want, atol=1e-5), i
+      assert torch.allclose(mod.k.cpu(), ref.k, atol=1e-6), i
+      bufs.append(device._storage(mod.k).value.uop.base)
+  # from the JIT's capture on, the cache's own buffer is written: never a new copy of the whole cache per step
+  assert all(b is bufs[1] for b in bufs[1:]), [id(b) for b in bufs]
+  assert fresh_dynamo.compile_stats()["jit_captures"] == 1

@@ -114,6 +114,7 @@ class TinyGraph:
     self.consts = {n: _const(getattr(gm, n.target)) for n in self.nodes if n.op == "get_attr"}
     self.jits: dict[tuple, TinyJit] = {}
     self.extras: dict[tuple, list] = {}  # per signature: the graph's non-tensor outputs (sizes), which the JIT cannot return
+    self.specs: dict[tuple, list] = {}  # per signature: (shape, dtype) of each output slot
     # input mutations aot_autograd left in the graph (BatchNorm running stats, optimizer state): copy_(placeholder, value)
     placeholders = [n for n in self.nodes if n.op == "placeholder"]
     self.copies = [n for n in self.nodes if self.fns.get(n) is _copy_into]
@@ -135,27 +136,62 @@ class TinyGraph:
       elif n.op == "output": return list(torch.fx.node.map_arg(n.args[0], env.__getitem__)), [env[c] for c in self.copies]
     raise RuntimeError("FX graph has no output node")
 
-  def _jitted(self, key: tuple, inputs: list[Any]) -> list[Tensor]:
+  def _outputs(self, key: tuple, inputs: list[Any]) -> tuple[list[Tensor], list[Tensor]]:
+    """Interpret the graph: its tensor outputs (non-tensor ones kept in self.extras) and its mutated inputs' new values."""
     bases = {t.uop.base for t in inputs if isinstance(t, Tensor)}
     outs, mutations = self.interpret(*inputs)
     self.extras[key] = [_TENSOR if isinstance(o, Tensor) else o for o in outs]
-    # an output that is (a view of) an input must be computed into its own buffer, else a replay would return the stale input
-    return [o.clone() if o.uop.base in bases else o for o in [*(o for o in outs if isinstance(o, Tensor)), *mutations]]
+    # an output that is (a view of) an input gets its own buffer: the caller may keep it while the input changes
+    return [o.clone() if o.uop.base in bases else o for o in outs if isinstance(o, Tensor)], mutations
+
+  def _jitted(self, key: tuple, in_place: tuple[bool, ...], xs: list[Any]) -> list[Tensor]:
+    """The JIT'd function: writes every result into a buffer the caller passed (`xs` ends with one slot per output and
+    per mutated input not written in place), and each in-place mutation into its input, so a replay returns nothing the
+    JIT owns: its own output buffers would be overwritten by the next replay."""
+    n_slots = len(self.specs[key])
+    inputs, slots = xs[:len(xs) - n_slots], xs[len(xs) - n_slots:]
+    outs, mutations = self._outputs(key, inputs)
+    written = [inputs[i].assign(v) for i, v, here in zip(self.mutated, mutations, in_place) if here]
+    values = [*outs, *(v for v, here in zip(mutations, in_place) if not here)]
+    return [*(s.assign(v) for s, v in zip(slots, values)), *written]
 
   def __call__(self, args: list[Any]) -> list[Any]:
     inputs, targets = _inputs(args), [args[i] for i in self.mutated]
     args.clear()  # boxed calling convention: let the caller's references go
-    key = tuple((tuple(a.shape), a.dtype) if isinstance(a, Tensor) else a for a in inputs)
-    if (jit := self.jits.get(key)) is None:
-      jit = self.jits[key] = TinyJit(lambda *xs: self._jitted(key, list(xs)))
-      _stats["jit_captures"] += 1
-    outs = jit(*inputs)
-    # the JIT reuses its output buffers on every replay: give PyTorch copies it may keep
-    copies = [o.clone() for o in outs]
-    if copies: Tensor.realize(*copies)
-    for t, value in zip(targets, copies[len(copies) - len(targets):]): _store(t, value)
-    fresh = iter(copies)
+    in_place = tuple(_owns(t, inputs[i]) for t, i in zip(targets, self.mutated))
+    key = (tuple((tuple(a.shape), a.dtype) if isinstance(a, Tensor) else a for a in inputs), in_place)
+    if (spec := self.specs.get(key)) is None:  # this signature's first call runs unjitted and tells the outputs' shapes
+      outs, mutations = self._outputs(key, inputs)
+      values = [*outs, *(v for v, here in zip(mutations, in_place) if not here)]
+      self.specs[key] = [(v.shape, v.dtype) for v in values]
+      for i, v, here in zip(self.mutated, mutations, in_place):
+        if here: values.append(inputs[i].assign(v))
+      if values: Tensor.realize(*values)
+    else:
+      values = [_empty(shape, dtype) for shape, dtype in spec]
+      if (jit := self.jits.get(key)) is None:
+        jit = self.jits[key] = TinyJit(lambda *xs: self._jitted(key, in_place, list(xs)))
+        jit.cnt = 1  # the unjitted first call already ran: capture now
+        _stats["jit_captures"] += 1
+      jit(*inputs, *values)
+    n_out = sum(e is _TENSOR for e in self.extras[key])
+    for t, value in zip((t for t, here in zip(targets, in_place) if not here), values[n_out:]): _store(t, value)
+    fresh = iter(values[:n_out])
     return [device.wrap(next(fresh)) if e is _TENSOR else e for e in self.extras[key]]
+
+
+def _empty(shape: tuple[int, ...], dtype: Any) -> Tensor:
+  """A new allocated buffer, without scheduling anything (a JIT output slot)."""
+  t = Tensor.empty(*shape, dtype=dtype, device=Device.DEFAULT)
+  t.uop.base.buffer.ensure_allocated()
+  return t
+
+
+def _owns(t: torch.Tensor, x: Tensor) -> bool:
+  """Whether the JIT input `x` made for the torch tensor `t` is t's whole storage buffer itself (so writing it is writing t)."""
+  if t.device.type != device.BACKEND: return False
+  st = device._storage(t)
+  return st.bound is None and st.slot < 0 and st.value.uop is x.uop and x.uop.is_realized and x.uop.base.buffer.size == x.numel()
 
 
 def _store(t: torch.Tensor, value: Tensor) -> None:
@@ -179,8 +215,7 @@ def _inputs(args: Sequence[Any]) -> list[Any]:
       else: a = device.unwrap(a)
       a = a.contiguous() if a.uop.device is not None else a.clone(device=Device.DEFAULT)  # a constant has no device until placed
     out.append(a)
-  tensors = [x for x in out if isinstance(x, Tensor)]
-  if tensors: Tensor.realize(*tensors)
+  if pending := [x for x in out if isinstance(x, Tensor) and not x.uop.is_realized]: Tensor.realize(*pending)
   seen: set = set()
   for i, x in enumerate(out):  # the JIT needs distinct buffers: a second view of one storage gets its own copy
     if isinstance(x, Tensor):
