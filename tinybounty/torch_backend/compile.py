@@ -115,6 +115,10 @@ class TinyGraph:
     self.jits: dict[tuple, TinyJit] = {}
     self.extras: dict[tuple, list] = {}  # per signature: the graph's non-tensor outputs (sizes), which the JIT cannot return
     self.specs: dict[tuple, list] = {}  # per signature: (shape, dtype) of each output slot
+    self.first: dict[tuple, list] = {}  # per signature: its first call's input buffers
+    # inputs the JITs hold instead of taking them as arguments (tinygrad's per-argument work is most of a replay's host
+    # time): index -> tensor; None until the second call decides, {} once a held input came with another buffer
+    self.hold: dict[int, Tensor] | None = None
     # input mutations aot_autograd left in the graph (BatchNorm running stats, optimizer state): copy_(placeholder, value)
     placeholders = [n for n in self.nodes if n.op == "placeholder"]
     self.copies = [n for n in self.nodes if self.fns.get(n) is _copy_into]
@@ -156,11 +160,15 @@ class TinyGraph:
     return [*(s.assign(v) for s, v in zip(slots, values)), *written]
 
   def __call__(self, args: list[Any]) -> list[Any]:
-    inputs, targets = _inputs(args), [args[i] for i in self.mutated]
+    held, given = self._held(args), list(args)
+    inputs = _inputs([None if i in held else a for i, a in enumerate(args)])
+    for i, x in held.items(): inputs[i] = x
+    targets = [args[i] for i in self.mutated]
+    in_place = tuple(i in held or _owns(t, inputs[i]) for t, i in zip(targets, self.mutated))
     args.clear()  # boxed calling convention: let the caller's references go
-    in_place = tuple(_owns(t, inputs[i]) for t, i in zip(targets, self.mutated))
     key = (tuple((tuple(a.shape), a.dtype) if isinstance(a, Tensor) else a for a in inputs), in_place)
     if (spec := self.specs.get(key)) is None:  # this signature's first call runs unjitted and tells the outputs' shapes
+      self.first[key] = [x.uop if isinstance(x, Tensor) else None for x in inputs]
       outs, mutations = self._outputs(key, inputs)
       values = [*outs, *(v for v, here in zip(mutations, in_place) if not here)]
       self.specs[key] = [(v.shape, v.dtype) for v in values]
@@ -168,16 +176,39 @@ class TinyGraph:
         if here: values.append(inputs[i].assign(v))
       if values: Tensor.realize(*values)
     else:
+      if self.hold is None:  # the second call: hold the inputs that kept their buffer (parameters, caches written in place)
+        held = self.hold = {i: x for i, (t, x, u) in enumerate(zip(given, inputs, self.first[key]))
+                            if isinstance(x, Tensor) and x.uop is u and _owns(t, x)}
       values = [_empty(shape, dtype) for shape, dtype in spec]
-      if (jit := self.jits.get(key)) is None:
-        jit = self.jits[key] = TinyJit(lambda *xs: self._jitted(key, in_place, list(xs)))
+      jkey = (key, tuple(held))
+      if (jit := self.jits.get(jkey)) is None:
+        pos = tuple(held)
+        def fxn(*xs: Any, key: tuple = key, in_place: tuple = in_place, pos: tuple = pos, fixed: list = [held[i] for i in pos]) -> list[Tensor]:
+          it, fx = iter(xs), dict(zip(pos, fixed))
+          merged = [fx[i] if i in fx else next(it) for i in range(len(inputs))]
+          return self._jitted(key, in_place, [*merged, *it])
+        jit = self.jits[jkey] = TinyJit(fxn)
         jit.cnt = 1  # the unjitted first call already ran: capture now
         _stats["jit_captures"] += 1
-      jit(*inputs, *values)
+      jit(*(x for i, x in enumerate(inputs) if i not in held), *values)
     n_out = sum(e is _TENSOR for e in self.extras[key])
     for t, value in zip((t for t, here in zip(targets, in_place) if not here), values[n_out:]): _store(t, value)
     fresh = iter(values[:n_out])
+    given.clear()
     return [device.wrap(next(fresh)) if e is _TENSOR else e for e in self.extras[key]]
+
+  def _held(self, args: list[Any]) -> dict[int, Tensor]:
+    """The held inputs, if every one is still its storage's whole, unchanged buffer (an identity check per input, no
+    tinygrad work); else none, from now on: a storage given a new buffer (an eager optimizer's step) unholds the graph."""
+    if not self.hold: return {}
+    for i, x in self.hold.items():
+      a = args[i]  # the same buffer, whether or not through the same torch storage (a constant made again, hash-consed)
+      if not (isinstance(a, torch.Tensor) and a.device.type == device.BACKEND and (st := getattr(a.untyped_storage(), "_tiny", None)) is not None
+              and st._value is not None and st._value.uop is x.uop and st.slot < 0 and a.storage_offset() == 0 and tuple(a.shape) == x.shape
+              and a.is_contiguous()):
+        self.hold = {}
+        return {}
+    return self.hold
 
 
 def _empty(shape: tuple[int, ...], dtype: Any) -> Tensor:
@@ -208,6 +239,9 @@ def _inputs(args: Sequence[Any]) -> list[Any]:
   """JIT inputs: each tiny torch tensor as its own realized contiguous tinygrad buffer; Python numbers as they are."""
   out: list[Any] = []
   for a in args:
+    if a is None:  # held by the JIT (TinyGraph._held)
+      out.append(a)
+      continue
     if isinstance(a, torch.SymInt): a = int(a)
     if isinstance(a, torch.Tensor):
       if a.device.type == "cpu" and a.ndim == 0: a = device.from_cpu(a)  # a CPU scalar (an optimizer's step count), as in eager
