@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import operator
 import warnings
+import weakref
 from collections import Counter
 from typing import Any, Callable, Sequence
 
@@ -168,7 +169,7 @@ class TinyGraph:
     args.clear()  # boxed calling convention: let the caller's references go
     key = (tuple((tuple(a.shape), a.dtype) if isinstance(a, Tensor) else a for a in inputs), in_place)
     if (spec := self.specs.get(key)) is None:  # this signature's first call runs unjitted and tells the outputs' shapes
-      self.first[key] = [x.uop if isinstance(x, Tensor) else None for x in inputs]
+      self.first[key] = [weakref.ref(x.uop) if isinstance(x, Tensor) else None for x in inputs]  # weak: never keeps a first call's activations
       outs, mutations = self._outputs(key, inputs)
       values = [*outs, *(v for v, here in zip(mutations, in_place) if not here)]
       self.specs[key] = [(v.shape, v.dtype) for v in values]
@@ -177,8 +178,8 @@ class TinyGraph:
       if values: Tensor.realize(*values)
     else:
       if self.hold is None:  # the second call: hold the inputs that kept their buffer (parameters, caches written in place)
-        held = self.hold = {i: x for i, (t, x, u) in enumerate(zip(given, inputs, self.first[key]))
-                            if isinstance(x, Tensor) and x.uop is u and _owns(t, x)}
+        held = self.hold = {i: x for i, (t, x, u) in enumerate(zip(given, inputs, self.first.pop(key)))
+                            if isinstance(x, Tensor) and u is not None and x.uop is u() and _owns(t, x)}
       values = [_empty(shape, dtype) for shape, dtype in spec]
       jkey = (key, tuple(held))
       if (jit := self.jits.get(jkey)) is None:
