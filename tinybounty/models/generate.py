@@ -82,7 +82,7 @@ class Generator:
   def next_tokens(self, tok: np.ndarray, pos: int) -> np.ndarray:
     """One cached greedy step of (B,) tokens at position `pos`: the (B,) int32 next tokens (argmax in the JIT'd step)."""
     tok = np.asarray(tok, dtype=np.int32).reshape(-1, 1)
-    return self._next(Tensor(tok, dtype=dtypes.int32).realize(), self._pos(pos)).numpy().astype(np.int32)
+    return self._next(Tensor(tok, dtype=dtypes.int32).realize(), self._pos(pos)).numpy()  # int32: the JIT casts
 
   def greedy(self, prompt: list[list[int]], max_new_tokens: int, stats: GenerationStats | None = None) -> Iterator[np.ndarray]:
     """Yield (B,) greedy tokens one step at a time after the prompt (B rows of equal length)."""

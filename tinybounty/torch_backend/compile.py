@@ -149,16 +149,20 @@ class TinyGraph:
     # an output that is (a view of) an input gets its own buffer: the caller may keep it while the input changes
     return [o.clone() if o.uop.base in bases else o for o in outs if isinstance(o, Tensor)], mutations
 
+  def _results(self, key: tuple, in_place: tuple[bool, ...], inputs: list[Any]) -> tuple[list[Tensor], list[Tensor]]:
+    """The values the caller receives (tensor outputs, then the new values of mutated inputs not written in place) and
+    the in-place mutations, assigned into their inputs."""
+    outs, mutations = self._outputs(key, inputs)
+    written = [inputs[i].assign(v) for i, v, here in zip(self.mutated, mutations, in_place) if here]
+    return [*outs, *(v for v, here in zip(mutations, in_place) if not here)], written
+
   def _jitted(self, key: tuple, in_place: tuple[bool, ...], xs: list[Any]) -> list[Tensor]:
     """The JIT'd function: writes every result into a buffer the caller passed (`xs` ends with one slot per output and
     per mutated input not written in place), and each in-place mutation into its input, so a replay returns nothing the
     JIT owns: its own output buffers would be overwritten by the next replay."""
     n_slots = len(self.specs[key])
-    inputs, slots = xs[:len(xs) - n_slots], xs[len(xs) - n_slots:]
-    outs, mutations = self._outputs(key, inputs)
-    written = [inputs[i].assign(v) for i, v, here in zip(self.mutated, mutations, in_place) if here]
-    values = [*outs, *(v for v, here in zip(mutations, in_place) if not here)]
-    return [*(s.assign(v) for s, v in zip(slots, values)), *written]
+    values, written = self._results(key, in_place, xs[:len(xs) - n_slots])
+    return [*(s.assign(v) for s, v in zip(xs[len(xs) - n_slots:], values)), *written]
 
   def __call__(self, args: list[Any]) -> list[Any]:
     held, given = self._held(args), list(args)
@@ -169,13 +173,11 @@ class TinyGraph:
     args.clear()  # boxed calling convention: let the caller's references go
     key = (tuple((tuple(a.shape), a.dtype) if isinstance(a, Tensor) else a for a in inputs), in_place)
     if (spec := self.specs.get(key)) is None:  # this signature's first call runs unjitted and tells the outputs' shapes
-      self.first[key] = [weakref.ref(x.uop) if isinstance(x, Tensor) else None for x in inputs]  # weak: never keeps a first call's activations
-      outs, mutations = self._outputs(key, inputs)
-      values = [*outs, *(v for v, here in zip(mutations, in_place) if not here)]
+      if self.hold is None:  # weak: never keeps a first call's activations alive
+        self.first[key] = [weakref.ref(x.uop) if isinstance(x, Tensor) else None for x in inputs]
+      values, written = self._results(key, in_place, inputs)
       self.specs[key] = [(v.shape, v.dtype) for v in values]
-      for i, v, here in zip(self.mutated, mutations, in_place):
-        if here: values.append(inputs[i].assign(v))
-      if values: Tensor.realize(*values)
+      if values or written: Tensor.realize(*values, *written)
     else:
       if self.hold is None:  # the second call: hold the inputs that kept their buffer (parameters, caches written in place)
         held = self.hold = {i: x for i, (t, x, u) in enumerate(zip(given, inputs, self.first.pop(key)))
@@ -183,10 +185,10 @@ class TinyGraph:
       values = [_empty(shape, dtype) for shape, dtype in spec]
       jkey = (key, tuple(held))
       if (jit := self.jits.get(jkey)) is None:
-        pos = tuple(held)
-        def fxn(*xs: Any, key: tuple = key, in_place: tuple = in_place, pos: tuple = pos, fixed: list = [held[i] for i in pos]) -> list[Tensor]:
-          it, fx = iter(xs), dict(zip(pos, fixed))
-          merged = [fx[i] if i in fx else next(it) for i in range(len(inputs))]
+        # bound as defaults: the closure must not keep this call's inputs (activations) alive for the JIT's lifetime
+        def fxn(*xs: Any, key: tuple = key, in_place: tuple = in_place, fx: dict = dict(held), n: int = len(inputs)) -> list[Tensor]:
+          it = iter(xs)
+          merged = [fx[i] if i in fx else next(it) for i in range(n)]
           return self._jitted(key, in_place, [*merged, *it])
         jit = self.jits[jkey] = TinyJit(fxn)
         jit.cnt = 1  # the unjitted first call already ran: capture now
