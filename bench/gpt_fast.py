@@ -74,13 +74,14 @@ def quantize_int8(script: pathlib.Path, checkpoint: pathlib.Path) -> pathlib.Pat
   return checkpoint.parent / "model_int8.pth"
 
 
-def bytes_per_token(name: str, context: int) -> int:
-  """bf16 weights read per decoded token (all but the embedding table, which is only gathered) plus the KV cache."""
+def bytes_per_token(name: str, context: int, batch: int = 1) -> int:
+  """bf16 bytes read per decoding step of `batch` sequences: the weights (all but the embedding table, which is only
+  gathered), read once for the whole batch, plus every sequence's KV cache."""
   s = SHAPES[name]
   per_layer = (s.n_head + 2 * s.kv_heads) * s.head_dim * s.dim + s.dim * s.dim + 3 * s.hidden * s.dim + 2 * s.dim
   weights = s.n_layer * per_layer + s.vocab_size * s.dim + s.dim
   kv = 2 * s.n_layer * s.kv_heads * s.head_dim * context
-  return 2 * (weights + kv)
+  return 2 * (weights + batch * kv)
 
 
 def main() -> int:
@@ -90,6 +91,7 @@ def main() -> int:
   p.add_argument("--devices", nargs="+", default=["cpu", "tiny"], help="the first device's eager run is the reference (cpu, cuda, tiny)")
   p.add_argument("--tokens", type=int, default=32)
   p.add_argument("--repeats", type=int, default=3)
+  p.add_argument("--batch", type=int, default=1, help="sequences decoded together (generate.py --batch_size; gpt-fast's own script only)")
   p.add_argument("--int8", action="store_true", help="also int8 weight-only (gpt-fast's quantize.py), eager and --modes")
   p.add_argument("--run-timeout", type=float, default=1800, help="seconds one (device, mode) run may take")
   p.add_argument("--dir", type=pathlib.Path, help="checkpoint directory (default: a temporary one); a checkpoint already there is reused")
@@ -99,6 +101,14 @@ def main() -> int:
   p.add_argument("--script", type=pathlib.Path, help="default: gpt-fast's generate.py where its checkout is present, else gpt_fast_like.py")
   a = p.parse_args()
   script = a.script or ((gpt_fast_checkout() / "generate.py") if gpt_fast_checkout() else SCRIPTS / "gpt_fast_like.py")
+  if a.batch < 1: p.error(f"--batch must be at least 1, not {a.batch}")
+  if a.batch > 1 and script.name != "generate.py":
+    p.error(f"--batch {a.batch} needs gpt-fast's generate.py (--batch_size); {script} decodes one sequence")
+  extra = ["--batch_size", str(a.batch)] if a.batch > 1 else []
+  b_tag = f"_b{a.batch}" if a.batch > 1 else ""
+  flags = " ".join([f"--devices {' '.join(a.devices)} --modes {' '.join(a.modes)} --tokens {a.tokens} --repeats {a.repeats}",
+                    *([f"--batch {a.batch}"] if a.batch > 1 else []), *(["--int8"] if a.int8 else []),
+                    *(["--compile-prefill"] if a.compile_prefill else []), *([f"--skip {' '.join(a.skip)}"] if a.skip else [])])
   gpu = "cuda" in a.devices
   bw = copy_bandwidth(cuda=gpu)
   where = machine() if gpu else machine() + " (2 cores, shared/loaded)"
@@ -109,7 +119,7 @@ def main() -> int:
       ckpt = pathlib.Path(a.dir or d) / name / "model.pth"
       if not (a.dir and ckpt.is_file() and (ckpt.parent / "tokenizer.model").is_file()): ckpt = write_checkpoint(ckpt.parent)
       else: print(f"{name}: reusing {ckpt}", file=sys.stderr)
-      limit = bw / bytes_per_token(name, a.tokens + 16)
+      limit = bw / bytes_per_token(name, a.tokens + 16, a.batch)  # steps/s: each sequence's tok/s
       ckpts = [("bf16", ckpt)]
       if a.int8:
         try: ckpts.append(("int8", in_child(a.run_timeout, quantize_int8, script, ckpt)))
@@ -123,7 +133,7 @@ def main() -> int:
             started = time.perf_counter()
             try:
               g = in_child(a.run_timeout, generate, script, dev, path, "Hello, my name is", a.tokens, mode == "compile",
-                           mode == "compile" and a.compile_prefill, a.repeats + 1)
+                           mode == "compile" and a.compile_prefill, a.repeats + 1, extra)
             except Exception as e:  # inductor may not build on this machine, a run may time out: say so, never a figure
               print(f"{name} {weights} {dev} {mode}: FAILED after {time.perf_counter() - started:.0f} s, {type(e).__name__}: {str(e)[:300]}",
                     file=sys.stderr, flush=True)
@@ -142,15 +152,13 @@ def main() -> int:
             same = f"tokens = {ref_name}" if agree.position is None else f"vs {ref_name}: {agree} ({first_difference(g.tokens, ref_tokens)})"
             med = statistics.median(tps)
             if base is None: base, base_name = med, f"{dev} {mode}"
-            line = (f"{name} {weights} {dev} {mode}: min {min(tps):.2f} / median {med:.2f} tok/s, {med / base:.2f}x {base_name}; "
+            agg = f" per sequence, {a.batch * med:.1f} aggregate at batch {a.batch}" if a.batch > 1 else ""
+            line = (f"{name} {weights} {dev} {mode}: min {min(tps):.2f} / median {med:.2f} tok/s{agg}, {med / base:.2f}x {base_name}; "
                     f"{med / limit_w:.1%} of the bandwidth limit ({limit_w:.0f} tok/s); {same}; "
                     f"whole run {time.perf_counter() - started:.0f} s (load, compile, {a.repeats + 1} samples)")
             print(line, flush=True)
-            rows.append(format_row(f"gpt_fast_{name}_{weights}_{dev}_{mode}", where, f"python bench/gpt_fast.py --models {name} "
-                                   f"--devices {' '.join(a.devices)} --modes {' '.join(a.modes)} --tokens {a.tokens} "
-                                   f"--repeats {a.repeats}{' --int8' if a.int8 else ''}{' --compile-prefill' if a.compile_prefill else ''}"
-                                   f"{' --skip ' + ' '.join(a.skip) if a.skip else ''}", line,
-                                   f"PyTorch {base_name}, same run"))
+            rows.append(format_row(f"gpt_fast_{name}_{weights}_{dev}_{mode}{b_tag}", where, f"python bench/gpt_fast.py --models {name} {flags}",
+                                   line, f"PyTorch {base_name}, same run"))
   print("\n".join(rows))
   return 0
 
