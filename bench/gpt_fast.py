@@ -93,6 +93,7 @@ def main() -> int:
   p.add_argument("--repeats", type=int, default=3)
   p.add_argument("--batch", type=int, default=1, help="sequences decoded together (generate.py --batch_size; gpt-fast's own script only)")
   p.add_argument("--int8", action="store_true", help="also int8 weight-only (gpt-fast's quantize.py), eager and --modes")
+  p.add_argument("--weights", nargs="+", choices=["bf16", "int8"], help="which checkpoints to decode (default: bf16, and int8 with --int8)")
   p.add_argument("--run-timeout", type=float, default=1800, help="seconds one (device, mode) run may take")
   p.add_argument("--dir", type=pathlib.Path, help="checkpoint directory (default: a temporary one); a checkpoint already there is reused")
   p.add_argument("--compile-prefill", action="store_true",
@@ -105,9 +106,11 @@ def main() -> int:
   if a.batch > 1 and script.name != "generate.py":
     p.error(f"--batch {a.batch} needs gpt-fast's generate.py (--batch_size); {script} decodes one sequence")
   extra = ["--batch_size", str(a.batch)] if a.batch > 1 else []
+  weights_wanted = a.weights or ["bf16", *(["int8"] if a.int8 else [])]
   b_tag = f"_b{a.batch}" if a.batch > 1 else ""
   flags = " ".join([f"--devices {' '.join(a.devices)} --modes {' '.join(a.modes)} --tokens {a.tokens} --repeats {a.repeats}",
-                    *([f"--batch {a.batch}"] if a.batch > 1 else []), *(["--int8"] if a.int8 else []),
+                    *([f"--batch {a.batch}"] if a.batch > 1 else []),
+                    *([f"--weights {' '.join(weights_wanted)}"] if a.weights else ["--int8"] if a.int8 else []),
                     *(["--compile-prefill"] if a.compile_prefill else []), *([f"--skip {' '.join(a.skip)}"] if a.skip else [])])
   gpu = "cuda" in a.devices
   bw = copy_bandwidth(cuda=gpu)
@@ -120,8 +123,8 @@ def main() -> int:
       if not (a.dir and ckpt.is_file() and (ckpt.parent / "tokenizer.model").is_file()): ckpt = write_checkpoint(ckpt.parent)
       else: print(f"{name}: reusing {ckpt}", file=sys.stderr)
       limit = bw / bytes_per_token(name, a.tokens + 16, a.batch)  # steps/s: each sequence's tok/s
-      ckpts = [("bf16", ckpt)]
-      if a.int8:
+      ckpts = [("bf16", ckpt)] if "bf16" in weights_wanted else []
+      if "int8" in weights_wanted:
         try: ckpts.append(("int8", in_child(a.run_timeout, quantize_int8, script, ckpt)))
         except Exception as e: print(f"{name} int8 quantization: FAILED {type(e).__name__}: {str(e)[:200]}", file=sys.stderr)
       for weights, path in ckpts:
