@@ -99,7 +99,8 @@ def bf16_main(args: argparse.Namespace, argv: list[str] | None, deadline: float 
   for b in args.batch: dd.print_batch(rep, b, print)
   for b in args.batch:
     if (fig := rep.figure(b)) is not None:
-      print(format_row(f"llm_decode_olmoe_{args.size}_bf16_b{b}", where, cmd, fig, "transformers eager and compiled, same weights, same process"))
+      base = " and ".join(r.name for r in rep.runs if r.batch == b and r.name != "tinybounty") or "none"
+      print(format_row(f"llm_decode_olmoe_{args.size}_bf16_b{b}", where, cmd, fig, f"{base}, same weights, same process"))
   for line in rep.errors: print(f"not measured: {line}")
   print("seconds per part: " + ", ".join(f"{k} {v:.1f}" for k, v in rep.seconds.items()))
   if args.json:
