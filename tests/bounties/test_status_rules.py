@@ -6,6 +6,7 @@ from tinybounty.bounties import b15_buffer_gc as b15
 from tinybounty.bounties import b21_avgpool3d as b21
 from tinybounty.bounties.base import Result, Status
 from tinybounty.records import Record
+from tinybounty.torch_backend.beautiful_mnist import ForcedStep
 
 HERE, ELSEWHERE = "AMD EPYC x2, NVIDIA H100 (sm_90)", "Intel Xeon x16, NVIDIA H200 (sm_90)"
 
@@ -35,11 +36,23 @@ def _mnist(vs_tiny: float, vs_cpu: float, machine: str = ELSEWHERE) -> Record:
                 f"eager tiny 38989 ms ({vs_tiny:g}x); eager cpu 2120 ms ({vs_cpu:g}x); inductor cpu 808 ms (0.33x)")
 
 
+def _forced(loss: float = 4e-7, gain: float = 3e-4, torch32: float = 2e-7) -> list[ForcedStep]:
+  """Three forced steps; the last carries the given errors (the others: PyTorch float32's own)."""
+  return [ForcedStep(1, torch32, torch32, 1e-5, 1e-5, 1e-7, 1e-7), ForcedStep(2, 1e-8, 1e-8, 1e-5, 1e-5, 1e-7, 1e-7),
+          ForcedStep(3, loss, 1e-8, 4e-2, 5e-5, gain, 5e-7)]
+
+
 def test_03_status_rule():
-  rule = lambda rec, loss=1e-6, gap=0.0, breaks=(), fallbacks=0: b03.verdict("ran", loss, gap, list(breaks), fallbacks, rec, HERE)  # noqa: E731
+  def rule(rec, forced=None, gap=0.0, breaks=(), fallbacks=0, terms=1):
+    return b03.verdict("ran", _forced() if forced is None else forced, terms, gap, list(breaks), fallbacks, rec, HERE)
   assert rule(_mnist(16.12, 0.88)).status is Status.PARTIAL      # the quoted record: 16x eager tiny, slower than eager PyTorch CPU
   assert rule(_mnist(16.12, 0.88)).figure == 0.88
-  assert rule(_mnist(16.12, 0.88), loss=0.05).status is Status.FAIL  # the loss error decides now, not only the accuracy gap
+  assert b03.forced_errors(_forced(), 1) == (4e-7 / (16 * 2e-7), 3e-4)  # scale: PyTorch float32's largest loss error of all steps
+  assert rule(_mnist(16.12, 0.88), _forced(loss=4e-6)).status is Status.FAIL   # 20x PyTorch float32's loss error
+  assert rule(_mnist(16.12, 0.88), _forced(gain=0.05)).status is Status.FAIL   # a step that lowers the loss 5% less: a wrong update
+  # a long reduction allows float32's probabilistic summation bound sqrt(n) u: 204800 terms (batch 512), 2.7e-5
+  assert rule(_mnist(16.12, 0.88), _forced(loss=1.1e-5, torch32=1e-8), terms=204800).status is Status.PARTIAL
+  assert rule(_mnist(16.12, 0.88), _forced(loss=1.1e-5, torch32=1e-8), terms=12800).status is Status.FAIL
   assert rule(_mnist(16.12, 0.88), gap=1.0).status is Status.FAIL
   assert rule(_mnist(16.12, 0.88), breaks=["x"]).status is Status.FAIL
   assert rule(None).status is Status.PARTIAL

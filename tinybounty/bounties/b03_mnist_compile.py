@@ -1,9 +1,17 @@
 """Bounty 03: beautiful MNIST with torch.compile(backend="tiny").
 
 Criterion. tinygrad's beautiful_mnist model trained with torch.compile(backend="tiny") must train as eager PyTorch does
-and be fast: from the same weights and batches as eager PyTorch CPU,
-- FAIL: a per-step loss more than LOSS_TOLERANCE (relative) from PyTorch's, final accuracies more than 0.5 points
-  apart, a graph break inside the model, or an eager fallback; or the newest speed record cannot be read.
+and be fast. Correctness is judged step by step from PyTorch's own state (beautiful_mnist.forced_steps): before each
+forced step the compiled tiny model and a float64 CPU copy take PyTorch float32's exact weights, buffers and Adam
+state, and all three take the same step. (Two free-running float32 trainings part for good at the first ReLU or
+max-pool tie that rounding decides the other way; that tests chaos, not code.)
+- FAIL: at a forced step, tiny's loss is further from float64's than `loss_bound`: LOSS_FACTOR x PyTorch float32's own
+  largest error over those steps, or, if larger, sqrt(n) * u, the probabilistic rounding bound of a float32 sum in
+  one accumulator (Higham, Accuracy and Stability, 4.2) over the forward's longest reduction (the first BatchNorm's
+  batch x 20 x 20 terms); or tiny's step lowers the batch's float64 loss by an amount more than GAIN_TOLERANCE
+  (relative) from what the float64 step achieves (a wrong gradient or optimizer update anywhere shows here; a few
+  units flipped by rounding barely move it); or, in the free-running run beside it, final accuracies more than
+  ACCURACY_POINTS apart, a graph break inside the model, or an eager fallback; or the newest speed record cannot be read.
 - PARTIAL: correct, but the newest bench/mnist_compile.py record has compiled tiny's step slower than SPEED_TARGET x
   eager PyTorch CPU's or under 3x eager tiny's (the figure: compiled tiny's speed over eager PyTorch CPU's), or no record.
 - PASS: correct, and a record made on this machine meets both speed targets (a record from another machine is quoted,
@@ -11,12 +19,16 @@ and be fast: from the same weights and batches as eager PyTorch CPU,
 """
 from __future__ import annotations
 
+import math
 import re
 
 from tinybounty.bounties.base import Bounty, Result, Status, same_machine
 from tinybounty.records import Record, latest
 
-LOSS_TOLERANCE = 1e-4   # per-step loss vs eager PyTorch CPU, relative
+# tinygrad's CPU reductions keep fewer partial sums than PyTorch's kernels, so over a BatchNorm's 10^4-10^5 terms their
+# rounding is several times PyTorch's (its forward activations: 5.6e-6 against 8.8e-7 from float64), not orders more
+LOSS_FACTOR = 16.0
+GAIN_TOLERANCE = 1e-2
 ACCURACY_POINTS = 0.5
 EAGER_TINY_TARGET = 3.0  # compiled tiny vs eager tiny step time
 SPEED_TARGET = 1.0       # compiled tiny vs eager PyTorch CPU step time: at least as fast
@@ -29,14 +41,38 @@ def speeds(rec: Record) -> tuple[float, float] | None:
   return (float(tiny.group(1)), float(cpu.group(1))) if tiny and cpu else None
 
 
-def verdict(ran: str, loss_err: float, gap: float, model_breaks: list, fallbacks: int, rec: Record | None, here: str) -> Result:
-  """The status by the criterion above, from the run here (loss error, accuracy gap, breaks, fallbacks) and the newest record."""
-  wrong = loss_err > LOSS_TOLERANCE or gap > ACCURACY_POINTS or model_breaks or fallbacks
+U32 = 2.0 ** -24  # float32's unit roundoff
+
+
+def reduction_terms(batch_size: int) -> int:
+  """Terms of the forward's longest reduction: the first BatchNorm's statistics over batch x 20 x 20 positions."""
+  return batch_size * 20 * 20
+
+
+def loss_bound(forced: list, terms: int) -> float:
+  """The largest forced-step loss error allowed (relative to float64's loss): see the criterion above."""
+  return max(LOSS_FACTOR * max(f.loss_torch32 for f in forced), math.sqrt(terms) * U32)
+
+
+def forced_errors(forced: list, terms: int) -> tuple[float, float]:
+  """(tiny's largest forced-step loss error over `loss_bound`, tiny's largest gain error) of
+  beautiful_mnist.forced_steps' results."""
+  return max(f.loss for f in forced) / loss_bound(forced, terms), max(f.gain for f in forced)
+
+
+def verdict(ran: str, forced: list, terms: int, gap: float, model_breaks: list, fallbacks: int, rec: Record | None, here: str) -> Result:
+  """The status by the criterion above, from the run here (forced steps and the longest reduction's terms, accuracy gap,
+  breaks, fallbacks) and the newest record."""
+  if not forced: raise ValueError("check 03 needs at least one forced step")
+  loss_x, gain_err = forced_errors(forced, terms)
+  wrong = loss_x > 1 or gain_err > GAIN_TOLERANCE or gap > ACCURACY_POINTS or model_breaks or fallbacks
   if wrong:
-    return Result(Status.FAIL, ran=ran, figure=loss_err, unit="max relative per-step loss difference", baseline="eager PyTorch CPU",
-                  detail=f"needs <= {LOSS_TOLERANCE:g} loss, <= {ACCURACY_POINTS:g} accuracy points (got {gap:.2f}), "
+    return Result(Status.FAIL, ran=ran, figure=loss_x, unit="x the allowed forced-step loss error", baseline="float64 CPU, same states",
+                  detail=f"needs loss error <= {loss_bound(forced, terms):.2g} (got {loss_x:.3g}x that), step gain within {GAIN_TOLERANCE:g} "
+                         f"(got {gain_err:.2g}), <= {ACCURACY_POINTS:g} accuracy points (got {gap:.2f}), "
                          f"no graph breaks in the model (found {model_breaks}), no eager fallbacks (found {fallbacks})")
-  correct = f"correct: losses within {loss_err:.2g}, accuracy {gap:.2f} points from eager PyTorch CPU"
+  correct = (f"correct: {len(forced)} forced steps with loss errors at most {loss_x:.2g}x the allowed {loss_bound(forced, terms):.2g} and "
+             f"step gains within {gain_err:.2g} of float64's; accuracy {gap:.2f} points from eager PyTorch CPU")
   if rec is None:
     return Result(Status.PARTIAL, ran=ran, figure=None, unit="x eager PyTorch CPU step time", baseline="eager PyTorch CPU",
                   detail=correct + "; no bench/mnist_compile.py record for the speed targets")
@@ -54,18 +90,23 @@ def verdict(ran: str, loss_err: float, gap: float, model_breaks: list, fallbacks
 def check(full: bool) -> Result:
   import tinybounty.torch_backend.compile as tc
   from tinybounty.hardware import machine
-  from tinybounty.torch_backend.beautiful_mnist import load, train
+  from tinybounty.torch_backend.beautiful_mnist import forced_steps, load, train
   steps, bs = (70, 512) if full else (4, 32)
+  at = set(range(1, 4)) | set(range(steps - 2, steps + 1))  # the first steps (Adam's state is made) and the trained model
   data = load()
   _, cpu = train(data, steps, "cpu", None, bs, progress=False)
   tc.reset_compile_stats()
   _, tiny = train(data, steps, "tiny", "tiny", bs, progress=False)
   stats, model_breaks = tc.compile_stats(), tc.model_breaks()
+  forced = forced_steps(data, steps, at, "tiny", "tiny", bs, progress=False)
   gap = abs(tiny.accuracies[-1] - cpu.accuracies[-1])
-  loss_err = max(abs(a - b) / max(abs(b), 1e-6) for a, b in zip(tiny.losses, cpu.losses))
+  free = max(abs(a - b) / max(abs(b), 1e-6) for a, b in zip(tiny.losses, cpu.losses))
+  terms = reduction_terms(bs)
+  loss_x, gain_err = forced_errors(forced, terms)
   ran = (f"beautiful_mnist {steps} steps (batch {bs}) with torch.compile(backend='tiny') vs eager PyTorch CPU, same initial weights and "
-         f"batches: accuracy {tiny.accuracies[-1]:.2f}% vs {cpu.accuracies[-1]:.2f}%, max per-step loss difference {loss_err:.2g}; {stats}")
-  return verdict(ran, loss_err, gap, model_breaks, stats["fallbacks"], latest("mnist_compile"), machine())
+         f"batches: accuracy {tiny.accuracies[-1]:.2f}% vs {cpu.accuracies[-1]:.2f}%, free-running per-step losses within {free:.2g} "
+         f"(shown, not judged); forced steps {sorted(at)}: loss error {loss_x:.2g}x the allowed, step gain within {gain_err:.2g}; {stats}")
+  return verdict(ran, forced, terms, gap, model_breaks, stats["fallbacks"], latest("mnist_compile"), machine())
 
 
 BOUNTY = Bounty(3, "beautiful MNIST with torch.compile", "tinybounty.torch_backend.compile",

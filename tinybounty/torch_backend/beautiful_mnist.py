@@ -10,6 +10,7 @@ on different devices or backends can be compared step for step.
 from __future__ import annotations
 
 import argparse
+import copy
 import pathlib
 import tempfile
 import time
@@ -116,6 +117,74 @@ def train(data: MNIST, steps: int = 70, device: str = "cpu", backend: str | None
       hist.accuracies.append(accuracy(model, x_test, y_test))
     bar.set_postfix(loss=f"{loss:.3f}", acc=f"{hist.accuracies[-1]:.1f}%" if hist.accuracies else "-")
   return model, hist
+
+
+@dataclass
+class ForcedStep:
+  """One step taken from PyTorch float32's state, by tiny and by PyTorch float32, against a float64 step from that state:
+  relative loss errors, and parameter errors relative to the float64 step's update (the step's own size)."""
+  step: int
+  loss: float
+  loss_torch32: float
+  update: float
+  update_torch32: float
+  gain: float           # the step's decrease of this batch's float64 loss, relative error against the float64 step's
+  gain_torch32: float
+
+
+def _flat(model: nn.Module) -> torch.Tensor:
+  return torch.cat([p.detach().to("cpu", torch.float64).reshape(-1) for p in model.parameters()])
+
+
+@torch.no_grad()
+def _load(dst: nn.Module, dst_opt: torch.optim.Optimizer, src: nn.Module, src_opt: torch.optim.Optimizer) -> None:
+  """Copy src's weights, buffers and Adam state into dst's own tensors (in place: compiled code keeps its inputs)."""
+  for t, v in zip(dst.state_dict().values(), src.state_dict().values()): t.copy_(v)
+  for pd, ps in zip(dst.parameters(), src.parameters()):
+    for k, v in src_opt.state.get(ps, {}).items(): dst_opt.state[pd][k].copy_(v)
+
+
+@torch.no_grad()
+def _loss64(model: nn.Module, flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> float:
+  """The float64 training-mode loss of `model` (a float64 CPU copy) with its parameters set to `flat`."""
+  torch.nn.utils.vector_to_parameters(flat, model.parameters())
+  return F.cross_entropy(model(x.double()), y).item()
+
+
+def forced_steps(data: MNIST, steps: int, at: set[int], device: str = "tiny", backend: str | None = "tiny", batch_size: int = 512,
+                 lr: float = 1e-3, seed: int = 0, progress: bool = True) -> list[ForcedStep]:
+  """Teacher-forced steps: PyTorch float32 on the CPU trains `steps` steps as `train` does; before each step in `at`,
+  `device` (with `backend`) and a float64 CPU copy are set to its exact state and take the same step.
+
+  A free-running comparison of two float32 trainings tests chaos as much as code: one ReLU or max-pool tie decided
+  the other way by rounding is a different trajectory a few steps later. From the same state every time, each step's
+  error stays what one step's rounding makes, and PyTorch float32's own error against float64 says how large that is.
+  Steps in `at` must include the first (the optimizers' state is made there)."""
+  if 1 not in at: raise ValueError(f"forced steps need step 1 in `at` (Adam's state is created there), got {sorted(at)}")
+  torch.manual_seed(seed)
+  ref = Model()
+  models = {"ref": ref, "hi": copy.deepcopy(ref).double(), "dut": copy.deepcopy(ref).to(device)}
+  opts = {k: torch.optim.Adam(m.parameters(), lr=lr) for k, m in models.items()}
+  step = {k: make_step(m, opts[k], backend if k == "dut" else None) for k, m in models.items()}
+  probe, out = copy.deepcopy(models["hi"]), []
+  bar = tqdm(enumerate(batches(len(data.x_train), batch_size, steps, seed), 1), total=steps, desc=f"forced steps {device}", disable=not progress)
+  for i, idx in bar:
+    x, y = data.x_train[idx], data.y_train[idx]
+    if i not in at:
+      step["ref"](x, y)
+      continue
+    for k in ("hi", "dut"):
+      if i > 1: _load(models[k], opts[k], ref, opts["ref"])
+    before = _flat(ref)
+    l64 = step["hi"](x.double(), y).item()
+    l32 = step["ref"](x, y).item()
+    lt = step["dut"](x.to(device), y.to(device)).item()
+    p64, pt, p32 = _flat(models["hi"]), _flat(models["dut"]), _flat(ref)
+    size = float((p64 - before).norm())
+    g64, gt, g32 = (l64 - _loss64(probe, p, x, y) for p in (p64, pt, p32))
+    out.append(ForcedStep(i, abs(lt - l64) / abs(l64), abs(l32 - l64) / abs(l64), float((pt - p64).norm()) / size,
+                          float((p32 - p64).norm()) / size, abs(gt - g64) / abs(g64), abs(g32 - g64) / abs(g64)))
+  return out
 
 
 def plot(hist: History, path: str | pathlib.Path, title: str) -> None:
