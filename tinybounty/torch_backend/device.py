@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from tinygrad import Tensor, dtypes
+from tinygrad import Device, Tensor, dtypes
 from tinygrad.uop.ops import UOp
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
@@ -208,9 +208,23 @@ def _is_tiny(a: Any) -> bool:
 def from_cpu(t: torch.Tensor) -> Tensor:
   """A tinygrad tensor on the default device with a CPU tensor's contents (host to device)."""
   shape, t = tuple(t.shape), t.detach().contiguous().reshape(-1)  # never 0-dim: tinygrad makes a numpy scalar a constant
-  if t.dtype == torch.bfloat16: x = Tensor(t.view(torch.int16).numpy()).bitcast(dtypes.bfloat16)
-  else: x = Tensor(t.numpy(), dtype=table.to_tiny_dtype(t.dtype))
+  bf16 = t.dtype == torch.bfloat16
+  host, dtype = (t.view(torch.int16).numpy(), dtypes.bfloat16) if bf16 else (t.numpy(), table.to_tiny_dtype(t.dtype))
+  if (x := _written(host, dtype)) is not None: return x.reshape(shape)
+  x = Tensor(host).bitcast(dtypes.bfloat16) if bf16 else Tensor(host, dtype=dtype)
   return x.reshape(shape).contiguous().realize()  # copy now: the host tensor may change after .to()
+
+
+def _written(host: np.ndarray, dtype: Any) -> Tensor | None:
+  """A new device buffer holding `host`'s bytes, copied in by the device's allocator (None where it has no host copy-in).
+  `Tensor(array).realize()` schedules that copy through tinygrad's whole pipeline: 3.2 ms on the CPU against 0.23 ms,
+  on every `.to("tiny")` and every CPU scalar (an optimizer's step count) a compiled graph reads."""
+  if not host.size or host.nbytes != host.size * dtype.itemsize: return None
+  u = UOp.new_buffer(Device.DEFAULT, host.size, dtype)
+  buf = u.buffer.allocate()
+  if not hasattr(buf.allocator, "_copyin"): return None
+  buf.allocator._copyin(buf._buf, memoryview(np.ascontiguousarray(host)).cast("B"))
+  return Tensor(u)
 
 
 def to_cpu(x: Tensor, dtype: torch.dtype) -> torch.Tensor:
