@@ -32,25 +32,25 @@ def test_forced_steps_hold_compiled_tiny_to_pytorch_float32s_error(data, tiny, f
   assert loss_x <= 1 and gain_err <= GAIN_TOLERANCE, forced
 
 
-def _grad_scaled(gm, example_inputs):
+def _neighbours_gradient(gm, example_inputs):
   """A torch.compile backend with a planted bug: each sample's output passes backward its neighbour's gradient (a
   uniformly scaled gradient would not do: Adam's step is scale-invariant)."""
-  class Scale(torch.autograd.Function):
+  class Roll(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x): return x.view_as(x)
     @staticmethod
     def backward(ctx, g): return g.roll(1, 0)
   def run(*args):
     out = gm(*args)
-    if isinstance(out, torch.Tensor) and out.requires_grad: return Scale.apply(out)
-    if isinstance(out, (list, tuple)): return type(out)(Scale.apply(o) if isinstance(o, torch.Tensor) and o.requires_grad else o for o in out)
+    if isinstance(out, torch.Tensor) and out.requires_grad: return Roll.apply(out)
+    if isinstance(out, (list, tuple)): return type(out)(Roll.apply(o) if isinstance(o, torch.Tensor) and o.requires_grad else o for o in out)
     return out
   return run
 
 
 def test_forced_steps_catch_a_wrong_gradient_the_loss_does_not_show(data, fresh_dynamo):
   from tinybounty.bounties.b03_mnist_compile import GAIN_TOLERANCE, forced_errors, reduction_terms
-  forced = bm.forced_steps(data, 3, {1, 2, 3}, "cpu", _grad_scaled, batch_size=16, progress=False)
+  forced = bm.forced_steps(data, 3, {1, 2, 3}, "cpu", _neighbours_gradient, batch_size=16, progress=False)
   loss_x, gain_err = forced_errors(forced, reduction_terms(16))
   assert loss_x <= 1  # the forward is PyTorch's own
   assert gain_err > GAIN_TOLERANCE, forced
