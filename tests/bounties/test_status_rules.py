@@ -27,6 +27,9 @@ def test_02_status_rule():
   assert b02.verdict(good, _hlb(1.5, 1.0), HERE).status is Status.NEEDS_HARDWARE   # at target, but quoted from elsewhere
   assert b02.verdict(good, _hlb(1.5, 1.0, HERE), HERE).status is Status.PASS
   assert b02.verdict(wrong_here, _hlb(1.5, 1.0, HERE), HERE).status is Status.FAIL
+  steady = Record("2026-12-05", "hlb_cifar", ELSEWHERE, "python bench/hlb_cifar.py main.py", "tiny: epochs 160.73, 13.56 s, steady last "
+                  "epoch 244.3x cuda; losses max rel diff 1.5%; cuda-cudnn-benchmark vs cuda: 1.11%", "PyTorch cuda eager")
+  assert b02.verdict(good, steady, HERE).status is Status.PARTIAL and b02.verdict(good, steady, HERE).figure == 244.3  # the newer row format
   unreadable = Record("2026-11-26", "hlb_cifar", HERE, "x", "fast", "y")
   assert b02.verdict(good, unreadable, HERE).status is Status.FAIL
 
