@@ -34,7 +34,8 @@ import time
 import numpy as np
 
 from tinybounty.data.bert_shards import FIELDS, build_samples, stdlib_text
-from tinybounty.mlperf.bert_train import BertRun, batch_indices
+from tinybounty.mlperf.bert_train import BertRun
+from tinybounty.mlperf.checkpoint import batch_indices
 from tinybounty.mlperf.lamb import LambConfig, lr_at
 from tinybounty.models.bert_pretrain import BertPretrainConfig, decayed
 

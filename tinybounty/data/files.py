@@ -15,7 +15,10 @@ def atomic_write(path: str | os.PathLike) -> Iterator[IO[bytes]]:
   path.parent.mkdir(parents=True, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
   try:
-    with os.fdopen(fd, "wb") as f: yield f
+    with os.fdopen(fd, "wb") as f:
+      yield f
+      f.flush()
+      os.fsync(f.fileno())  # the bytes are on disk before the name points at them
     os.replace(tmp, path)
   except BaseException:
     os.unlink(tmp)

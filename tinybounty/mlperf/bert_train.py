@@ -15,7 +15,7 @@ from tinygrad import Context, Tensor, TinyJit, dtypes
 from tinygrad.nn.state import get_state_dict
 
 from tinybounty.data.bert_shards import FIELDS, load_shards
-from tinybounty.mlperf.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from tinybounty.mlperf.checkpoint import CheckpointError, batch_indices, load_checkpoint, read_state, save_checkpoint
 from tinybounty.mlperf.lamb import Lamb, LambConfig, LossScaler, lr_at
 from tinybounty.models.bert_pretrain import BertForPretraining, BertPretrainConfig, decayed
 
@@ -32,14 +32,6 @@ class BertRun:
   model: BertPretrainConfig = field(default_factory=BertPretrainConfig.tiny)
   lamb: LambConfig = field(default_factory=lambda: LambConfig(lr=1e-3, warmup_steps=2, total_steps=20))
   checkpoint_every: int = 0      # 0: only at the end
-
-
-def batch_indices(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
-  """The samples of 0-based `step`: a fresh permutation each epoch from (seed, epoch); the last partial batch is dropped."""
-  per_epoch = n // batch_size
-  if per_epoch == 0: raise ValueError(f"the data has {n} samples, fewer than one batch of {batch_size}")
-  epoch, k = divmod(step, per_epoch)
-  return np.random.default_rng([seed, epoch]).permutation(n)[k * batch_size:(k + 1) * batch_size]
 
 
 class BertTrainer:
@@ -87,7 +79,7 @@ class BertTrainer:
     save_checkpoint(path, self.state_tensors(), {"step": self.step_no, "scaler": self.scaler.state(), "run": _run_json(self.run)})
 
   def resume(self, path: str | os.PathLike) -> None:
-    saved = _peek_state(path)
+    saved = read_state(path)
     if saved["run"] != (mine := _run_json(self.run)):
       diff = sorted(k for k in set(saved["run"]) | set(mine) if saved["run"].get(k) != mine.get(k))
       raise CheckpointError(f"{path}: written by a different run (differs in {', '.join(diff)})")
@@ -100,15 +92,6 @@ def _run_json(run: BertRun) -> dict:
   d = asdict(run)
   d.pop("steps"), d.pop("checkpoint_every")  # a run may be extended or checkpointed differently after resuming
   return d
-
-
-def _peek_state(path) -> dict:
-  import json
-  path = pathlib.Path(path)
-  if not path.is_file(): raise CheckpointError(f"{path}: no checkpoint to resume from")
-  try:
-    with open(path, "rb") as f: return json.loads(json.loads(f.read(int.from_bytes(f.read(8), "little")))["__metadata__"]["state"])
-  except (OSError, ValueError, KeyError) as e: raise CheckpointError(f"{path}: not a tinybounty checkpoint ({e})") from None
 
 
 def train_bert(run: BertRun, data_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, resume: bool = False,

@@ -1,4 +1,5 @@
-"""Atomic training checkpoints: named tensors plus a JSON state, one safetensors file, written temp -> fsync -> rename.
+"""Atomic training checkpoints (named tensors plus a JSON state, one safetensors file, written temp -> fsync -> rename), and
+the (seed, step) -> batch sampling that makes a resumed run take the same batches as an unbroken one.
 
 tinygrad's RNG state (the per-device seed and counter that dropout draws from) is saved too, so a resumed run draws the
 same dropout masks as an unbroken one.
@@ -9,6 +10,7 @@ import json
 import os
 import pathlib
 
+import numpy as np
 from tinygrad import Device, Tensor, dtypes
 from tinygrad.nn.state import safe_load, safe_save
 
@@ -59,3 +61,20 @@ def load_checkpoint(path: str | os.PathLike, tensors: dict[str, Tensor]) -> dict
   rng = rng_state()
   for k in (_RNG_SEED, _RNG_COUNTER): rng[k].assign(saved[k].to(rng[k].device).cast(dtypes.uint32)).realize()
   return state
+
+
+def read_state(path: str | os.PathLike) -> dict:
+  """A checkpoint's JSON state, without loading its tensors (to check that it belongs to the run resuming from it)."""
+  path = pathlib.Path(path)
+  if not path.is_file(): raise CheckpointError(f"{path}: no checkpoint to resume from")
+  try:
+    with open(path, "rb") as f: return json.loads(json.loads(f.read(int.from_bytes(f.read(8), "little")))["__metadata__"]["state"])
+  except (OSError, ValueError, KeyError) as e: raise CheckpointError(f"{path}: not a tinybounty checkpoint ({e})") from None
+
+
+def batch_indices(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
+  """The samples of 0-based `step`: a fresh permutation each epoch from (seed, epoch); the last partial batch is dropped."""
+  per_epoch = n // batch_size
+  if per_epoch == 0: raise ValueError(f"the data has {n} samples, fewer than one batch of {batch_size}")
+  epoch, k = divmod(step, per_epoch)
+  return np.random.default_rng([seed, epoch]).permutation(n)[k * batch_size:(k + 1) * batch_size]
