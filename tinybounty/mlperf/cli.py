@@ -40,8 +40,39 @@ def _bert(args: argparse.Namespace) -> int:
   return 0
 
 
+def _retinanet(args: argparse.Namespace) -> int:
+  from tinybounty.data.coco_synth import CocoDetection, CocoError, split_paths, write_coco
+  from tinybounty.mlperf.checkpoint import CheckpointError
+  from tinybounty.mlperf.retinanet_train import RetinaNetRun, train_retinanet
+  from tinybounty.models.retinanet import RetinaNetConfig
+  root = args.data
+  if root is None:
+    root = pathlib.Path(args.out or tempfile.mkdtemp(prefix="tb_retinanet_")) / "coco"
+    if not split_paths(root, "val")[1].is_file(): write_coco(root, args.train_images, args.val_images, seed=args.seed)
+    print(f"no --data: generated a COCO-format set of drawn shapes in {root}")
+  try:
+    train = CocoDetection(*split_paths(root, args.train_split), args.image_size, limit=args.limit)
+    val = CocoDetection(*split_paths(root, args.val_split), args.image_size) if args.val_split else None
+    make = {"tiny": RetinaNetConfig.tiny, "small": RetinaNetConfig.small, "mlperf": lambda k, s: RetinaNetConfig.mlperf(k).with_(image_size=s)}
+    run = RetinaNetRun(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps, seed=args.seed,
+                       model=make[args.config](train.num_classes, args.image_size), checkpoint_every=args.checkpoint_every,
+                       eval_every=args.eval_every)
+    records = train_retinanet(run, train, val, args.out, resume=args.resume)
+  except (CocoError, CheckpointError, ValueError) as e:
+    print(f"tinybounty train retinanet: {e}", file=sys.stderr)
+    return 2
+  if args.log:
+    with open(args.log, "w") as f: json.dump(records, f, indent=1)
+  if args.plot and records:
+    from tinybounty.mlperf.retinanet_plot import plot_run
+    plot_run(records, args.plot)
+  if records: print(f"step {records[-1]['step'] + 1}: loss {records[-1]['loss']:.4f} (first of this run {records[0]['loss']:.4f})"
+                    + (f", mAP {records[-1]['mAP']:.4f}" if "mAP" in records[-1] else ""))
+  return 0
+
+
 def add_parser(sub) -> None:
-  t = sub.add_parser("train", help="train an MLPerf workload in tinygrad (bert)")
+  t = sub.add_parser("train", help="train an MLPerf workload in tinygrad (bert, retinanet)")
   models = t.add_subparsers(dest="workload", required=True)
   b = models.add_parser("bert", help="BERT pretraining: masked LM + next sentence, LAMB, loss scaling")
   b.add_argument("--data", help="directory of MLPerf HDF5 shards (default: generate a small set)")
@@ -60,3 +91,24 @@ def add_parser(sub) -> None:
   b.add_argument("--checkpoint-every", type=int, default=0)
   b.add_argument("--log", help="write the per-step records as JSON")
   b.set_defaults(func=_bert)
+  r = models.add_parser("retinanet", help="RetinaNet: ResNeXt50-32x4d + FPN, focal loss, Adam; COCO-format data and mAP")
+  r.add_argument("--data", help="root of a COCO-format set: SPLIT/ images and annotations/instances_SPLIT.json (default: generate one)")
+  r.add_argument("--train-split", default="train")
+  r.add_argument("--val-split", default="val", help="evaluated with pycocotools ('' for none)")
+  r.add_argument("--out", help="checkpoint directory (retinanet.safetensors)")
+  r.add_argument("--resume", action="store_true", help="continue from --out's checkpoint")
+  r.add_argument("--config", choices=("tiny", "small", "mlperf"), default="small", help="mlperf: ResNeXt50-32x4d, FPN 256, frozen BatchNorm")
+  r.add_argument("--image-size", type=int, default=128, help="square model input (MLPerf: 800)")
+  r.add_argument("--train-images", type=int, default=256, help="size of a generated training set")
+  r.add_argument("--val-images", type=int, default=64)
+  r.add_argument("--limit", type=int, help="use only the first N training images")
+  r.add_argument("--steps", type=int, default=100)
+  r.add_argument("--batch-size", type=int, default=8)
+  r.add_argument("--lr", type=float, default=1e-3)
+  r.add_argument("--warmup-steps", type=int, default=10)
+  r.add_argument("--seed", type=int, default=0)
+  r.add_argument("--checkpoint-every", type=int, default=0)
+  r.add_argument("--eval-every", type=int, default=0)
+  r.add_argument("--log", help="write the per-step records as JSON")
+  r.add_argument("--plot", help="write a PNG of loss and mAP against step")
+  r.set_defaults(func=_retinanet)
