@@ -114,7 +114,12 @@ def test_12_16_status_rule():
 
 
 def test_13_14_18_status_rules():
-  assert b13.check(False).status is Status.NOT_BUILT
+  ok = {"cls_loss": 1e-7, "box_loss": 0.0, "grad": 3e-6}
+  assert b13.verdict("ran", ok, [1.2, 1.1, 1.0], 0.01).status is Status.NEEDS_HARDWARE
+  assert b13.verdict("ran", ok | {"grad": 2e-4}, [1.2, 1.1, 1.0], 0.01).status is Status.FAIL
+  assert b13.verdict("ran", ok | {"cls_loss": 2e-4}, [1.2, 1.1, 1.0], 0.01).status is Status.FAIL
+  assert b13.verdict("ran", ok, [1.2, float("nan"), 1.0], 0.01).status is Status.FAIL
+  assert b13.verdict("ran", ok, [1.2, 1.1, 1.0], 1.5).status is Status.FAIL
   assert b14.verdict(1e-6, ["mnist"], "Chromium", True, 1.0).status is Status.PASS
   assert b14.verdict(1e-6, ["mnist"], "Dawn", False, 1.0).status is Status.NEEDS_HARDWARE
   assert b14.verdict(0.01, ["mnist"], "Dawn", False, 1.0).status is Status.FAIL
