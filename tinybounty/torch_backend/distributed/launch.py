@@ -28,10 +28,19 @@ class Launched:
   seconds: float
 
 
+# torchrun's c10d rendezvous hands its workers the launcher's own TCPStore by default, and that store outlives them: a
+# restarted worker group (--max-restarts) finds the dead attempt's keys still there, as c10d adds no per-attempt prefix
+# (torch 2.13; TORCHELASTIC_RESTART_COUNT is per launcher, so it cannot be one). gloo reads a peer's address from them
+# before the restarted peer has overwritten it, dials the dead worker's port and fails ("Gloo connectFullMesh failed ...
+# SO_ERROR: Connection refused, remote=[10.x.y.1]:port"). Unshared, the rank-0 worker of each rendezvous round hosts a
+# fresh store on a fresh port (pytorch/pytorch#135712 reports the same for NCCL).
+UNSHARED_STORE = {"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
+
+
 def env(extra: dict[str, str] | None = None) -> dict[str, str]:
-  """This process's environment with the package first on PYTHONPATH and one thread per rank."""
+  """This process's environment with the package first on PYTHONPATH, one thread per rank and a fresh store per torchrun round."""
   e = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep), "OMP_NUM_THREADS": "1",
-       "PYTHONUNBUFFERED": "1"}
+       "PYTHONUNBUFFERED": "1", **UNSHARED_STORE}
   e.setdefault("DEV", "CPU")
   return {**e, **(extra or {})}
 
