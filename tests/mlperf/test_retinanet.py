@@ -65,5 +65,9 @@ def test_cli_trains_evaluates_and_plots(tmp_path, capsys):
   log = json.loads((tmp_path / "log.json").read_text())
   assert [r["step"] for r in log] == [0, 1] and all(np.isfinite(r["loss"]) for r in log) and 0 <= log[-1]["mAP"] <= 1
   assert (tmp_path / "retinanet.safetensors").stat().st_size > 0 and (tmp_path / "curve.png").read_bytes()[:4] == b"\x89PNG"
+  args = ["train", "retinanet", "--config", "tiny", "--image-size", "64", "--steps", "3", "--batch-size", "2", "--val-split", "",
+          "--data", str(tmp_path / "coco"), "--out", str(tmp_path), "--log", str(tmp_path / "log.json"), "--resume"]
+  assert main(args) == 0  # the resumed leg's log continues the first one's
+  assert [r["step"] for r in json.loads((tmp_path / "log.json").read_text())] == [0, 1, 2]
   assert main(["train", "retinanet", "--data", str(tmp_path / "nowhere")]) == 2
   assert "no such annotation file" in capsys.readouterr().err

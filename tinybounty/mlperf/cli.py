@@ -42,6 +42,7 @@ def _bert(args: argparse.Namespace) -> int:
 
 def _retinanet(args: argparse.Namespace) -> int:
   from tinybounty.data.coco_synth import CocoDetection, CocoError, split_paths, write_coco
+  from tinybounty.data.files import atomic_write
   from tinybounty.mlperf.checkpoint import CheckpointError
   from tinybounty.mlperf.retinanet_train import RetinaNetRun, train_retinanet
   from tinybounty.models.retinanet import RetinaNetConfig
@@ -62,11 +63,13 @@ def _retinanet(args: argparse.Namespace) -> int:
     print(f"tinybounty train retinanet: {e}", file=sys.stderr)
     return 2
   if args.log:
-    with open(args.log, "w") as f: json.dump(records, f, indent=1)
+    if args.resume and records and pathlib.Path(args.log).is_file():  # a resumed run's log continues the first leg's
+      records = [r for r in json.loads(pathlib.Path(args.log).read_text()) if r["step"] < records[0]["step"]] + records
+    with atomic_write(args.log) as f: f.write(json.dumps(records, indent=1).encode())
   if args.plot and records:
     from tinybounty.mlperf.retinanet_plot import plot_run
     plot_run(records, args.plot)
-  if records: print(f"step {records[-1]['step'] + 1}: loss {records[-1]['loss']:.4f} (first of this run {records[0]['loss']:.4f})"
+  if records: print(f"step {records[-1]['step'] + 1}: loss {records[-1]['loss']:.4f} (step {records[0]['step'] + 1}: {records[0]['loss']:.4f})"
                     + (f", mAP {records[-1]['mAP']:.4f}" if "mAP" in records[-1] else ""))
   return 0
 

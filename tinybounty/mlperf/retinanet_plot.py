@@ -19,7 +19,7 @@ def plot_run(records: list[dict], path: str | os.PathLike, title: str = "RetinaN
     ax2 = ax.twinx()
     ax2.plot([e[0] for e in evals], [e[1] for e in evals], "o-", color="C3", label="mAP@[.5:.95]")
     ax2.plot([e[0] for e in evals], [e[2] for e in evals], "s--", color="C2", label="AP50")
-    ax2.set_ylabel("COCO AP (pycocotools)"), ax2.set_ylim(0, 1)
+    ax2.set_ylabel("COCO AP (pycocotools)"), ax2.set_ylim(0, max(0.05, 1.15 * max(e[2] for e in evals)))  # the AP's own scale
     ax2.legend(loc="upper right")
   ax.legend(loc="upper left"), ax.set_title(title)
   fig.tight_layout()
