@@ -1,0 +1,153 @@
+"""Batch-1 greedy decode of a random-weight mid-size Llama on the CPU, one process: tinybounty (from the GGUF file),
+transformers eager (from the same weights as safetensors) and llama.cpp (llama-cpp-python, from the same GGUF file,
+n_threads = the core count), with the fraction of the bandwidth limit (weight bytes one token reads over tinygrad's
+measured read bandwidth, decode_bench.read_bandwidth).
+
+  python bench/llm_cpu_gguf.py                          # F16 and Q8_0 GGUF, 16 timed steps x 3 repeats
+  python bench/llm_cpu_gguf.py --quant F16 --steps 32 --dir /tmp/llama_gguf_mid
+
+The checkpoint is written once into --dir by transformers (seeded random weights, fp16 safetensors) and gguf's writer
+(F16 and Q8_0, q/k rows permuted as llama.cpp's converter does), and reused. tinybounty widens every weight to float32 at
+load (tinygrad 0.14's CPU kernels convert fp16 element by element, far below the read bandwidth; Q8_0 is dequantized on the
+host), so it reads float32 bytes while llama.cpp reads the file's own F16 / Q8_0 bytes. Needs the llamacpp extra
+(`pip install llama-cpp-python`, a source build of about 10 minutes on 2 cores); without it llama.cpp is reported as not measured.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tinybounty.hardware import load, machine
+from tinybounty.models import decode_bench as db
+from tinybounty.records import bench_command, format_row
+
+# 190M parameters, 380 MB in f16 (the issue's 374 MB model's size): 157M read per token (all but the embedding table), 314 MB f16
+LLAMA_MID = dict(vocab_size=32000, hidden_size=1024, intermediate_size=2560, num_hidden_layers=12, num_attention_heads=16, num_key_value_heads=4,
+                 max_position_embeddings=2048, rope_theta=10000.0, tie_word_embeddings=False, initializer_range=0.05, eos_token_id=None,
+                 pad_token_id=0, bos_token_id=None)
+
+
+def write_files(path: Path, quants: list[str], seed: int = 0) -> None:
+  """The random Llama as fp16 safetensors (path/hf) and as one GGUF per quant type (path/llama_QUANT.gguf), those absent."""
+  import torch
+  import transformers
+
+  from tinybounty.models.gguf_write import write_llama_gguf
+  todo = [q for q in quants if not (path / f"llama_{q}.gguf").is_file()]
+  if (path / "hf" / "config.json").is_file() and not todo: return
+  print(f"writing the checkpoint to {path} ...", file=sys.stderr)
+  torch.manual_seed(seed)
+  model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**LLAMA_MID)).eval()
+  with torch.no_grad():
+    for p in model.parameters(): p.copy_(p.half().float())  # the fp16 values, so every file holds the same weights up to its quantization
+  model.half().save_pretrained(path / "hf")
+  model.float()
+  for q in todo: write_llama_gguf(model, path / f"llama_{q}.gguf", q)
+
+
+def time_llamacpp(llm, prompt: np.ndarray, steps: int, warmup: int = 3, name: str = "llama.cpp") -> tuple[db.DecodeTimes, list[int]]:
+  """Greedy decode with llama.cpp: eval one token, argmax of its logits; per-step seconds and the tokens."""
+  llm.reset()
+  llm.eval(prompt[0].tolist())
+  nxt, times, toks = int(np.argmax(llm.scores[llm.n_tokens - 1])), [], []
+  for i in range(warmup + steps):
+    t0 = time.perf_counter()
+    llm.eval([nxt])
+    nxt = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+    if i >= warmup: times.append(time.perf_counter() - t0)
+    toks.append(nxt)
+  return db.DecodeTimes(name, times), toks
+
+
+def file_bytes_per_token(path: Path) -> int:
+  """Bytes of a GGUF's tensors that one decode step reads as stored (all but the embedding table, of which one row)."""
+  from tinybounty.models.gguf import GGUFFile
+  f = GGUFFile(path)
+  return sum(i.nbytes // (i.shape[0] if n == "token_embd.weight" else 1) for n, i in f.tensors.items())
+
+
+def merged(runs: list[db.DecodeTimes]) -> db.DecodeTimes:
+  return db.DecodeTimes(runs[0].name, [s for r in runs for s in r.steps], runs[0].batch)
+
+
+def main(argv: list[str] | None = None) -> int:
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--dir", default="/tmp/tinybounty_llama_gguf_mid", help="where the checkpoint files are (written if absent)")
+  p.add_argument("--quant", nargs="+", default=["F16", "Q8_0"], choices=["F16", "Q8_0", "Q4_0", "F32"], help="GGUF types to measure")
+  p.add_argument("--steps", type=int, default=16, help="timed decode steps per repeat")
+  p.add_argument("--repeats", type=int, default=3)
+  p.add_argument("--prompt", type=int, default=8, help="prompt tokens")
+  p.add_argument("--transformers-dtypes", nargs="*", default=["bfloat16", "float32"])
+  p.add_argument("--skip-llamacpp", action="store_true")
+  args = p.parse_args(argv)
+  os.environ.setdefault("DEV", "CPU")
+  import torch
+  from tinygrad import dtypes
+
+  from tinybounty.models.generate import Generator
+  from tinybounty.models.gguf_llama import load_gguf
+  threads = os.cpu_count() or 1
+  torch.set_num_threads(threads)
+  path = Path(args.dir)
+  write_files(path, args.quant)
+  prompt = np.random.default_rng(0).integers(0, LLAMA_MID["vocab_size"], (1, args.prompt))
+  ctx = args.prompt + args.steps + 8
+  bandwidth = db.read_bandwidth()
+  print(f"read bandwidth (tinygrad sum of 512 MB, best of 7) {bandwidth / 1e9:.2f} GB/s", flush=True)
+
+  ours, llama, ours_toks = {}, {}, {}
+  for q in args.quant:
+    model = load_gguf(path / f"llama_{q}.gguf", dtype=dtypes.float32, max_context=ctx)
+    gen, per_token = Generator(model), model.bytes_per_token()
+    ours[q] = (merged([db.time_tinybounty(gen, prompt, args.steps) for _ in range(args.repeats)]), per_token)
+    ours_toks[q] = list(gen.greedy(prompt.tolist(), 16))
+    print(f"tinybounty {q}: {ours[q][0].median_tok_s:.2f} tok/s median, {per_token / 1e6:.0f} MB/token float32", flush=True)
+    del model, gen
+  if not args.skip_llamacpp:
+    try:
+      import llama_cpp
+    except ImportError as e:
+      print(f"llama.cpp not measured: {e} (pip install llama-cpp-python)", file=sys.stderr)
+    else:
+      for q in args.quant:
+        llm = llama_cpp.Llama(str(path / f"llama_{q}.gguf"), n_threads=threads, n_threads_batch=threads, n_ctx=ctx, n_batch=args.prompt,
+                              verbose=False)
+        runs = [time_llamacpp(llm, prompt, args.steps) for _ in range(args.repeats)]
+        llama[q] = (merged([r[0] for r in runs]), runs[0][1], file_bytes_per_token(path / f"llama_{q}.gguf"))
+        print(f"llama.cpp {q}: {llama[q][0].median_tok_s:.2f} tok/s median", flush=True)
+        del llm
+  hf = []
+  for dt in args.transformers_dtypes:
+    import transformers
+    m = transformers.LlamaForCausalLM.from_pretrained(path / "hf", dtype=getattr(torch, dt)).eval()
+    hf.append(merged([db.time_transformers(m, prompt, args.steps, name=f"transformers eager {dt}") for _ in range(args.repeats)]))
+    print(f"{hf[-1].name}: {hf[-1].median_tok_s:.2f} tok/s median", flush=True)
+    del m
+
+  where, cmd = f"{machine()} ({load()}, shared with other jobs)", bench_command("bench/llm_cpu_gguf.py", argv)
+  print(f"\n=== Llama mid (190M parameters), batch 1, {args.repeats} x {args.steps} timed steps; {where}")
+  rows = []
+  for q in args.quant:
+    o, per_token = ours[q]
+    fig = (f"tinybounty {o.median_tok_s:.2f} tok/s median ({o.best_tok_s:.2f} best) from the {q} GGUF, weights widened to float32 "
+           f"({per_token / 1e6:.0f} MB/token), {o.median_tok_s * per_token / bandwidth:.0%} of the read-bandwidth limit ({bandwidth / 1e9:.2f} GB/s)")
+    if q in llama:
+      r, toks, nbytes = llama[q]
+      same = sum(int(a) == b for a, b in zip([int(t[0]) for t in ours_toks[q]][1:], toks))
+      fig += (f"; {o.median_tok_s / r.median_tok_s:.2f}x llama.cpp {q} ({r.median_tok_s:.2f} tok/s median, {r.best_tok_s:.2f} best; "
+              f"{nbytes / 1e6:.0f} MB/token {q}, {r.median_tok_s * nbytes / bandwidth:.0%} of the limit; first 15 greedy tokens equal {same}/15)")
+    for r in hf: fig += f"; {o.median_tok_s / r.median_tok_s:.2f}x {r.name} ({r.median_tok_s:.2f} tok/s)"
+    base = " and ".join(["llama.cpp (llama-cpp-python, same GGUF)"] * (q in llama) + ["transformers eager (same fp16 weights)"] * bool(hf))
+    rows.append(format_row(f"llm_cpu_gguf_llama_mid_{q.lower()}", where, cmd, fig, f"{base or 'none'}, same process"))
+    print(fig)
+  print("\n" + "\n".join(rows))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
