@@ -84,10 +84,11 @@ def main(argv: list[str] | None = None) -> int:
   p.add_argument("--prompt", type=int, default=8, help="prompt tokens")
   p.add_argument("--transformers-dtypes", nargs="*", default=["bfloat16", "float32"])
   p.add_argument("--skip-llamacpp", action="store_true")
+  p.add_argument("--beam", type=int, default=0, help="BEAM width for tinybounty's decode kernels (tinygrad caches each choice on disk)")
   args = p.parse_args(argv)
   os.environ.setdefault("DEV", "CPU")
   import torch
-  from tinygrad import dtypes
+  from tinygrad import Context, dtypes
 
   from tinybounty.models.generate import Generator
   from tinybounty.models.gguf_llama import load_gguf
@@ -104,8 +105,9 @@ def main(argv: list[str] | None = None) -> int:
   for q in args.quant:
     model = load_gguf(path / f"llama_{q}.gguf", dtype=dtypes.float32, max_context=ctx)
     gen, per_token = Generator(model), model.bytes_per_token()
-    ours[q] = (merged([db.time_tinybounty(gen, prompt, args.steps) for _ in range(args.repeats)]), per_token)
-    ours_toks[q] = list(gen.greedy(prompt.tolist(), 16))
+    with Context(BEAM=args.beam):
+      ours[q] = (merged([db.time_tinybounty(gen, prompt, args.steps) for _ in range(args.repeats)]), per_token)
+      ours_toks[q] = list(gen.greedy(prompt.tolist(), 16))
     print(f"tinybounty {q}: {ours[q][0].median_tok_s:.2f} tok/s median, {per_token / 1e6:.0f} MB/token float32", flush=True)
     del model, gen
   if not args.skip_llamacpp:
