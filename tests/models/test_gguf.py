@@ -119,6 +119,18 @@ def test_tied_embeddings(hf, tmp_path):
   assert_logits_close(_logits(path), reference_logits(tied, IDS))
 
 
+def test_llama3_rope_scaling(tmp_path):
+  """Llama 3's RoPE scaling, stored as llama.cpp does (a rope_freqs.weight tensor of per-frequency divisors), whose frequencies
+  span wavelengths below, inside and above its smoothing band."""
+  rope = dict(rope_type="llama3", rope_theta=10000.0, factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0, original_max_position_embeddings=32)
+  torch.manual_seed(1)
+  hf = transformers.LlamaForCausalLM(transformers.LlamaConfig(**{**CONFIG, "rope_parameters": rope})).eval()
+  path = write_llama_gguf(hf, tmp_path / "llama3.gguf")
+  factors = GGUFFile(path).tensor("rope_freqs.weight")
+  assert factors.min() == 1 and factors.max() == 8 and ((factors > 1) & (factors < 8)).any(), "all three bands, or the test proves little"
+  assert_logits_close(_logits(path), reference_logits(hf, IDS))
+
+
 def test_a_wrong_rotary_layout_is_seen(hf, tmp_path):
   """q/k written in transformers' rotate_half order (not permuted as llama.cpp's converter does) gives other logits."""
   path = write_llama_gguf(hf, tmp_path / "unpermuted.gguf", interleave=False)

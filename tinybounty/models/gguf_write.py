@@ -38,6 +38,11 @@ def hf_llama_tensors(model: Any, interleave: bool = True) -> dict[str, np.ndarra
         w = to_interleaved(w, c.num_attention_heads if ours == "attention.wq.weight" else c.num_key_value_heads)
       out[f"blk.{i}.{gg}"] = w
   if c.tie_word_embeddings: out.pop("output.weight", None)
+  rope = dict(getattr(c, "rope_parameters", None) or {})
+  if rope.get("rope_type", "default") == "llama3":  # as llama.cpp stores Llama 3's scaling: each frequency's divisor
+    hd, inv = c.hidden_size // c.num_attention_heads, model.model.rotary_emb.inv_freq.float().numpy()
+    out["rope_freqs.weight"] = ((1.0 / rope["rope_theta"] ** (np.arange(0, hd, 2, dtype=np.float32) / hd)) / inv).astype(np.float32)
+  elif rope.get("rope_type", "default") != "default": raise NotImplementedError(f"rope type {rope['rope_type']!r}")
   return out
 
 
