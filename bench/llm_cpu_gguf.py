@@ -52,13 +52,15 @@ def write_files(path: Path, quants: list[str], seed: int = 0) -> None:
 
 def time_llamacpp(llm, prompt: np.ndarray, steps: int, warmup: int = 3, name: str = "llama.cpp") -> tuple[db.DecodeTimes, list[int]]:
   """Greedy decode with llama.cpp: eval one token, argmax of its logits; per-step seconds and the tokens."""
+  def last() -> int:  # the last token's logits, read in place (Llama.scores holds them only with logits_all)
+    return int(np.argmax(np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),))))
   llm.reset()
   llm.eval(prompt[0].tolist())
-  nxt, times, toks = int(np.argmax(llm.scores[llm.n_tokens - 1])), [], []
+  nxt, times, toks = last(), [], []
   for i in range(warmup + steps):
     t0 = time.perf_counter()
     llm.eval([nxt])
-    nxt = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+    nxt = last()
     if i >= warmup: times.append(time.perf_counter() - t0)
     toks.append(nxt)
   return db.DecodeTimes(name, times), toks
