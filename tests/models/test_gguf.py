@@ -17,8 +17,10 @@ from tinygrad import Tensor, dtypes  # noqa: E402
 from tinybounty.cli import main  # noqa: E402
 from tinybounty.models.generate import Generator, load_causal_lm  # noqa: E402
 from tinybounty.models.gguf import GGUFError, GGUFFile  # noqa: E402
+from tinybounty.models.gguf_llama import load_gguf  # noqa: E402
 from tinybounty.models.gguf_write import write_llama_gguf  # noqa: E402
 from tinybounty.models.hf_checkpoint import CheckpointError  # noqa: E402
+from tinybounty.models.q8_linear import Q8Linear  # noqa: E402
 
 Q = gguf.GGMLQuantizationType
 CONFIG = dict(vocab_size=300, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
@@ -38,8 +40,8 @@ def files(hf, tmp_path_factory):
   return {qt: write_llama_gguf(hf, d / f"llama_{qt}.gguf", qt) for qt in ("F32", "F16", "Q8_0")}
 
 
-def _logits(path) -> np.ndarray:
-  model = load_causal_lm(str(path), max_context=32)
+def _logits(path, q8: str = "dequantize") -> np.ndarray:
+  model = load_causal_lm(str(path), max_context=32) if q8 == "dequantize" else load_gguf(path, max_context=32, q8=q8)
   return model(Tensor(IDS, dtype=dtypes.int32), use_cache=False).float().numpy()
 
 
@@ -101,11 +103,16 @@ def test_f32_logits_and_greedy_tokens_equal_transformers(hf, files):
   np.testing.assert_array_equal(ours, reference_greedy(hf, IDS[:1], 32))
 
 
-@pytest.mark.parametrize("qt", ["F16", "Q8_0"])
-def test_stored_types_equal_transformers_on_the_same_weights(hf, files, qt):
+@pytest.mark.parametrize("qt,q8", [("F16", "dequantize"), ("Q8_0", "dequantize"), ("Q8_0", "native")])
+def test_stored_types_equal_transformers_on_the_same_weights(hf, files, qt, q8):
   """An F16 or Q8_0 file's model is transformers' on the weights the file holds (float32 arithmetic on both sides: the 1e-4 bound);
-  the quantization itself moves the logits by more than that, so the comparison would see a wrong dequantization."""
-  got, ref = _logits(files[qt]), reference_logits(_rounded(hf, qt), IDS)
+  the quantization itself moves the logits by more than that, so the comparison would see a wrong dequantization. "native" keeps
+  the Q8_0 projections as int8 + scales (Q8Linear): the same products, summed per block first."""
+  if q8 == "native":
+    model = load_gguf(files[qt], max_context=8, q8=q8)
+    assert isinstance(model.layers[0].attention.wq, Q8Linear) and isinstance(model.output, Q8Linear)
+    assert model.layers[0].w2.q.dtype == dtypes.int8
+  got, ref = _logits(files[qt], q8), reference_logits(_rounded(hf, qt), IDS)
   assert_logits_close(got, ref)
   assert np.abs(ref - reference_logits(hf, IDS)).max() > 1e-4 * np.abs(ref).max(), "quantization too small to test anything"
 

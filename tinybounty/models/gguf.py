@@ -247,6 +247,13 @@ class GGUFFile:
     raw = self.raw(name)
     return (raw.view(t.dtype) if t.dequant is None else t.dequant(raw)).reshape(info.shape)
 
+  def q8_0_parts(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """A Q8_0 tensor (out, in) as stored: int8 values (out, in) and float32 block scales (out, in // 32)."""
+    info = self.info(name)
+    if info.type_name != "Q8_0": raise GGUFError(f"{self.path}: tensor {name!r} is {info.type_name}, not Q8_0")
+    b = self.raw(name).reshape(-1, 34)
+    return np.ascontiguousarray(b[:, 2:]).view(np.int8).reshape(info.shape), _f16(b, 0).reshape(*info.shape[:-1], -1)
+
   def to(self, name: str, device: str):
     """Tensor `name` as a lazy tinygrad Tensor on `device`: F32/F16 and integer types copied from the file by tinygrad's disk
     device (no host copy), the others dequantized on the host one tensor at a time."""

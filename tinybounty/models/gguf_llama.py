@@ -52,28 +52,60 @@ def llama_sources(f: GGUFFile, cfg: LlamaConfig) -> dict[str, Source]:
   names = {k: v for k, v in GLOBAL_NAMES.items()}
   if "output.weight" not in f: names["output.weight"] = "token_embd.weight"
   for i in range(cfg.n_layers): names.update({f"layers.{i}.{k}": f"blk.{i}.{v}" for k, v in LAYER_NAMES.items()})
-  return {k: (lambda device, v=v: f.to(v, device)) for k, v in names.items()}
+  return {k: _source(f, v) for k, v in names.items()}
 
 
-def load_gguf_llama(path: str | Path, device: str | None = None, dtype: DType | None = None, max_context: int = 1024) -> Llama:
+def _source(f: GGUFFile, name: str) -> Source:
+  def src(device: str): return f.to(name, device)
+  src.gguf_name = name  # type: ignore[attr-defined]
+  return src
+
+
+def native_q8(model: Llama, f: GGUFFile, sources: dict[str, Source]) -> int:
+  """Swap every linear layer whose GGUF weight is Q8_0 for a `Q8Linear` that keeps it as stored, with sources for its int8
+  values and scales; returns how many were swapped."""
+  from tinygrad import Tensor
+  from tinygrad.nn import Linear
+
+  from tinybounty.models.q8_linear import Q8Linear
+  swapped = 0
+  for name in [n for n in sources if n.endswith(".weight")]:
+    *parents, attr, _ = name.split(".")
+    owner = model
+    for p in parents: owner = owner[int(p)] if p.isdigit() else getattr(owner, p)
+    gg = f.tensors.get(sources[name].gguf_name)
+    if not isinstance(layer := getattr(owner, attr), Linear) or gg is None or gg.type_name != "Q8_0": continue
+    setattr(owner, attr, Q8Linear(layer.weight.shape[1], layer.weight.shape[0]))
+    del sources[name]
+    for i, part in enumerate(("q", "d")): sources[f"{name[:-7]}.{part}"] = lambda device, g=gg.name, i=i: Tensor(f.q8_0_parts(g)[i], device=device)
+    swapped += 1
+  return swapped
+
+
+def load_gguf_llama(path: str | Path, device: str | None = None, dtype: DType | None = None, max_context: int = 1024,
+                    q8: str = "dequantize") -> Llama:
   """A Llama with the weights of the GGUF file `path`: F32/F16 kept as stored unless `dtype` is given, quantized types
-  dequantized to float32 (then cast to `dtype` if given)."""
+  dequantized to float32 (then cast to `dtype` if given), or with `q8="native"` Q8_0 projections kept as stored and run by
+  `Q8Linear` (the embedding table is dequantized either way: a decode step reads one row of it)."""
   from tinygrad import Device, Tensor
+  if q8 not in ("dequantize", "native"): raise ValueError(f"q8 must be 'dequantize' or 'native', not {q8!r}")
   f = GGUFFile(path)
   model = Llama(llama_config(f, max_context))
+  sources = llama_sources(f, model.cfg)
+  if q8 == "native": native_q8(model, f, sources)
   if "rope_freqs.weight" in f:  # Llama 3's per-frequency divisors
     model.rope = rope_table(model.cfg.dim // model.cfg.n_heads, max_context, model.cfg.rope_theta,
                             Tensor(np.asarray(f.tensor("rope_freqs.weight"), np.float32))).contiguous().is_param_(False)
-  load_weights(model, llama_sources(f, model.cfg), device or Device.DEFAULT, dtype, desc=f"loading {f.path.name}")
+  load_weights(model, sources, device or Device.DEFAULT, dtype, desc=f"loading {f.path.name}")
   return model
 
 
 ARCHITECTURES = {"llama": load_gguf_llama}
 
 
-def load_gguf(path: str | Path, device: str | None = None, dtype: DType | None = None, max_context: int = 1024):
+def load_gguf(path: str | Path, device: str | None = None, dtype: DType | None = None, max_context: int = 1024, q8: str = "dequantize"):
   """The model of a GGUF file by its `general.architecture`; a GGUFError names an unsupported one."""
   arch = GGUFFile(path).architecture
   if arch not in ARCHITECTURES:
     raise GGUFError(f"unknown architecture {arch!r} in {path} (general.architecture; supported: {', '.join(ARCHITECTURES)})")
-  return ARCHITECTURES[arch](path, device=device, dtype=dtype, max_context=max_context)
+  return ARCHITECTURES[arch](path, device=device, dtype=dtype, max_context=max_context, q8=q8)
