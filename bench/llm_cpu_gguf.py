@@ -5,11 +5,13 @@ measured read bandwidth, decode_bench.read_bandwidth).
 
   python bench/llm_cpu_gguf.py                          # F16 and Q8_0 GGUF, 16 timed steps x 3 repeats
   python bench/llm_cpu_gguf.py --quant F16 --steps 32 --dir /tmp/llama_gguf_mid
+  python bench/llm_cpu_gguf.py --beam 2                 # tinygrad's kernel search for the decode step (minutes, cached on disk)
 
 The checkpoint is written once into --dir by transformers (seeded random weights, fp16 safetensors) and gguf's writer
 (F16 and Q8_0, q/k rows permuted as llama.cpp's converter does), and reused. tinybounty widens every weight to float32 at
 load (tinygrad 0.14's CPU kernels convert fp16 element by element, far below the read bandwidth; Q8_0 is dequantized on the
-host), so it reads float32 bytes while llama.cpp reads the file's own F16 / Q8_0 bytes. Needs the llamacpp extra
+host), so it reads float32 bytes while llama.cpp reads the file's own F16 / Q8_0 bytes; the Q8_0 file is also run natively
+(models.q8_linear: int8 values and float32 block scales, 1.125 bytes per weight; --q8). Needs the llamacpp extra
 (`pip install llama-cpp-python`, a source build of about 10 minutes on 2 cores); without it llama.cpp is reported as not measured.
 """
 from __future__ import annotations
@@ -81,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--dir", default="/tmp/tinybounty_llama_gguf_mid", help="where the checkpoint files are (written if absent)")
   p.add_argument("--quant", nargs="+", default=["F16", "Q8_0"], choices=["F16", "Q8_0", "Q4_0", "F32"], help="GGUF types to measure")
+  p.add_argument("--q8", nargs="+", default=["dequantize", "native"], choices=["dequantize", "native"],
+                 help="how tinybounty runs the Q8_0 file: dequantized to float32 at load, and/or natively (models.q8_linear)")
   p.add_argument("--steps", type=int, default=16, help="timed decode steps per repeat")
   p.add_argument("--repeats", type=int, default=3)
   p.add_argument("--prompt", type=int, default=8, help="prompt tokens")
@@ -104,13 +108,14 @@ def main(argv: list[str] | None = None) -> int:
   print(f"read bandwidth (tinygrad sum of 512 MB, best of 7) {bandwidth / 1e9:.2f} GB/s", flush=True)
 
   ours, llama, ours_toks = {}, {}, {}
-  for q in args.quant:
-    model = load_gguf(path / f"llama_{q}.gguf", dtype=dtypes.float32, max_context=ctx)
+  variants = [(q, m) for q in args.quant for m in (args.q8 if q == "Q8_0" else ["dequantize"])]
+  for q, mode in variants:
+    model = load_gguf(path / f"llama_{q}.gguf", dtype=dtypes.float32, max_context=ctx, q8=mode)
     gen, per_token = Generator(model), model.bytes_per_token()
     with Context(BEAM=args.beam):
-      ours[q] = (merged([db.time_tinybounty(gen, prompt, args.steps) for _ in range(args.repeats)]), per_token)
-      ours_toks[q] = list(gen.greedy(prompt.tolist(), 16))
-    print(f"tinybounty {q}: {ours[q][0].median_tok_s:.2f} tok/s median, {per_token / 1e6:.0f} MB/token float32", flush=True)
+      ours[q, mode] = (merged([db.time_tinybounty(gen, prompt, args.steps) for _ in range(args.repeats)]), per_token)
+      ours_toks[q, mode] = list(gen.greedy(prompt.tolist(), 16))
+    print(f"tinybounty {q} {mode}: {ours[q, mode][0].median_tok_s:.2f} tok/s median, {per_token / 1e6:.0f} MB/token", flush=True)
     del model, gen
   if not args.skip_llamacpp:
     try:
@@ -136,18 +141,20 @@ def main(argv: list[str] | None = None) -> int:
   where, cmd = f"{machine()} ({load()}, shared with other jobs)", bench_command("bench/llm_cpu_gguf.py", argv)
   print(f"\n=== Llama mid (190M parameters), batch 1, {args.repeats} x {args.steps} timed steps; {where}")
   rows = []
-  for q in args.quant:
-    o, per_token = ours[q]
-    fig = (f"tinybounty {o.median_tok_s:.2f} tok/s median ({o.best_tok_s:.2f} best) from the {q} GGUF, weights widened to float32 "
+  for q, mode in variants:
+    o, per_token = ours[q, mode]
+    how = "Q8_0 projections run natively (int8 + float32 block scales)" if mode == "native" else "weights widened to float32"
+    fig = (f"tinybounty {o.median_tok_s:.2f} tok/s median ({o.best_tok_s:.2f} best) from the {q} GGUF, {how} "
            f"({per_token / 1e6:.0f} MB/token), {o.median_tok_s * per_token / bandwidth:.0%} of the read-bandwidth limit ({bandwidth / 1e9:.2f} GB/s)")
     if q in llama:
       r, toks, nbytes = llama[q]
-      same = sum(int(a) == b for a, b in zip([int(t[0]) for t in ours_toks[q]][1:], toks))
+      same = sum(int(a) == b for a, b in zip([int(t[0]) for t in ours_toks[q, mode]][1:], toks))
       fig += (f"; {o.median_tok_s / r.median_tok_s:.2f}x llama.cpp {q} ({r.median_tok_s:.2f} tok/s median, {r.best_tok_s:.2f} best; "
               f"{nbytes / 1e6:.0f} MB/token {q}, {r.median_tok_s * nbytes / bandwidth:.0%} of the limit; first 15 greedy tokens equal {same}/15)")
     for r in hf: fig += f"; {o.median_tok_s / r.median_tok_s:.2f}x {r.name} ({r.median_tok_s:.2f} tok/s)"
     base = " and ".join(["llama.cpp (llama-cpp-python, same GGUF)"] * (q in llama) + ["transformers eager (same fp16 weights)"] * bool(hf))
-    rows.append(format_row(f"llm_cpu_gguf_llama_mid_{q.lower()}", where, cmd, fig, f"{base or 'none'}, same process"))
+    name = f"llm_cpu_gguf_llama_mid_{q.lower()}" + "_native" * (mode == "native")
+    rows.append(format_row(name, where, cmd, fig, f"{base or 'none'}, same process"))
     print(fig)
   print("\n" + "\n".join(rows))
   return 0
