@@ -3,7 +3,7 @@ transformers eager (from the same weights as safetensors) and llama.cpp (llama-c
 n_threads = the core count), with the fraction of the bandwidth limit (weight bytes one token reads over tinygrad's
 measured read bandwidth, decode_bench.read_bandwidth).
 
-  python bench/llm_cpu_gguf.py                          # F16 and Q8_0 GGUF, 16 timed steps x 3 repeats
+  python bench/llm_cpu_gguf.py                          # F16 and Q8_0 GGUF, 16 timed steps x 5 rounds
   python bench/llm_cpu_gguf.py --quant F16 --steps 32 --dir /tmp/llama_gguf_mid
   python bench/llm_cpu_gguf.py --beam 2                 # tinygrad's kernel search for the decode step (minutes, cached on disk)
 
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
   p.add_argument("--q8", nargs="+", default=["dequantize", "native"], choices=["dequantize", "native"],
                  help="how tinybounty runs the Q8_0 file: dequantized to float32 at load, and/or natively (models.q8_linear)")
   p.add_argument("--steps", type=int, default=16, help="timed decode steps per repeat")
-  p.add_argument("--repeats", type=int, default=3)
+  p.add_argument("--repeats", type=int, default=5, help="rounds; each times every contender once, in turn")
   p.add_argument("--prompt", type=int, default=8, help="prompt tokens")
   p.add_argument("--transformers-dtypes", nargs="*", default=["bfloat16", "float32"])
   p.add_argument("--skip-llamacpp", action="store_true")
@@ -107,16 +107,18 @@ def main(argv: list[str] | None = None) -> int:
   bandwidth = db.read_bandwidth()
   print(f"read bandwidth (tinygrad sum of 512 MB, best of 7) {bandwidth / 1e9:.2f} GB/s", flush=True)
 
-  ours, llama, ours_toks = {}, {}, {}
+  # every contender is loaded first, then the repeats go round-robin (each repeat times every contender once), so a change
+  # in the shared machine's load falls on all of them alike
+  runners, per_token, ours_toks = {}, {}, {}
   variants = [(q, m) for q in args.quant for m in (args.q8 if q == "Q8_0" else ["dequantize"])]
   for q, mode in variants:
     model = load_gguf(path / f"llama_{q}.gguf", dtype=dtypes.float32, max_context=ctx, q8=mode)
-    gen, per_token = Generator(model), model.bytes_per_token()
-    with Context(BEAM=args.beam):
-      ours[q, mode] = (merged([db.time_tinybounty(gen, prompt, args.steps) for _ in range(args.repeats)]), per_token)
-      ours_toks[q, mode] = list(gen.greedy(prompt.tolist(), 16))
-    print(f"tinybounty {q} {mode}: {ours[q, mode][0].median_tok_s:.2f} tok/s median, {per_token / 1e6:.0f} MB/token", flush=True)
-    del model, gen
+    gen, per_token["tinybounty", q, mode] = Generator(model), model.bytes_per_token()
+    def ours(gen=gen) -> db.DecodeTimes:
+      with Context(BEAM=args.beam): return db.time_tinybounty(gen, prompt, args.steps)
+    runners["tinybounty", q, mode] = ours
+    with Context(BEAM=args.beam): ours_toks[q, mode] = [int(t[0]) for t in gen.greedy(prompt.tolist(), 16)]  # compiles (and searches)
+  llama_toks = {}
   if not args.skip_llamacpp:
     try:
       import llama_cpp
@@ -126,17 +128,21 @@ def main(argv: list[str] | None = None) -> int:
       for q in args.quant:
         llm = llama_cpp.Llama(str(path / f"llama_{q}.gguf"), n_threads=threads, n_threads_batch=threads, n_ctx=ctx, n_batch=args.prompt,
                               verbose=False)
-        runs = [time_llamacpp(llm, prompt, args.steps) for _ in range(args.repeats)]
-        llama[q] = (merged([r[0] for r in runs]), runs[0][1], file_bytes_per_token(path / f"llama_{q}.gguf"))
-        print(f"llama.cpp {q}: {llama[q][0].median_tok_s:.2f} tok/s median", flush=True)
-        del llm
-  hf = []
+        per_token["llama.cpp", q] = file_bytes_per_token(path / f"llama_{q}.gguf")
+        llama_toks[q] = time_llamacpp(llm, prompt, 15, warmup=0)[1]
+        runners["llama.cpp", q] = lambda llm=llm: time_llamacpp(llm, prompt, args.steps)[0]
   for dt in args.transformers_dtypes:
     import transformers
     m = transformers.LlamaForCausalLM.from_pretrained(path / "hf", dtype=getattr(torch, dt)).eval()
-    hf.append(merged([db.time_transformers(m, prompt, args.steps, name=f"transformers eager {dt}") for _ in range(args.repeats)]))
-    print(f"{hf[-1].name}: {hf[-1].median_tok_s:.2f} tok/s median", flush=True)
-    del m
+    runners["transformers", dt] = lambda m=m, dt=dt: db.time_transformers(m, prompt, args.steps, name=f"transformers eager {dt}")
+  times: dict[tuple, list[db.DecodeTimes]] = {k: [] for k in runners}
+  for r in range(args.repeats):
+    for k, fn in runners.items(): times[k].append(fn())
+    print(f"repeat {r + 1}/{args.repeats}: " + ", ".join(f"{' '.join(k)} {times[k][-1].median_tok_s:.2f}" for k in runners), flush=True)
+  res = {k: merged(v) for k, v in times.items()}
+  hf = [db.DecodeTimes(f"transformers eager {k[1]}", v.steps) for k, v in res.items() if k[0] == "transformers"]
+  llama = {q: (res["llama.cpp", q], llama_toks[q], per_token["llama.cpp", q]) for q in args.quant if ("llama.cpp", q) in res}
+  ours = {(q, mode): (res["tinybounty", q, mode], per_token["tinybounty", q, mode]) for q, mode in variants}
 
   where, cmd = f"{machine()} ({load()}, shared with other jobs)", bench_command("bench/llm_cpu_gguf.py", argv)
   print(f"\n=== Llama mid (190M parameters), batch 1, {args.repeats} x {args.steps} timed steps; {where}")
@@ -148,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
            f"({per_token / 1e6:.0f} MB/token), {o.median_tok_s * per_token / bandwidth:.0%} of the read-bandwidth limit ({bandwidth / 1e9:.2f} GB/s)")
     if q in llama:
       r, toks, nbytes = llama[q]
-      same = sum(int(a) == b for a, b in zip([int(t[0]) for t in ours_toks[q, mode]][1:], toks))
+      same = sum(a == b for a, b in zip(ours_toks[q, mode][1:], toks))
       fig += (f"; {o.median_tok_s / r.median_tok_s:.2f}x llama.cpp {q} ({r.median_tok_s:.2f} tok/s median, {r.best_tok_s:.2f} best; "
               f"{nbytes / 1e6:.0f} MB/token {q}, {r.median_tok_s * nbytes / bandwidth:.0%} of the limit; first 15 greedy tokens equal {same}/15)")
     for r in hf: fig += f"; {o.median_tok_s / r.median_tok_s:.2f}x {r.name} ({r.median_tok_s:.2f} tok/s)"

@@ -41,7 +41,7 @@ def files(hf, tmp_path_factory):
 
 
 def _logits(path, q8: str = "dequantize") -> np.ndarray:
-  model = load_causal_lm(str(path), max_context=32) if q8 == "dequantize" else load_gguf(path, max_context=32, q8=q8)
+  model = load_causal_lm(str(path), max_context=32, q8=q8)
   return model(Tensor(IDS, dtype=dtypes.int32), use_cache=False).float().numpy()
 
 

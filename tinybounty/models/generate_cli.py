@@ -20,7 +20,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     ids = [int(t) for t in args.prompt_ids.replace(",", " ").split()] if args.prompt_ids else tokenizer.encode(args.prompt).ids
     if not ids: raise ValueError("the prompt encodes to no tokens")
     dtype = getattr(dtypes, DTYPES[args.dtype]) if DTYPES[args.dtype] else None
-    model = load_causal_lm(args.path, device=args.device, dtype=dtype, max_context=len(ids) + args.max_new_tokens)
+    model = load_causal_lm(args.path, device=args.device, dtype=dtype, max_context=len(ids) + args.max_new_tokens, q8=args.q8)
     if max(ids) >= model.cfg.vocab_size: raise ValueError(f"prompt token {max(ids)} is outside the vocabulary ({model.cfg.vocab_size})")
     stats = GenerationStats()
     with Context(BEAM=args.beam):
@@ -59,6 +59,8 @@ def add_parser(sub) -> None:
   g.add_argument("--max-new-tokens", type=int, default=32)
   g.add_argument("--device", default=None, help="tinygrad device (default: $DEV, else CPU)")
   g.add_argument("--dtype", choices=list(DTYPES), default="stored", help="weight dtype on the device (stored: as in the files, bf16 as float32)")
+  g.add_argument("--q8", choices=["dequantize", "native"], default="dequantize",
+                 help="a GGUF file's Q8_0 weights: dequantized to float32 at load, or run natively (int8 + block scales, a third of the bytes)")
   g.add_argument("--beam", type=int, default=0, help="search kernel choices (BEAM width) for the decode step; tinygrad caches each "
                  "choice per kernel and device on disk, so later runs reuse it; 0 (default) skips the search")
   g.set_defaults(func=cmd_generate)
