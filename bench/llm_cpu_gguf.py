@@ -11,7 +11,8 @@ The checkpoint is written once into --dir by transformers (seeded random weights
 (F16 and Q8_0, q/k rows permuted as llama.cpp's converter does), and reused. tinybounty widens every weight to float32 at
 load (tinygrad 0.14's CPU kernels convert fp16 element by element, far below the read bandwidth; Q8_0 is dequantized on the
 host), so it reads float32 bytes while llama.cpp reads the file's own F16 / Q8_0 bytes; the Q8_0 file is also run natively
-(models.q8_linear: int8 values and float32 block scales, 1.125 bytes per weight; --q8). Needs the llamacpp extra
+(models.q8_linear: int8 values and float32 block scales, 1.125 bytes per weight; --q8). OMP_WAIT_POLICY defaults to PASSIVE
+(see main). Needs the llamacpp extra
 (`pip install llama-cpp-python`, a source build of about 10 minutes on 2 cores); without it llama.cpp is reported as not measured.
 """
 from __future__ import annotations
@@ -94,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
   p.add_argument("--beam", type=int, default=0, help="BEAM width for tinybounty's decode kernels (tinygrad caches each choice on disk)")
   args = p.parse_args(argv)
   os.environ.setdefault("DEV", "CPU")
+  # torch's and llama.cpp's OpenMP runtimes (two libgomp copies) spin-wait between parallel regions by default; in one process
+  # on 2 cores each one's spinning threads slowed the other 10-20x (llama.cpp 0.4-24 tok/s, transformers 1.3-26 tok/s within
+  # one run). Passive waiting (set before either loads) made every contender's rounds agree within a few percent.
+  os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
   import torch
   from tinygrad import Context, dtypes
 
