@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
@@ -16,9 +17,14 @@ from tinybounty.models.hf_checkpoint import Checkpoint
 ARCHITECTURES = {"OlmoeForCausalLM": "tinybounty.models.olmoe:load_olmoe", "Llama4ForCausalLM": "tinybounty.models.llama4:load_llama4"}
 
 
-def load_causal_lm(path: str, device: str | None = None, dtype: DType | None = None, max_context: int = 1024) -> Any:
-  """The model of a checkpoint directory, by its config.json's architecture; a ValueError names an unsupported one."""
+def load_causal_lm(path: str, device: str | None = None, dtype: DType | None = None, max_context: int = 1024, q8: str = "dequantize") -> Any:
+  """The model of a checkpoint directory, by its config.json's architecture, or of a GGUF file (a `.gguf` path or any
+  file), by its general.architecture (`q8`: its Q8_0 weights "dequantize"d at load or run "native"ly); a ValueError names
+  an unsupported one."""
   import importlib
+  if path.endswith(".gguf") or Path(path).is_file():
+    from tinybounty.models.gguf_llama import load_gguf
+    return load_gguf(path, device=device, dtype=dtype, max_context=max_context, q8=q8)
   arch = Checkpoint(path).architecture
   if arch not in ARCHITECTURES: raise ValueError(f"unknown architecture {arch!r} in {path}/config.json (supported: {', '.join(ARCHITECTURES)})")
   module, fn = ARCHITECTURES[arch].split(":")

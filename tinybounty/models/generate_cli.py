@@ -1,9 +1,10 @@
-"""`tinybounty generate PATH --prompt ...`: greedy generation from a Hugging Face checkpoint directory (OLMoE, Llama 4),
-with a progress bar while loading, tokens streamed as they are produced, and decode tok/s at the end."""
+"""`tinybounty generate PATH --prompt ...`: greedy generation from a Hugging Face checkpoint directory (OLMoE, Llama 4) or a
+llama GGUF file, with a progress bar while loading, tokens streamed as they are produced, and decode tok/s at the end."""
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 DTYPES = {"stored": None, "float32": "float32", "float16": "float16"}
 
@@ -14,11 +15,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
   from tinybounty.models.generate import GenerationStats, Generator, load_causal_lm
   from tinybounty.models.hf_checkpoint import load_tokenizer
   try:
+    if not Path(args.path).exists(): raise FileNotFoundError(f"{args.path} does not exist")
     tokenizer = None if args.prompt_ids else load_tokenizer(args.path)
     ids = [int(t) for t in args.prompt_ids.replace(",", " ").split()] if args.prompt_ids else tokenizer.encode(args.prompt).ids
     if not ids: raise ValueError("the prompt encodes to no tokens")
     dtype = getattr(dtypes, DTYPES[args.dtype]) if DTYPES[args.dtype] else None
-    model = load_causal_lm(args.path, device=args.device, dtype=dtype, max_context=len(ids) + args.max_new_tokens)
+    model = load_causal_lm(args.path, device=args.device, dtype=dtype, max_context=len(ids) + args.max_new_tokens, q8=args.q8)
     if max(ids) >= model.cfg.vocab_size: raise ValueError(f"prompt token {max(ids)} is outside the vocabulary ({model.cfg.vocab_size})")
     stats = GenerationStats()
     with Context(BEAM=args.beam):
@@ -48,14 +50,17 @@ def _stream(gen, ids: list[int], tokenizer, stats, max_new_tokens: int):
 
 
 def add_parser(sub) -> None:
-  g = sub.add_parser("generate", help="greedy text generation from a Hugging Face checkpoint directory (OLMoE, Llama 4)")
-  g.add_argument("path", help="directory with config.json and safetensors (sharded with model.safetensors.index.json, or one file)")
+  g = sub.add_parser("generate", help="greedy text generation from a Hugging Face checkpoint directory (OLMoE, Llama 4) or a llama GGUF file")
+  g.add_argument("path", help="directory with config.json and safetensors (sharded with model.safetensors.index.json, or one file), "
+                 "or a .gguf file (tokenizer.json beside it for --prompt)")
   src = g.add_mutually_exclusive_group(required=True)
-  src.add_argument("--prompt", help="prompt text (needs PATH/tokenizer.json)")
+  src.add_argument("--prompt", help="prompt text (needs PATH/tokenizer.json, or tokenizer.json beside a GGUF file)")
   src.add_argument("--prompt-ids", metavar="IDS", help="prompt as token ids, comma or space separated (no tokenizer needed)")
   g.add_argument("--max-new-tokens", type=int, default=32)
   g.add_argument("--device", default=None, help="tinygrad device (default: $DEV, else CPU)")
   g.add_argument("--dtype", choices=list(DTYPES), default="stored", help="weight dtype on the device (stored: as in the files, bf16 as float32)")
+  g.add_argument("--q8", choices=["dequantize", "native"], default="dequantize",
+                 help="a GGUF file's Q8_0 weights: dequantized to float32 at load, or run natively (int8 + block scales, a third of the bytes)")
   g.add_argument("--beam", type=int, default=0, help="search kernel choices (BEAM width) for the decode step; tinygrad caches each "
                  "choice per kernel and device on disk, so later runs reuse it; 0 (default) skips the search")
   g.set_defaults(func=cmd_generate)

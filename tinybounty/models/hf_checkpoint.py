@@ -129,8 +129,11 @@ def rope_parameters(cfg: dict[str, Any], default_theta: float) -> dict[str, Any]
 
 
 def load_tokenizer(path: str | Path):
-  """The `tokenizers.Tokenizer` of a checkpoint directory's tokenizer.json."""
+  """The `tokenizers.Tokenizer` of a checkpoint directory's tokenizer.json, or of the one beside a checkpoint file (GGUF)."""
   from tokenizers import Tokenizer
-  file = Path(path) / "tokenizer.json"
-  if not file.is_file(): raise FileNotFoundError(f"{file} is missing: pass token ids, or put the model's tokenizer.json there")
+  path = Path(path)
+  file = (path.parent if path.is_file() or path.suffix == ".gguf" else path) / "tokenizer.json"
+  if not file.is_file():
+    why = " (the tokenizer inside a GGUF file is not read)" if path.suffix == ".gguf" else ""
+    raise FileNotFoundError(f"{file} is missing: pass token ids, or put the model's tokenizer.json there{why}")
   return Tokenizer.from_file(str(file))

@@ -22,6 +22,11 @@ class LlamaConfig:
   norm_eps: float = 1e-5
   rope_theta: float = 500000.0
 
+  @property
+  def max_context(self) -> int:
+    """The KV cache's length (what `Generator` reads)."""
+    return self.max_seq_len
+
   @classmethod
   def small(cls) -> LlamaConfig:
     """Llama 3.2 1B shape."""
@@ -33,9 +38,11 @@ class LlamaConfig:
     return cls(dim=32, n_layers=2, n_heads=4, n_kv_heads=2, hidden_dim=64, vocab_size=97, max_seq_len=32, rope_theta=10000.0)
 
 
-def rope_table(head_dim: int, max_seq_len: int, theta: float) -> Tensor:
-  """(max_seq_len, head_dim//2, 2) cos/sin of each position's rotation angles."""
+def rope_table(head_dim: int, max_seq_len: int, theta: float, freq_factors: Tensor | None = None) -> Tensor:
+  """(max_seq_len, head_dim//2, 2) cos/sin of each position's rotation angles (each frequency divided by its factor when
+  `freq_factors` (head_dim//2,) is given: Llama 3's long-context scaling as GGUF stores it)."""
   freqs = 1.0 / theta ** (Tensor.arange(0, head_dim, 2) / head_dim)
+  if freq_factors is not None: freqs = freqs / freq_factors.float()
   angles = Tensor.arange(max_seq_len).unsqueeze(1) * freqs.unsqueeze(0)
   return Tensor.stack(angles.cos(), angles.sin(), dim=-1)
 
@@ -102,3 +109,13 @@ class Llama:
   def kv_caches(self) -> list[Tensor]:
     """The per-layer KV caches created so far."""
     return [b.attention.cache_kv for b in self.layers if b.attention.cache_kv is not None]
+
+  def reset_cache(self) -> None:
+    """Drop the KV caches (the next call starts a new sequence, at any batch size)."""
+    for b in self.layers: b.attention.cache_kv = None
+
+  def bytes_per_token(self) -> int:
+    """Weight bytes one batch-1 decode step reads: every weight but the embedding table's other rows."""
+    from tinygrad.nn.state import get_state_dict
+    return sum(t.nbytes() // (self.cfg.vocab_size if name == "tok_embeddings.weight" else 1)
+               for name, t in get_state_dict(self).items() if t.is_param and not name.endswith("cache_kv"))
