@@ -29,7 +29,7 @@ def checkpoint(tmp_path_factory):
 
 def test_generate_streams_transformers_greedy_text(checkpoint, capsys):
   path, ref, tok = checkpoint
-  assert main(["generate", str(path), "--prompt", "w3 w17 w5 w40", "--max-new-tokens", "12"]) == 0
+  assert main(["generate", str(path), "--prompt", "w3 w17 w5 w40", "--max-new-tokens", "12", "--beam", "0"]) == 0
   out, err = capsys.readouterr()
   want = reference_greedy(ref, np.array([[3, 17, 5, 40]]), 12)[0].tolist()
   assert out.strip() == tok.decode([3, 17, 5, 40] + want)
@@ -48,3 +48,13 @@ def test_generate_errors(tmp_path, checkpoint, capsys):
   (d / "config.json").write_text(json.dumps({**json.loads((d / "config.json").read_text()), "hidden_size": 48}))
   assert main(["generate", str(d), "--prompt-ids", "1 2"]) == 2
   assert "does not match the shape" in capsys.readouterr().err
+
+
+def test_kernel_choices_are_searched_unless_asked_not_to():
+  import argparse
+
+  from tinybounty.models.generate_cli import add_parser
+  sub = argparse.ArgumentParser().add_subparsers()
+  add_parser(sub)
+  parse = sub.choices["generate"].parse_args
+  assert parse(["ckpt", "--prompt-ids", "1"]).beam == 2 and parse(["ckpt", "--prompt-ids", "1", "--beam", "0"]).beam == 0

@@ -153,7 +153,7 @@ def test_generate_cli_streams_transformers_greedy_text(hf, files, tmp_path, caps
   assert main(["generate", str(path), "--prompt", prompt, "--max-new-tokens", "32"]) == 2  # no tokenizer.json yet
   assert "tokenizer.json is missing" in capsys.readouterr().err
   tok.save(str(tmp_path / "tokenizer.json"))
-  assert main(["generate", str(path), "--prompt", prompt, "--max-new-tokens", "32"]) == 0
+  assert main(["generate", str(path), "--prompt", prompt, "--max-new-tokens", "32", "--beam", "0"]) == 0
   want = reference_greedy(hf, IDS[:1], 32)[0].tolist()
   assert capsys.readouterr().out.strip() == tok.decode(IDS[0].tolist() + want)
 

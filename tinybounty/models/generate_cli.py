@@ -23,6 +23,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     model = load_causal_lm(args.path, device=args.device, dtype=dtype, max_context=len(ids) + args.max_new_tokens, q8=args.q8)
     if max(ids) >= model.cfg.vocab_size: raise ValueError(f"prompt token {max(ids)} is outside the vocabulary ({model.cfg.vocab_size})")
     stats = GenerationStats()
+    if args.beam: print(f"tinybounty generate: searching kernel choices once (BEAM={args.beam}); tinygrad caches them on disk per kernel and "
+                        "device, so later runs start at speed (--beam 0 skips the search)", file=sys.stderr)
     with Context(BEAM=args.beam):
       for _ in _stream(Generator(model), ids, tokenizer, stats, args.max_new_tokens): pass
   except (FileNotFoundError, ValueError, NotImplementedError) as e:
@@ -61,6 +63,6 @@ def add_parser(sub) -> None:
   g.add_argument("--dtype", choices=list(DTYPES), default="stored", help="weight dtype on the device (stored: as in the files, bf16 as float32)")
   g.add_argument("--q8", choices=["dequantize", "native"], default="dequantize",
                  help="a GGUF file's Q8_0 weights: dequantized to float32 at load, or run natively (int8 + block scales, a third of the bytes)")
-  g.add_argument("--beam", type=int, default=0, help="search kernel choices (BEAM width) for the decode step; tinygrad caches each "
-                 "choice per kernel and device on disk, so later runs reuse it; 0 (default) skips the search")
+  g.add_argument("--beam", type=int, default=2, help="BEAM width of the search for kernel choices (default 2: on this CPU, about 3x the "
+                 "decode speed); tinygrad caches each choice per kernel and device on disk, so only a first run searches; 0 skips the search")
   g.set_defaults(func=cmd_generate)
