@@ -195,3 +195,10 @@ def test_unsupported_tensor_type_is_named(tmp_path):
   w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
   f = GGUFFile(tmp_path / "q5.gguf")  # opening reads only the header
   with pytest.raises(GGUFError, match="tensor 't' has type Q5_K, which this reader cannot decode"): f.tensor("t")
+
+
+def test_f16_file_keeps_half_projections_but_a_float32_residual_stream(files):
+  """The F16 table would make every activation half; with the torch backend's half_rounding installed (which honours the
+  half roundings stock tinygrad folds away) the logits then moved 1.4e-4 of scale off transformers' float32 ones."""
+  model = load_causal_lm(str(files["F16"]), max_context=8)
+  assert model.tok_embeddings.weight.dtype == dtypes.float and model.layers[0].attention.wq.weight.dtype == dtypes.half

@@ -87,7 +87,7 @@ def load_gguf_llama(path: str | Path, device: str | None = None, dtype: DType | 
   """A Llama with the weights of the GGUF file `path`: F32/F16 kept as stored unless `dtype` is given, quantized types
   dequantized to float32 (then cast to `dtype` if given), or with `q8="native"` Q8_0 projections kept as stored and run by
   `Q8Linear` (the embedding table is dequantized either way: a decode step reads one row of it)."""
-  from tinygrad import Device, Tensor
+  from tinygrad import Device, Tensor, dtypes
   if q8 not in ("dequantize", "native"): raise ValueError(f"q8 must be 'dequantize' or 'native', not {q8!r}")
   f = GGUFFile(path)
   model = Llama(llama_config(f, max_context))
@@ -97,6 +97,11 @@ def load_gguf_llama(path: str | Path, device: str | None = None, dtype: DType | 
     model.rope = rope_table(model.cfg.dim // model.cfg.n_heads, max_context, model.cfg.rope_theta,
                             Tensor(np.asarray(f.tensor("rope_freqs.weight"), np.float32))).contiguous().is_param_(False)
   load_weights(model, sources, device or Device.DEFAULT, dtype, desc=f"loading {f.path.name}")
+  emb = model.tok_embeddings.weight
+  if dtype is None and emb.dtype in (dtypes.half, dtypes.bfloat16):
+    # the table's dtype is the residual stream's: F16 rows would carry half activations through every layer, where
+    # llama.cpp (and transformers on these weights) compute in float32; a decode step reads one row, so widening is cheap
+    model.tok_embeddings.weight = emb.float().contiguous().realize()
   return model
 
 
