@@ -56,7 +56,7 @@ def test_data_that_does_not_fit_the_model_is_refused(coco):
     RetinaNetTrainer(_run(model=dataclasses.replace(RetinaNetConfig.tiny(3, 64), image_size=96)), data)
 
 
-@pytest.mark.long  # a jitted training step and an evaluation: minutes
+@pytest.mark.slow  # the short training run in CI: jitted steps, a pycocotools evaluation, a resumed leg
 def test_cli_trains_evaluates_and_plots(tmp_path, capsys):
   from tinybounty.cli import main
   rc = main(["train", "retinanet", "--config", "tiny", "--image-size", "64", "--train-images", "8", "--val-images", "4", "--steps", "2",
