@@ -63,6 +63,7 @@ def make_targets(boxes: list[np.ndarray], labels: list[np.ndarray], anchors: np.
 
 
 class RetinaNetTrainer:
+  """A run's model, Adam state and step counter over one training split; `train_step` takes the next step."""
   def __init__(self, run: RetinaNetRun, data: CocoDetection):
     if data.size != run.model.image_size: raise ValueError(f"the data is resized to {data.size}, the model takes {run.model.image_size}")
     if data.num_classes != run.model.num_classes:
@@ -91,11 +92,13 @@ class RetinaNetTrainer:
     return Tensor.stack(cls_loss, reg_loss).realize()
 
   def lr_at(self, step: int) -> float:
+    """The learning rate of 0-based `step`."""
     if step >= self.run.warmup_steps: return self.run.lr
     f = step / max(1, self.run.warmup_steps)  # torchvision's warmup_lr_scheduler: linear from lr * 1e-3
     return self.run.lr * (1e-3 * (1 - f) + f)
 
   def batch(self, step: int) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+    """Images, boxes and labels of 0-based `step`, flipped as the run's seed says."""
     idx = batch_indices(len(self.data), self.run.batch_size, self.run.seed, step)
     return self.data.batch(idx, np.random.default_rng([self.run.seed, step, 1]).random(len(idx)) < 0.5)
 
