@@ -13,6 +13,7 @@ import os
 import re
 import sys
 import time
+from typing import NamedTuple
 
 from tqdm import tqdm
 
@@ -35,10 +36,19 @@ def epoch_times(printed: str) -> list[float]:
   return [b - a for a, b in zip([0.0] + total, total)]
 
 
+class ScriptRun(NamedTuple):
+  """What one training run of a script gave."""
+  losses: list[float]  # per step, hooked at loss.backward()
+  epoch_times: list[float]  # the script's own per-epoch training seconds
+  init: dict  # its network's initial state (CPU tensors)
+  step_times: list[float]  # host seconds between consecutive loss.backward() calls
+
+
 def run(script: str | os.PathLike, device: str, epochs: float, seed: int = 0, init: dict | None = None, argv: list[str] | None = None,
-        quiet: bool = False, configure=None) -> tuple[list[float], list[float], dict]:
+        quiet: bool = False, configure=None) -> ScriptRun:
   """Run an hlb-CIFAR10-style script on `device` with one seeded CPU generator for its randomness, and return its
-  per-step losses (hooked at loss.backward()), the per-epoch training times it prints, and its network's initial state.
+  per-step losses (hooked at loss.backward()), the per-epoch training times it prints, its network's initial state and
+  the intervals between steps.
 
   Its module code runs first (data to the device; a script without main() trains there). If it defines main() and
   make_net() (as main.py does), main() then trains for `epochs` (hyp['misc']['train_epochs']), and the network
@@ -57,7 +67,7 @@ def run(script: str | os.PathLike, device: str, epochs: float, seed: int = 0, in
       g["make_net"] = _same_init(g["make_net"], device, init, captured)
       with on_device(device, seed): g["main"]()
   if not quiet: print(f"[{device}] {time.perf_counter() - st:.1f} s wall (including data, eval and warm-up)")
-  return rec.losses(), epoch_times(tee.buf.getvalue()), captured
+  return ScriptRun(rec.losses(), epoch_times(tee.buf.getvalue()), captured, [b - a for a, b in zip(rec.times, rec.times[1:])])
 
 
 def _same_init(make_net, device: str, init: dict | None, captured: dict):

@@ -109,16 +109,19 @@ class HostRandom(TorchFunctionMode):
 
 
 class RecordLosses(TorchFunctionMode):
-  """Keeps (detached) every tensor `.backward()` is called on: a training script's per-step losses, read after the run.
-  `bar` (a tqdm) is advanced once per step."""
+  """Keeps (detached) every tensor `.backward()` is called on: a training script's per-step losses, read after the run,
+  and the host clock at each call (`times`: in steady state the intervals are the step time, since the host cannot run
+  more than a bounded queue ahead of the device). `bar` (a tqdm) is advanced once per step."""
   def __init__(self, bar: Any = None):
     super().__init__()
     self.tensors: list[torch.Tensor] = []
+    self.times: list[float] = []
     self.bar = bar
 
   def __torch_function__(self, func, types, args=(), kwargs=None):
     if func is torch.Tensor.backward:
       self.tensors.append(args[0].detach())
+      self.times.append(time.perf_counter())
       if self.bar is not None: self.bar.update()
     return func(*args, **(kwargs or {}))
 
