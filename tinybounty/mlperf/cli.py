@@ -57,7 +57,7 @@ def _retinanet(args: argparse.Namespace) -> int:
     make = {"tiny": RetinaNetConfig.tiny, "small": RetinaNetConfig.small, "mlperf": lambda k, s: RetinaNetConfig.mlperf(k).with_(image_size=s)}
     run = RetinaNetRun(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps, seed=args.seed,
                        model=make[args.config](train.num_classes, args.image_size), checkpoint_every=args.checkpoint_every,
-                       eval_every=args.eval_every)
+                       eval_every=args.eval_every, dtype=args.dtype)
     records = train_retinanet(run, train, val, args.out, resume=args.resume)
   except (CocoError, CheckpointError, ValueError) as e:
     print(f"tinybounty train retinanet: {e}", file=sys.stderr)
@@ -112,6 +112,7 @@ def add_parser(sub) -> None:
   r.add_argument("--seed", type=int, default=0)
   r.add_argument("--checkpoint-every", type=int, default=0)
   r.add_argument("--eval-every", type=int, default=0)
+  r.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="compute precision (master weights stay float32)")
   r.add_argument("--log", help="write the per-step records as JSON")
   r.add_argument("--plot", help="write a PNG of loss and mAP against step")
   r.set_defaults(func=_retinanet)

@@ -35,6 +35,11 @@ class RetinaNetRun:
   model: RetinaNetConfig = field(default_factory=RetinaNetConfig.small)
   checkpoint_every: int = 0        # 0: only at the end
   eval_every: int = 0              # 0: only at the end (when a validation set is given)
+  dtype: str = "float32"           # compute precision; "bfloat16": convolutions in bf16 on float32 master weights, losses in float32
+
+  def __post_init__(self):
+    if self.dtype not in ("float32", "bfloat16"):
+      raise ValueError(f"dtype must be 'float32' or 'bfloat16', not {self.dtype!r} (float16 needs a loss scale, which this trainer lacks)")
 
 
 def focal_loss(logits: Tensor, cls_t: Tensor, alpha: float = 0.25, gamma: float = 2.0) -> Tensor:
@@ -79,17 +84,25 @@ class RetinaNetTrainer:
     assert [id(t) for t in self.opt.params] == [id(t) for t in self.params.values()], "Adam's parameters are the model's trainable ones"
     Tensor.realize(*self.state_tensors().values())
     self._jit = TinyJit(self._step)
-    self.forward = TinyJit(lambda x: tuple(t.realize() for t in self.model(x)))  # evaluation: one capture, replayed per batch
+    self.forward = TinyJit(lambda x: tuple(t.realize() for t in self._model(x)))  # evaluation: one capture, replayed per batch
+
+  def _model(self, images: Tensor) -> tuple[Tensor, Tensor]:
+    """Logits and deltas in float32, computed in the run's dtype."""
+    logits, deltas = self.model(images.cast(self.run.dtype))
+    return logits.float(), deltas.float()
 
   def _step(self, images: Tensor, cls_t: Tensor, box_t: Tensor, lr: Tensor) -> Tensor:
     with Context(TRAINING=1):  # BatchNorm on batch statistics; the optimizer steps
-      logits, deltas = self.model(images)
+      logits, deltas = self._model(images)
       cls_loss, reg_loss = focal_loss(logits, cls_t), box_loss(deltas, cls_t, box_t)
       self.opt.zero_grad()
       (cls_loss + reg_loss).backward()
       self.opt.lr.assign(lr)
-      self.opt.step()
-    return Tensor.stack(cls_loss, reg_loss).realize()
+      # one schedule for the losses and the update, so the losses are those of the weights before it (realized after
+      # opt.step(), they would read the updated weights)
+      losses = Tensor.stack(cls_loss, reg_loss)
+      Tensor.realize(losses, *self.opt.schedule_step())
+    return losses
 
   def lr_at(self, step: int) -> float:
     """The learning rate of 0-based `step`."""
@@ -102,10 +115,14 @@ class RetinaNetTrainer:
     idx = batch_indices(len(self.data), self.run.batch_size, self.run.seed, step)
     return self.data.batch(idx, np.random.default_rng([self.run.seed, step, 1]).random(len(idx)) < 0.5)
 
-  def train_step(self) -> dict:
-    """One Adam step on the next batch; returns its losses and learning rate."""
-    images, boxes, labels = self.batch(self.step_no)
-    cls_t, box_t = make_targets(boxes, labels, self.anchors)
+  def prepare(self, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The host's part of 0-based `step` (a data loader's work): its images and per-anchor class and box targets."""
+    images, boxes, labels = self.batch(step)
+    return (images, *make_targets(boxes, labels, self.anchors))
+
+  def train_step(self, prepared: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> dict:
+    """One Adam step on the next batch (`prepared`: that step's `prepare`, done ahead); returns its losses and learning rate."""
+    images, cls_t, box_t = prepared if prepared is not None else self.prepare(self.step_no)
     lr = self.lr_at(self.step_no)
     out = self._jit(Tensor(images), Tensor(cls_t, dtype=dtypes.int32), Tensor(box_t), Tensor([lr], dtype=dtypes.float).reshape(()).realize())
     cls_loss, reg_loss = (float(v) for v in out.numpy())

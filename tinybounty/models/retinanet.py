@@ -57,22 +57,35 @@ class FrozenBatchNorm:
 
   def __call__(self, x: Tensor) -> Tensor:
     scale = self.weight * (self.running_var + self.eps).rsqrt()
-    return x * scale.reshape(1, -1, 1, 1) + (self.bias - self.running_mean * scale).reshape(1, -1, 1, 1)
+    shift = self.bias - self.running_mean * scale  # folded in float32, applied in the input's dtype
+    return x * scale.cast(x.dtype).reshape(1, -1, 1, 1) + shift.cast(x.dtype).reshape(1, -1, 1, 1)
+
+
+class Conv2d(nn.Conv2d):
+  """nn.Conv2d in its input's dtype: float32 weights are cast where they are used (mixed precision); float32 input unchanged."""
+  def __call__(self, x: Tensor) -> Tensor:
+    return x.conv2d(self.weight.cast(x.dtype), None if self.bias is None else self.bias.cast(x.dtype), self.groups, self.stride,
+                    self.dilation, self.padding)
+
+
+class BatchNorm(nn.BatchNorm):
+  """nn.BatchNorm whose statistics are taken in float32 whatever the input's dtype, the output cast back to it."""
+  def __call__(self, x: Tensor) -> Tensor: return super().__call__(x.float()).cast(x.dtype)
 
 
 def _norm(cfg: RetinaNetConfig, n: int):
   if cfg.norm == "frozen": return FrozenBatchNorm(n)
-  if cfg.norm == "batch": return nn.BatchNorm(n)
+  if cfg.norm == "batch": return BatchNorm(n)
   raise ValueError(f"norm must be 'frozen' or 'batch', not {cfg.norm!r}")
 
 
 class Bottleneck:
   """ResNeXt bottleneck (torchvision layout: stride and groups on the 3x3 conv)."""
   def __init__(self, cfg: RetinaNetConfig, cin: int, width: int, cout: int, stride: int):
-    self.conv1, self.bn1 = nn.Conv2d(cin, width, 1, bias=False), _norm(cfg, width)
-    self.conv2, self.bn2 = nn.Conv2d(width, width, 3, stride, 1, groups=cfg.groups, bias=False), _norm(cfg, width)
-    self.conv3, self.bn3 = nn.Conv2d(width, cout, 1, bias=False), _norm(cfg, cout)
-    self.downsample = [] if stride == 1 and cin == cout else [nn.Conv2d(cin, cout, 1, stride, bias=False), _norm(cfg, cout)]
+    self.conv1, self.bn1 = Conv2d(cin, width, 1, bias=False), _norm(cfg, width)
+    self.conv2, self.bn2 = Conv2d(width, width, 3, stride, 1, groups=cfg.groups, bias=False), _norm(cfg, width)
+    self.conv3, self.bn3 = Conv2d(width, cout, 1, bias=False), _norm(cfg, cout)
+    self.downsample = [] if stride == 1 and cin == cout else [Conv2d(cin, cout, 1, stride, bias=False), _norm(cfg, cout)]
 
   def __call__(self, x: Tensor) -> Tensor:
     out = self.bn2(self.conv2(self.bn1(self.conv1(x)).relu())).relu()
@@ -82,7 +95,7 @@ class Bottleneck:
 class Body:
   """The ResNeXt trunk; returns layer2..layer4's outputs (C3, C4, C5)."""
   def __init__(self, cfg: RetinaNetConfig):
-    self.conv1, self.bn1 = nn.Conv2d(3, cfg.stem, 7, 2, 3, bias=False), _norm(cfg, cfg.stem)
+    self.conv1, self.bn1 = Conv2d(3, cfg.stem, 7, 2, 3, bias=False), _norm(cfg, cfg.stem)
     cin = cfg.stem
     for i, n in enumerate(cfg.blocks):
       width, cout = cfg.groups * cfg.group_width * 2**i, cfg.stem * 4 * 2**i
@@ -102,8 +115,8 @@ class Body:
 class FPN:
   """Top-down feature pyramid over C3-C5 plus P6 and P7 from P5 (torchvision's LastLevelP6P7(256, 256), MLPerf's choice)."""
   def __init__(self, in_channels: list[int], ch: int, levels: int):
-    self.inner_blocks = [[nn.Conv2d(c, ch, 1)] for c in in_channels]
-    self.layer_blocks = [[nn.Conv2d(ch, ch, 3, padding=1)] for _ in in_channels]
+    self.inner_blocks = [[Conv2d(c, ch, 1)] for c in in_channels]
+    self.layer_blocks = [[Conv2d(ch, ch, 3, padding=1)] for _ in in_channels]
     if levels != len(in_channels) + 2: raise ValueError(f"RetinaNet's FPN has {len(in_channels) + 2} levels (P3-P7), not {levels}")
     self.extra_blocks = _P6P7(ch)
     for conv in [b[0] for b in self.inner_blocks + self.layer_blocks] + [self.extra_blocks.p6, self.extra_blocks.p7]:
@@ -122,7 +135,7 @@ class FPN:
 
 
 class _P6P7:
-  def __init__(self, ch: int): self.p6, self.p7 = nn.Conv2d(ch, ch, 3, 2, 1), nn.Conv2d(ch, ch, 3, 2, 1)
+  def __init__(self, ch: int): self.p6, self.p7 = Conv2d(ch, ch, 3, 2, 1), Conv2d(ch, ch, 3, 2, 1)
 
 
 class Backbone:
@@ -134,10 +147,10 @@ class Backbone:
 class _Head:
   """A tower of 3x3 convs + ReLU shared by all levels, then the subclass's final conv to `per_anchor` outputs per anchor."""
   def __init__(self, ch: int, convs: int):
-    self.conv = [[nn.Conv2d(ch, ch, 3, padding=1)] for _ in range(convs)]
+    self.conv = [[Conv2d(ch, ch, 3, padding=1)] for _ in range(convs)]
     for (c,) in self.conv: _normal(c, 0.01)
 
-  def _apply(self, feats: list[Tensor], final: nn.Conv2d, per_anchor: int) -> Tensor:
+  def _apply(self, feats: list[Tensor], final: Conv2d, per_anchor: int) -> Tensor:
     outs = []
     for f in feats:
       for (c,) in self.conv: f = c(f).relu()
@@ -151,7 +164,7 @@ class ClassificationHead(_Head):
   """Class logits (N, A, num_classes); the final bias starts at the focal-loss prior -log((1 - 0.01) / 0.01)."""
   def __init__(self, ch: int, convs: int, anchors: int, num_classes: int, prior: float = 0.01):
     super().__init__(ch, convs)
-    self.cls_logits, self.num_classes = nn.Conv2d(ch, anchors * num_classes, 3, padding=1), num_classes
+    self.cls_logits, self.num_classes = Conv2d(ch, anchors * num_classes, 3, padding=1), num_classes
     _normal(self.cls_logits, 0.01, -math.log((1 - prior) / prior))
 
   def __call__(self, feats: list[Tensor]) -> Tensor: return self._apply(feats, self.cls_logits, self.num_classes)
@@ -161,7 +174,7 @@ class RegressionHead(_Head):
   """Box deltas (N, A, 4), encoded as `retinanet_boxes.encode` writes them."""
   def __init__(self, ch: int, convs: int, anchors: int):
     super().__init__(ch, convs)
-    self.bbox_reg = nn.Conv2d(ch, anchors * 4, 3, padding=1)
+    self.bbox_reg = Conv2d(ch, anchors * 4, 3, padding=1)
     _normal(self.bbox_reg, 0.01)
 
   def __call__(self, feats: list[Tensor]) -> Tensor: return self._apply(feats, self.bbox_reg, 4)
@@ -195,12 +208,12 @@ class RetinaNet:
     return {k: v for k, v in nn.state.get_state_dict(self).items() if v.is_param}
 
 
-def _normal(conv: nn.Conv2d, std: float, bias: float = 0.0) -> None:
+def _normal(conv: Conv2d, std: float, bias: float = 0.0) -> None:
   conv.weight = Tensor.normal(*conv.weight.shape, std=std)
   conv.bias = Tensor.full(conv.bias.shape, bias)
 
 
-def _kaiming_uniform_a1(conv: nn.Conv2d) -> None:
+def _kaiming_uniform_a1(conv: Conv2d) -> None:
   # torchvision's FPN init: kaiming_uniform_(a=1) -> bound sqrt(3 / fan_in), bias 0
   fan_in = math.prod(conv.weight.shape[1:])
   conv.weight = Tensor.uniform(*conv.weight.shape, low=-math.sqrt(3 / fan_in), high=math.sqrt(3 / fan_in))
