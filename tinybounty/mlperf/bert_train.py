@@ -15,7 +15,7 @@ from tinygrad import Context, Tensor, TinyJit, dtypes
 from tinygrad.nn.state import get_state_dict
 
 from tinybounty.data.bert_shards import FIELDS, load_shards
-from tinybounty.mlperf.checkpoint import CheckpointError, batch_indices, load_checkpoint, read_state, save_checkpoint
+from tinybounty.mlperf.checkpoint import batch_indices, load_checkpoint, save_checkpoint
 from tinybounty.mlperf.lamb import Lamb, LambConfig, LossScaler, lr_at
 from tinybounty.models.bert_pretrain import BertForPretraining, BertPretrainConfig, decayed
 
@@ -79,11 +79,7 @@ class BertTrainer:
     save_checkpoint(path, self.state_tensors(), {"step": self.step_no, "scaler": self.scaler.state(), "run": _run_json(self.run)})
 
   def resume(self, path: str | os.PathLike) -> None:
-    saved = read_state(path)
-    if saved["run"] != (mine := _run_json(self.run)):
-      diff = sorted(k for k in set(saved["run"]) | set(mine) if saved["run"].get(k) != mine.get(k))
-      raise CheckpointError(f"{path}: written by a different run (differs in {', '.join(diff)})")
-    state = load_checkpoint(path, self.state_tensors())
+    state = load_checkpoint(path, self.state_tensors(), run=_run_json(self.run))
     self.step_no = int(state["step"])
     self.scaler.load(state["scaler"])
 

@@ -41,18 +41,15 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, Tensor], state: 
   finally: os.close(dfd)
 
 
-def load_checkpoint(path: str | os.PathLike, tensors: dict[str, Tensor]) -> dict:
-  """Assign the saved values into `tensors` (same names and shapes), restore the RNG state; returns the JSON state."""
-  path = pathlib.Path(path)
-  if not path.is_file(): raise CheckpointError(f"{path}: no checkpoint to resume from")
-  try:
-    with open(path, "rb") as f:
-      n = int.from_bytes(f.read(8), "little")
-      header = json.loads(f.read(n))
-    state = json.loads(header["__metadata__"]["state"])
-    saved = safe_load(str(path))
-  except (OSError, ValueError, KeyError) as e:
-    raise CheckpointError(f"{path}: not a tinybounty checkpoint ({type(e).__name__}: {e})") from None
+def load_checkpoint(path: str | os.PathLike, tensors: dict[str, Tensor], run: dict | None = None) -> dict:
+  """Assign the saved values into `tensors` (same names and shapes), restore the RNG state; returns the JSON state.
+  With `run` (the resuming run's settings as JSON), a checkpoint whose state["run"] differs is refused before anything is assigned."""
+  state = read_state(path)
+  if run is not None and state["run"] != run:
+    diff = sorted(k for k in set(state["run"]) | set(run) if state["run"].get(k) != run.get(k))
+    raise CheckpointError(f"{path}: written by a different run (differs in {', '.join(diff)})")
+  try: saved = safe_load(str(path))
+  except (OSError, ValueError, KeyError) as e: raise CheckpointError(f"{path}: not a tinybounty checkpoint ({type(e).__name__}: {e})") from None
   if missing := sorted(set(tensors) - set(saved)): raise CheckpointError(f"{path}: lacks {len(missing)} tensors, e.g. {missing[:3]}")
   for k, t in tensors.items():
     if saved[k].shape != t.shape: raise CheckpointError(f"{path}: {k} has shape {saved[k].shape}, the model's is {t.shape}")
@@ -64,12 +61,12 @@ def load_checkpoint(path: str | os.PathLike, tensors: dict[str, Tensor]) -> dict
 
 
 def read_state(path: str | os.PathLike) -> dict:
-  """A checkpoint's JSON state, without loading its tensors (to check that it belongs to the run resuming from it)."""
+  """A checkpoint's JSON state, without loading its tensors."""
   path = pathlib.Path(path)
   if not path.is_file(): raise CheckpointError(f"{path}: no checkpoint to resume from")
   try:
     with open(path, "rb") as f: return json.loads(json.loads(f.read(int.from_bytes(f.read(8), "little")))["__metadata__"]["state"])
-  except (OSError, ValueError, KeyError) as e: raise CheckpointError(f"{path}: not a tinybounty checkpoint ({e})") from None
+  except (OSError, ValueError, KeyError) as e: raise CheckpointError(f"{path}: not a tinybounty checkpoint ({type(e).__name__}: {e})") from None
 
 
 def batch_indices(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:

@@ -20,7 +20,7 @@ from tinygrad.nn.state import get_state_dict
 
 from tinybounty.data.coco_synth import CocoDetection
 from tinybounty.mlperf import retinanet_boxes as rb
-from tinybounty.mlperf.checkpoint import CheckpointError, batch_indices, load_checkpoint, read_state, save_checkpoint
+from tinybounty.mlperf.checkpoint import batch_indices, load_checkpoint, save_checkpoint
 from tinybounty.models.retinanet import RetinaNet, RetinaNetConfig
 
 
@@ -137,11 +137,7 @@ class RetinaNetTrainer:
   def save(self, path: str | os.PathLike) -> None: save_checkpoint(path, self.state_tensors(), {"step": self.step_no, "run": _run_json(self.run)})
 
   def resume(self, path: str | os.PathLike) -> None:
-    saved = read_state(path)
-    if saved["run"] != (mine := _run_json(self.run)):
-      diff = sorted(k for k in set(saved["run"]) | set(mine) if saved["run"].get(k) != mine.get(k))
-      raise CheckpointError(f"{path}: written by a different run (differs in {', '.join(diff)})")
-    self.step_no = int(load_checkpoint(path, self.state_tensors())["step"])
+    self.step_no = int(load_checkpoint(path, self.state_tensors(), run=_run_json(self.run))["step"])
 
 
 def predict(model: RetinaNet, images: np.ndarray, batch_size: int = 8, forward=None) -> tuple[np.ndarray, np.ndarray]:
