@@ -247,12 +247,20 @@ class GGUFFile:
     raw = self.raw(name)
     return (raw.view(t.dtype) if t.dequant is None else t.dequant(raw)).reshape(info.shape)
 
-  def q8_0_parts(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """A Q8_0 tensor (out, in) as stored: int8 values (out, in) and float32 block scales (out, in // 32)."""
+  def q8_0_values(self, name: str) -> np.ndarray:
+    """A Q8_0 tensor's int8 values as stored, shaped as the tensor (out, in)."""
+    info, b = self._q8_0_blocks(name)
+    return np.ascontiguousarray(b[:, 2:]).view(np.int8).reshape(info.shape)
+
+  def q8_0_scales(self, name: str) -> np.ndarray:
+    """A Q8_0 tensor's per-block scales as float32, (out, in // 32)."""
+    info, b = self._q8_0_blocks(name)
+    return _f16(b, 0).reshape(*info.shape[:-1], -1)
+
+  def _q8_0_blocks(self, name: str) -> tuple[TensorInfo, np.ndarray]:
     info = self.info(name)
     if info.type_name != "Q8_0": raise GGUFError(f"{self.path}: tensor {name!r} is {info.type_name}, not Q8_0")
-    b = self.raw(name).reshape(-1, 34)
-    return np.ascontiguousarray(b[:, 2:]).view(np.int8).reshape(info.shape), _f16(b, 0).reshape(*info.shape[:-1], -1)
+    return info, self.raw(name).reshape(-1, 34)  # 34-byte blocks: a float16 scale, then 32 int8 values
 
   def to(self, name: str, device: str):
     """Tensor `name` as a lazy tinygrad Tensor on `device`: F32/F16 and integer types copied from the file by tinygrad's disk

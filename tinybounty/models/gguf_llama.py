@@ -77,7 +77,8 @@ def native_q8(model: Llama, f: GGUFFile, sources: dict[str, Source]) -> int:
     if not isinstance(layer := getattr(owner, attr), Linear) or gg is None or gg.type_name != "Q8_0": continue
     setattr(owner, attr, Q8Linear(layer.weight.shape[1], layer.weight.shape[0]))
     del sources[name]
-    for i, part in enumerate(("q", "d")): sources[f"{name[:-7]}.{part}"] = lambda device, g=gg.name, i=i: Tensor(f.q8_0_parts(g)[i], device=device)
+    sources[f"{name[:-7]}.q"] = lambda device, g=gg.name: Tensor(f.q8_0_values(g), device=device)
+    sources[f"{name[:-7]}.d"] = lambda device, g=gg.name: Tensor(f.q8_0_scales(g), device=device)
     swapped += 1
   return swapped
 
