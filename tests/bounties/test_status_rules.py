@@ -30,6 +30,9 @@ def test_02_status_rule():
   steady = Record("2026-12-05", "hlb_cifar", ELSEWHERE, "python bench/hlb_cifar.py main.py", "tiny: epochs 160.73, 13.56 s, steady last "
                   "epoch 244.3x cuda; losses max rel diff 1.5%; cuda-cudnn-benchmark vs cuda: 1.11%", "PyTorch cuda eager")
   assert b02.verdict(good, steady, HERE).status is Status.PARTIAL and b02.verdict(good, steady, HERE).figure == 244.3  # the newer row format
+  steps = Record("2026-12-06", "hlb_cifar", ELSEWHERE, "python bench/hlb_cifar.py main.py", "tiny-capture: epochs 150.10, 19.20 s, steady "
+                 "step 1012.5 ms = 112.5x cuda's 9.00 ms, last epoch 41.0x; losses max rel diff 1.2% (within 2%)", "PyTorch cuda eager")
+  assert b02.verdict(good, steps, HERE).figure == 112.5  # since 2026-12-06: the step-interval medians, not the last epoch
   unreadable = Record("2026-11-26", "hlb_cifar", HERE, "x", "fast", "y")
   assert b02.verdict(good, unreadable, HERE).status is Status.FAIL
 
