@@ -127,6 +127,7 @@ def test_disk_key_splits_on_renderer_target_config_and_patches():
   assert program_cache.disk_key((b"\x02" * 32, *k[1:])) != base
   with Context(NOOPT=1 - codegen.to_program_config[0].value): assert program_cache.disk_key(_key()) != base
   with Context(TRANSCENDENTAL=3): assert program_cache.disk_key(_key()) != base
+  with Context(TUPLE_ORDER=1 - helpers.TUPLE_ORDER.value): assert program_cache.disk_key(_key()) != base  # not in the config tuple
   was = float_association.installed()  # importing the torch backend installs it
   try:
     float_association.uninstall()

@@ -15,7 +15,8 @@ environment makes `install_from_env()` install it.
 A wrong cached program is a silent wrong result, so the disk key (`disk_key`) holds everything that can change the
 program for the same AST, beyond tinygrad's own in-process key (ast.key, renderer class, target, `to_program_config`):
 our format version, tinygrad's version, the host's CPU (CPU kernels are compiled for -march=native), the tinygrad
-environment variables set in this process, and which of our codegen-changing patches are installed (`PATCHES`).
+environment variables set in this process and the lowering's ContextVars outside to_program_config, and which of
+our codegen-changing patches are installed (`PATCHES`).
 Each entry repeats its full key string and a sha256 of its pickled program, checked on read; any error reading or
 writing the cache (locked database, corrupt entry) falls back to lowering normally.
 """
@@ -54,6 +55,9 @@ PATCHES: tuple[tuple[str, str], ...] = (
 # ContextVars that only change what is printed or traced, never a program: left out of the key so they do not split it
 _QUIET_VARS = frozenset({"DEBUG", "VIZ", "PROFILE", "NO_COLOR", "TRACEMETA", "TRACK_MATCH_STATS", "CAPTURE_PROCESS_REPLAY",
                          "CACHELEVEL", "CCACHE", "DEBUG_RANGEIFY", "SPEC", "CAPTURING"})
+# ContextVars read while lowering that are not in to_program_config (so a Context() override of them would not be seen
+# by an environment check): the linearizer's TUPLE_ORDER and the C-style renderers' FLOAT16; always in the key
+_LOWERING_VARS = ("TUPLE_ORDER", "FLOAT16")
 # plain getenv() names read while lowering (codegen, renderers, compilers, BEAM search, heuristics) in tinygrad 0.14.0
 _CODEGEN_ENV = ("ALIGNED", "ALLOW_HALF8", "BEAM_ESTIMATE", "BEAM_LOCAL_MAX", "BEAM_MIN_PROGRESS", "BEAM_PADTO", "BEAM_STRICT_MODE",
                 "BEAM_TIMEOUT_SEC", "BEAM_UOPS_MAX", "BEAM_UPCAST_MAX", "CC", "CUDA_PATH", "DMC", "EXPAND_SSA", "LLVMOPT", "MV",
@@ -93,8 +97,9 @@ def patch_state() -> str:
 
 def _environment() -> str:
   cvars = sorted(f"{k}={v.value!r}" for k, v in ContextVar._cache.items() if k in os.environ and k not in _QUIET_VARS)
+  live = [f"{k}={ContextVar._cache[k].value!r}" for k in _LOWERING_VARS if k in ContextVar._cache]
   env = [f"{k}={os.environ[k]!r}" for k in _CODEGEN_ENV if k in os.environ]
-  return ";".join(cvars + env)
+  return ";".join(live + cvars + env)
 
 
 def disk_key(key: tuple) -> str:
