@@ -98,6 +98,8 @@ def run(args: argparse.Namespace) -> dict | None:
   distributed = args.mode != "single"
   if args.device == "tiny":
     import tinybounty.torch_backend.distributed  # noqa: F401  (registers the tiny device and its process-group backend)
+    from tinybounty.runtime import program_cache
+    program_cache.install_from_env()  # TINYBOUNTY_PROGRAM_CACHE=1: lowered kernels from disk (every rank lowers the same ones)
   if distributed:
     from datetime import timedelta
     dist.init_process_group(args.backend, timeout=timedelta(seconds=args.timeout))
