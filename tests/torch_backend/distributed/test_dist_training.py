@@ -10,7 +10,19 @@ import torch
 
 from tinybounty.torch_backend.distributed import launch, netns
 
-pytestmark = pytest.mark.long  # torchrun launches of several ranks and two namespace machines: minutes
+pytestmark = pytest.mark.slow  # torchrun launches of several ranks and two namespace machines
+
+
+@pytest.fixture(scope="module", autouse=True)
+def program_cache(tmp_path_factory):
+  """Every launched process lowers its kernels through the on-disk program cache (runtime/program_cache.py), in a
+  database of this module's own, empty at the start: the reference lowers the kernels once and each rank reads them
+  back (~2.2 min in all instead of ~4-5 cold on the 2-core machine). Compiled binaries start uncached too."""
+  mp = pytest.MonkeyPatch()
+  mp.setenv("TINYBOUNTY_PROGRAM_CACHE", "1")
+  mp.setenv("CACHEDB", str(tmp_path_factory.mktemp("tinygrad_cache") / "cache.db"))
+  yield
+  mp.undo()
 
 TRAIN = "tinybounty.torch_backend.distributed.train"
 STEPS, BATCH = 2, 8
