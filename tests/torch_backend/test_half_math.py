@@ -1,5 +1,5 @@
 """Half-precision math computed in float32 and rounded once, as PyTorch's kernels do ("opmath"): within an ulp of the
-float32 result rounded to half, where rounding every intermediate to half (tinygrad's default) is far off."""
+exact result beyond float32's own error, where rounding every intermediate to half (tinygrad's default) is far off."""
 import pytest
 import torch
 
@@ -9,15 +9,20 @@ torch.manual_seed(0)
 X, G, P = (torch.randn(64, 64) * 3).half(), torch.randn(64, 64).half(), torch.randn(64, 64).half()
 
 
-def ulps(got: torch.Tensor, want: torch.Tensor, floor: float) -> float:
-  """The largest distance in units of half's last place at each expected value (at least at `floor`)."""
-  _, exponent = torch.frexp(want.float().abs().clamp(min=floor))  # |v| = m * 2**exponent, m in [0.5, 1)
-  spacing = torch.ldexp(torch.ones_like(want, dtype=torch.float32), exponent - 11)  # half keeps 11 significant bits
-  return ((got.float() - want.float()).abs() / spacing).max().item()
+def excess_ulps(got: torch.Tensor, exact: torch.Tensor, allowance: float, floor: float) -> float:
+  """The largest distance from the exact value beyond `allowance` (absolute), in units of half's last place at the exact
+  value (at least at `floor`)."""
+  _, exponent = torch.frexp(exact.float().abs().clamp(min=floor))  # |v| = m * 2**exponent, m in [0.5, 1)
+  spacing = torch.ldexp(torch.ones_like(exact, dtype=torch.float64), exponent - 11)  # half keeps 11 significant bits
+  return (((got.double() - exact).abs() - allowance).clamp(min=0) / spacing).max().item()
 
 
-# every op counted in ulps of the expected value itself, down to half's smallest normal (erf and gelu too: their float32
-# error, ~4e-7 absolute in tinygrad's erf, stays below half's spacing there, so rounding once is at most one ulp away)
+# float32 math rounded once to half lands within half an ulp of the float32 result, so within an ulp of the exact
+# (float64) value plus float32's own error; that error is taken from PyTorch's float32 result on the same inputs (twice
+# it, for an implementation as accurate as PyTorch's within a factor 2), never from what one machine printed: in gelu's
+# tail erf's ~4e-7 absolute float32 error is several half ulps of the small result, and it moves with the CPU's vector
+# instructions (tinygrad compiles CPU kernels for the host). Rounding every intermediate to half (tinygrad's default) is
+# off by several ulps at every magnitude.
 @pytest.mark.parametrize("name, fn, max_ulps, floor", [
   ("tanh", torch.tanh, 1, 2 ** -14), ("sigmoid", torch.sigmoid, 1, 2 ** -14), ("softmax", lambda t, g, p: torch.softmax(t, -1), 1, 2 ** -14),
   ("log_softmax", lambda t, g, p: torch.log_softmax(t, -1), 1, 2 ** -14), ("erf", torch.erf, 1, 2 ** -14),
@@ -26,10 +31,12 @@ def ulps(got: torch.Tensor, want: torch.Tensor, floor: float) -> float:
 ])
 def test_half_ops_round_once(name, fn, max_ulps, floor):
   call = (lambda t, g, p: fn(t)) if fn in (torch.tanh, torch.sigmoid, torch.erf, torch.nn.functional.gelu) else fn
-  want = call(X.float(), G.float(), P.float()).half()
+  exact = call(X.double(), G.double(), P.double())
+  float32_error = (call(X.float(), G.float(), P.float()).double() - exact).abs().max().item()
   got = call(X.to("tiny"), G.to("tiny"), P.to("tiny")).cpu()
   assert got.dtype == torch.float16
-  assert ulps(got, want, floor) <= max_ulps, f"{name}: {ulps(got, want, floor):.1f} ulps from float32 rounded once"
+  excess = excess_ulps(got, exact, 2 * float32_error, floor)
+  assert excess <= max_ulps, f"{name}: {excess:.1f} half ulps from the exact value beyond float32's error ({float32_error:.1e})"
 
 
 def _reduced_product_dtypes(t: torch.Tensor) -> set:
