@@ -27,11 +27,11 @@ import torch
 from tinybounty.data.files import atomic_write
 from tinybounty.hardware import machine
 from tinybounty.records import format_row
-from tinybounty.runner.compare import in_child, run, worst_step
+from tinybounty.runner.compare import ScriptRun, in_child, run, worst_step
 from tinybounty.runner.run import find_data_location, write_data_cache
 
 
-def train(script: str, device: str, epochs: float, seed: int, init: dict | None, engine: bool):
+def train(script: str, device: str, epochs: float, seed: int, init: dict | None, engine: bool) -> ScriptRun:
   """One run, in a child process (tiny is registered only there). Device "cuda-cudnn-benchmark" is CUDA with cuDNN's
   autotuner on (other convolution algorithms): against plain "cuda" it measures how far two correct fp16 runs drift."""
   if device.startswith("tiny"):

@@ -29,7 +29,7 @@ import numpy as np
 from tinybounty.data.coco_synth import CocoDetection, split_paths, write_coco
 from tinybounty.data.files import atomic_write
 from tinybounty.hardware import machine
-from tinybounty.mlperf.retinanet_train import RetinaNetRun, RetinaNetTrainer
+from tinybounty.mlperf.retinanet_train import RetinaNetRun, RetinaNetTrainer, make_targets
 from tinybounty.models.retinanet import RetinaNetConfig
 from tinybounty.records import bench_command, format_row
 
@@ -115,11 +115,12 @@ def main(argv: list[str] | None = None) -> int:
   t1 = time.perf_counter()
   batches = [trainer.batch(s) for s in range(a.steps)]
   t2 = time.perf_counter()
-  prepared = [trainer.prepare(s) for s in range(a.steps)]
+  # what trainer.prepare(step) returns, from the batches decoded above (prepare would decode and resize them again)
+  prepared = [(images, *make_targets(boxes, labels, trainer.anchors)) for images, boxes, labels in batches]
   host_ms = (time.perf_counter() - t2) / a.steps * 1e3
   print(f"RetinaNet {a.config} at {size} px, {classes} classes, batch {a.batch_size}, {a.dtype}: {len(trainer.anchors)} anchors, "
         f"{sum(int(np.prod(t.shape)) for t in trainer.params.values()) / 1e6:.2f}M trained parameters; init {t1 - t0:.1f} s; host work per "
-        f"batch (decode + resize {(t2 - t1) / a.steps * 1e3:.0f} ms, tinygrad's prepare incl. matching {host_ms:.0f} ms), outside the timing",
+        f"batch (decode + resize {(t2 - t1) / a.steps * 1e3:.0f} ms, tinygrad's anchor matching {host_ms:.0f} ms), outside the timing",
         flush=True)
   skip = set(a.skip) | ({"compile"} if a.skip_compile else set())
   results: dict[str, dict] = {}
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
           f"(warmup {sum(times[:a.warmup]):.1f} s: {', '.join(f'{t:.1f}' for t in times[:a.warmup])}; all {time.perf_counter() - t0:.1f} s)",
           flush=True)
     if a.json:
-      with atomic_write(a.json) as f: f.write(json.dumps(dict(args=vars(a), host_prepare_ms=host_ms, results=results)).encode())
+      with atomic_write(a.json) as f: f.write(json.dumps(dict(args=vars(a), host_matching_ms=host_ms, results=results)).encode())
   if "tinygrad" not in results or len(results) < 2: return 0
   tiny = results["tinygrad"]
   match = "; ".join(f"step-0 loss vs {k}: cls {abs(tiny['step0'][0] - v['step0'][0]) / abs(v['step0'][0]):.1e}, "
@@ -146,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     f"{k} {a.batch_size / v['median']:.2f} images/s, tinygrad {v['median'] / tiny['median']:.2f}x" for k, v in results.items() if k != "tinygrad")
   print(match)
   print(format_row("retinanet_step", machine(), bench_command("bench/retinanet_step.py"), f"{figure}; {match}",
-                   f"PyTorch reference, same weights and batches, same process, {a.dtype}; host work ({host_ms:.0f} ms/batch) outside both"))
+                   f"PyTorch reference, same weights and batches, same process, {a.dtype}; decoding and tinygrad's anchor matching "
+                   f"({host_ms:.0f} ms/batch) outside both"))
   return 0
 
 
