@@ -120,7 +120,10 @@ class RecordLosses(TorchFunctionMode):
 
   def __torch_function__(self, func, types, args=(), kwargs=None):
     if func is torch.Tensor.backward:
-      self.tensors.append(args[0].detach())
+      loss = args[0].detach()
+      # a copy written now is realized with the step (a write is flushed with it); the loss itself may stay a lazy
+      # graph until read, and reading every step's at the end would run every step's forward again
+      self.tensors.append(torch.empty_like(loss).copy_(loss))
       self.times.append(time.perf_counter())
       if self.bar is not None: self.bar.update()
     return func(*args, **(kwargs or {}))

@@ -185,6 +185,7 @@ def _learn(res: Any, kind: str, extra: Any, kwargs: dict) -> Any:
         st = r.untyped_storage()._tiny
         if st.slot >= 0 or st._value is None or tuple(st._value.shape) != tuple(r.shape): raise _NotRecordable
         return ("T", tuple(r.shape), r.dtype)
+      if r is None: return ("N",)  # a gradient not asked for (convolution_backward's output_mask)
       if isinstance(r, (list, tuple)): return (type(r), tuple(shape(x) for x in r))
       raise _NotRecordable
     try:
@@ -281,6 +282,7 @@ def _placeholders(meta: Any, seg: _Segment, slots: list[int]) -> Any:
     t.untyped_storage()._tiny = st = device.TinyStorage(None)
     slots.append(seg.new_slot(st, False))
     return t
+  if meta[0] == "N": return None
   return meta[0](_placeholders(m, seg, slots) for m in meta[1])
 
 
@@ -373,7 +375,7 @@ def _learn_scalars(op: tuple, targs: Any, tkwargs: Any, seg: _Segment, requests:
 
 def _flatten(r: Any, out: list) -> None:
   if isinstance(r, Tensor): out.append(r)
-  else:
+  elif r is not None:
     for x in r: _flatten(x, out)
 
 

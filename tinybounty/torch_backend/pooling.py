@@ -136,7 +136,9 @@ def adaptive_avg_pool3d_backward(grad_output: Tensor, self: Tensor) -> Tensor:
 
 def _window_mask(n: int, o: int) -> Tensor:
   """(o, n) bool: which inputs each adaptive output window covers."""
-  return Tensor([[(i * n) // o <= j < -(-((i + 1) * n) // o) for j in range(n)] for i in range(o)])
+  # from aranges, not a host list: a list is copied to the device inside the step, and a step with a copy is not captured
+  i, j = Tensor.arange(o).unsqueeze(-1), Tensor.arange(n)
+  return ((i * n) // o <= j) & (j < ((i + 1) * n + o - 1) // o)
 
 
 def adaptive_max(x: Tensor, output_size: Sequence[int]) -> tuple[Tensor, Tensor]:
