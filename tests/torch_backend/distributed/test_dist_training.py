@@ -5,6 +5,8 @@ process over the whole global batch; it processes that batch in micro-batches of
 accumulation), so its kernels are the ranks' kernels and tinygrad compiles them once. Weights after K steps must
 agree to 1e-5 (the issue's bound; float32 reassociation of the gradient sums is ~1e-7 here).
 """
+import concurrent.futures
+
 import pytest
 import torch
 
@@ -39,15 +41,17 @@ def _max_diff(a: dict, b: dict) -> float:
 
 @pytest.fixture(scope="module")
 def single(tmp_path_factory):
-  """The one-process references, by model: whole global batch, micro-batches of 2 (cnn) or 4 (transformer) samples."""
-  out = {}
-  for model, accum in (("cnn", 4), ("transformer", 2)):
+  """The one-process references, by model: whole global batch, micro-batches of 2 (cnn) or 4 (transformer) samples.
+  Both run at once: each is mostly one core's kernel compiles."""
+  def reference(model: str, accum: int) -> dict:
     path = str(tmp_path_factory.mktemp("single") / f"{model}.pt")
     run = launch.run([launch.sys.executable, "-m", TRAIN, "--mode", "single", "--model", model, "--steps", str(STEPS), "--batch", str(BATCH),
                       "--accum", str(accum), "--out", path], timeout=600)
     assert run.returncode == 0, run.output[-3000:]
-    out[model] = _load(path)
-  return out
+    return _load(path)
+  with concurrent.futures.ThreadPoolExecutor(2) as pool:
+    runs = {model: pool.submit(reference, model, accum) for model, accum in (("cnn", 4), ("transformer", 2))}
+    return {model: run.result() for model, run in runs.items()}
 
 
 def test_ddp_buckets_and_no_sync_equal_one_process(single, tmp_path):
