@@ -33,6 +33,9 @@ def test_02_status_rule():
   steps = Record("2026-12-06", "hlb_cifar", ELSEWHERE, "python bench/hlb_cifar.py main.py", "tiny-capture: epochs 150.10, 19.20 s, steady "
                  "step 1012.5 ms = 112.5x cuda's 9.00 ms, last epoch 41.0x; losses max rel diff 1.2% (within 2%)", "PyTorch cuda eager")
   assert b02.verdict(good, steps, HERE).figure == 112.5  # since 2026-12-06: the step-interval medians, not the last epoch
+  noisy = Record("2026-12-06", "hlb_cifar", ELSEWHERE, "python bench/hlb_cifar.py main.py", "tiny-capture: epochs 144.52, 16.01 s, steady "
+                 "step 228.8 ms = 34.9x cuda's 6.56 ms; losses max rel diff 4.36% (NOT within 2%); cuda-cudnn-benchmark vs cuda: 2.54%", "PyTorch")
+  assert b02.verdict(good, noisy, HERE).status is Status.FAIL and "cuDNN's autotuner: 2.54%" in b02.verdict(good, noisy, HERE).detail
   unreadable = Record("2026-11-26", "hlb_cifar", HERE, "x", "fast", "y")
   assert b02.verdict(good, unreadable, HERE).status is Status.FAIL
 

@@ -64,8 +64,11 @@ def verdict(analogue: Result, rec: Record | None, here: str) -> Result:
   ratio, diff = float(ratio.group(1)), float(diff.group(1))
   ran = analogue.ran + f"; real main.py on the GPU quoted from docs/benchmarks.md ({rec.date}, {rec.machine})"
   if diff > LOSS_TARGET_PCT:
+    # PyTorch's own spread (cuDNN's autotuner against plain CUDA, same bench run), where the row has it
+    noise = re.search(r"cuda-cudnn-benchmark vs cuda: ([\d.]+)%", rec.figure)
+    floor = f"; PyTorch CUDA against itself with cuDNN's autotuner: {noise.group(1)}%" if noise else ""
     return Result(Status.FAIL, ran=ran, figure=diff, unit="% max per-step loss difference (GPU record)", baseline=rec.baseline,
-                  detail=f"wrong: losses {diff:g}% from PyTorch CUDA's, needs <= {LOSS_TARGET_PCT:g}% ({quoted})")
+                  detail=f"wrong: losses {diff:g}% from PyTorch CUDA's, needs <= {LOSS_TARGET_PCT:g}%{floor} ({quoted})")
   if ratio > STEP_TIME_TARGET:
     return Result(Status.PARTIAL, ran=ran, figure=ratio, unit="x PyTorch CUDA step time (GPU record)", baseline=rec.baseline,
                   detail=f"losses within {LOSS_TARGET_PCT:g}%; step time {ratio:g}x, target <= {STEP_TIME_TARGET:g}x ({quoted})")
