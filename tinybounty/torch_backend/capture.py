@@ -153,6 +153,9 @@ def _template(a: Any, ctx: _Ctx) -> Any:
     except Exception:
       raise _NotRecordable from None
     size, stride, off, dt = tuple(a.shape), a.stride(), a.storage_offset(), a.dtype
+    # a moving slice (a batch's rows of a permutation) is copied out by a kernel as it is read: the op runs eagerly,
+    # outside the step, or the offset, a new one each step, would key every step apart
+    if device.moving_slice(size, stride, off, dt): raise _NotRecordable
     src = ctx.seg.ref(st)
     ctx.key.append((size, stride, off, dt))
     ctx.refs.append(src)
