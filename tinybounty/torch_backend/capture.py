@@ -16,7 +16,8 @@ At a sync point (flush after an optimizer step, .item(), .cpu(), synchronize) th
   with the reason: what differs from the last step).
 An eager path that reads a placeholder (an op without a learned shape, a CPU fallback, an op reading device data) first
 turns the recorded ops into lazy tinygrad values (`lowered`, with the reason) and the step continues eagerly. Ops that
-read device data (nonzero, masked_select), draw random numbers or run kernels while building are never recorded.
+read device data (nonzero, masked_select), draw random numbers, read a moving slice (device.py) or run kernels while
+building are never recorded.
 """
 from __future__ import annotations
 
