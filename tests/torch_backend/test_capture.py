@@ -125,6 +125,24 @@ def test_reads_of_a_moving_slice_are_never_recorded():
     torch.testing.assert_close((xb.sum(1) + yb.sum(1)).cpu(), x.cpu()[perm.cpu()[4:8]].sum(1) + y.cpu()[perm.cpu()[4:8]].sum(1))
 
 
+def test_empty_tensors_in_a_step():
+  """tinygrad allocates no buffer for an empty tensor: a step making one (BatchNorm's saved statistics in eval, as the
+  fast paths and state_dict round trips run) replays with it as a constant; a step reading one runs uncaptured."""
+  torch.manual_seed(0)
+  bn, x, e = nn.BatchNorm1d(4).eval(), torch.randn(5, 4), torch.randn(0, 3)
+  bnt, xt, et = copy.deepcopy(bn).to("tiny"), x.to("tiny"), e.to("tiny")
+  with torch.no_grad():
+    for _ in range(7):  # learning the decomposition's ops takes the first steps
+      y = torch.ops.aten.native_batch_norm(xt, bnt.weight, bnt.bias, bnt.running_mean, bnt.running_var, False, 0.1, 1e-5)
+      torch.testing.assert_close(y[0].cpu(), bn(x), **TOL)
+      assert y[1].shape == y[2].shape == (0,)
+  assert capture.stats()["replays"] >= 2, capture.stats()
+  w = torch.ones(4).to("tiny")
+  for i in range(4):
+    z = (et * 2 + 1, w * i)
+    assert z[0].cpu().shape == (0, 3) and z[1].cpu().tolist() == [float(i)] * 4
+
+
 def _step(x: torch.Tensor, w: torch.Tensor, variant: str, i: int) -> torch.Tensor:
   """One small step whose graph the variant changes on some steps; returns the value read back."""
   if variant == "shape": x = x[: 2 + i % 2]

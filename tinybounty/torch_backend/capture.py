@@ -511,8 +511,7 @@ def _end(seg: _Segment) -> None:
   live = _live(seg)
   if not live: return  # every value the step made is gone: nothing to compute
   in_bufs = [_input_buf(x) for x in seg.inputs]
-  if any(u is None for u in in_bufs):
-    lazy = [j for j, u in enumerate(in_bufs) if u is None]
+  if lazy := [j for j, u in enumerate(in_bufs) if u is None and seg.inputs[j].numel()]:
     values = [seg.inputs[j].clone() for j in lazy]
     Tensor.realize(*values)
     for j, v in zip(lazy, values):
@@ -523,9 +522,11 @@ def _end(seg: _Segment) -> None:
     _counts["reason: " + "inputs realized first: lazy values read by the step"] += 1
   for j, x in enumerate(seg.inputs):
     # a realized input keeps its buffer at hand: the next step's key and replay read it without tinygrad's UOps
-    if isinstance(x, Tensor) and (st := seg.input_storages[j]()) is not None and st.slot < 0 and st._value is x and st.bound is None:
+    if isinstance(x, Tensor) and in_bufs[j] is not None and (st := seg.input_storages[j]()) is not None and st.slot < 0 and st._value is x \
+       and st.bound is None:
       st.bound = (in_bufs[j], tuple(x.shape))
-  in_sig = tuple((b.dtype, b.size, _shape_of(x)) for b, x in zip(in_bufs, seg.inputs))
+  # an empty input has no buffer (tinygrad allocates none, not even when realized): _build runs such a step uncaptured
+  in_sig = tuple((x.dtype, 0, _shape_of(x)) if b is None else (b.dtype, b.size, _shape_of(x)) for b, x in zip(in_bufs, seg.inputs))
   first: dict[bytes, int] = {}
   equal = tuple(first.setdefault(struct.pack("<d", v), i) for i, v in enumerate(seg.scalars))
   live_slots = tuple(k for k, _ in live)
@@ -592,6 +593,7 @@ def _capture(key: tuple, seg: _Segment, in_uops: list[UOp], scalar_reads: list, 
 
 
 def _build(key: tuple, seg: _Segment, in_uops: list[UOp], scalar_reads: list, outs: list[Tensor], live: list, last: Any, cap: _Linears) -> None:
+  if any(u is None for u in in_uops): raise _NotCapturable("an input is empty")
   params: list[UOp] = list(in_uops)
   index = {u: i for i, u in enumerate(params)}
   scalar_specs = []
@@ -609,6 +611,9 @@ def _build(key: tuple, seg: _Segment, in_uops: list[UOp], scalar_reads: list, ou
   n_fixed = len(params)
   out_specs = []
   for o in outs:
+    if o.numel() == 0:  # no buffer to allocate or write: every replay hands out this one empty value
+      out_specs.append(("const", o))
+      continue
     u = _input_uop(o, realized=False)
     if u is None: raise _NotCapturable("an output is not a whole buffer")
     if u in index:
