@@ -109,7 +109,7 @@ class HostRandom(TorchFunctionMode):
 
 
 class RecordLosses(TorchFunctionMode):
-  """Keeps (detached) every tensor `.backward()` is called on: a training script's per-step losses, read after the run,
+  """Keeps a copy of every tensor `.backward()` is called on: a training script's per-step losses, read after the run,
   and the host clock at each call (`times`: in steady state the intervals are the step time, since the host cannot run
   more than a bounded queue ahead of the device). `bar` (a tqdm) is advanced once per step."""
   def __init__(self, bar: Any = None):
