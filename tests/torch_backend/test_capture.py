@@ -7,7 +7,6 @@ import copy
 import os
 import subprocess
 import sys
-from collections.abc import Iterable
 
 import pytest
 import torch
@@ -36,7 +35,7 @@ def mlp(width: int = 16, depth: int = 3) -> nn.Module:
   return nn.Sequential(*[m for _ in range(depth) for m in (nn.Linear(width, width), nn.ReLU())])
 
 
-def train(model: nn.Module, opt: torch.optim.Optimizer, batches: Iterable, accumulate: int = 1, item_mid_step: bool = False) -> list[float]:
+def train(model: nn.Module, opt: torch.optim.Optimizer, batches: list, accumulate: int = 1, item_mid_step: bool = False) -> list[float]:
   losses = []
   for x, y in batches:
     opt.zero_grad()

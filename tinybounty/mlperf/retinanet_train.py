@@ -115,9 +115,10 @@ class RetinaNetTrainer:
     idx = batch_indices(len(self.data), self.run.batch_size, self.run.seed, step)
     return self.data.batch(idx, np.random.default_rng([self.run.seed, step, 1]).random(len(idx)) < 0.5)
 
-  def prepare(self, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The host's part of 0-based `step` (a data loader's work): its images and per-anchor class and box targets."""
-    images, boxes, labels = self.batch(step)
+  def prepare(self, step: int, batch: tuple | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The host's part of 0-based `step` (a data loader's work): its images and per-anchor class and box targets
+    (`batch`: that step's `batch`, if already decoded)."""
+    images, boxes, labels = batch if batch is not None else self.batch(step)
     return (images, *make_targets(boxes, labels, self.anchors))
 
   def train_step(self, prepared: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> dict:

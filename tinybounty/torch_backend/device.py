@@ -104,7 +104,7 @@ def read(st: TinyStorage, size: tuple[int, ...], stride: tuple[int, ...], off: i
   if n == 0: return Tensor.empty(*size, dtype=want)
   if contiguous:
     if off == 0 and n == buf.shape[0]: return buf.reshape(size)
-    if moving_slice(size, stride, off, want): return _moving_slice(buf, off, n)
+    if moving_slice(size, stride, off, dtype): return _moving_slice(buf, off, n)
     return buf.shrink(((off, off + n),)).reshape(size)
   return strided_read(buf, size, stride, off)
 
@@ -126,10 +126,9 @@ def _is_contiguous(size: tuple[int, ...], stride: tuple[int, ...]) -> bool:
   return True
 
 
-def moving_slice(size: tuple[int, ...], stride: tuple[int, ...], off: int, dtype: Any) -> bool:
+def moving_slice(size: tuple[int, ...], stride: tuple[int, ...], off: int, dtype: torch.dtype) -> bool:
   """Whether a view is read as a moving slice (below): 1-d, contiguous, integer, at an offset."""
-  return (len(size) == 1 and off > 0 and _is_contiguous(size, stride)
-          and dtypes.is_int(table.to_tiny_dtype(dtype) if isinstance(dtype, torch.dtype) else dtype))
+  return len(size) == 1 and off > 0 and _is_contiguous(size, stride) and dtypes.is_int(table.to_tiny_dtype(dtype))
 
 
 def _moving_slice(buf: Tensor, offset: int, n: int) -> Tensor:
