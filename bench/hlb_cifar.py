@@ -55,6 +55,11 @@ def compare(name: str, got: list[float], ref: list[float]) -> float:
   return rel
 
 
+def accuracy(val_acc: float | None, ema_val_acc: float | None) -> str:
+  """main.py's last validation accuracies, as its table prints them (the EMA network's exists from its EMA epochs on)."""
+  return f"val_acc {val_acc if val_acc is not None else '-'}, ema_val_acc {ema_val_acc if ema_val_acc is not None else '-'}"
+
+
 def main() -> None:
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("script", help="path to hlb-CIFAR10's main.py")
@@ -68,20 +73,22 @@ def main() -> None:
   args = p.parse_args()
   cache = find_data_location(args.script) or "data.pt"
   if not os.path.exists(cache): write_data_cache(cache, args.data)
-  results, steady, init = {}, {}, None
+  results, steady, acc, init = {}, {}, {}, None
   for dev in args.runs:
-    losses, times, state, step_times = in_child(train, args.script, dev, args.epochs, args.seed, init, args.engine)
+    losses, times, state, step_times, val_acc, ema_acc = in_child(train, args.script, dev, args.epochs, args.seed, init, args.engine)
     init = init or state
     results[dev] = (losses, times)
+    acc[dev] = (val_acc, ema_acc if isinstance(ema_acc, float) else None)
     # steady per-step time: the median interval between steps over the run's second half (compiles and captures
     # happen in the first steps; an epoch end's eval adds one long interval, which the median ignores)
     steady[dev] = statistics.median(step_times[len(step_times) // 2:]) if len(step_times) > 1 else float("nan")
     print(f"[{dev}] {len(losses)} steps; epoch times {', '.join(f'{t:.3f}' for t in times)} s; "
-          f"steady step {steady[dev] * 1e3:.1f} ms (median, second half); final loss {losses[-1]:.4f}")
+          f"steady step {steady[dev] * 1e3:.1f} ms (median, second half); final loss {losses[-1]:.4f}; {accuracy(*acc[dev])}")
     if len(results) > 1: compare(f"{dev} vs {args.runs[0]}", losses, results[args.runs[0]][0])  # now: a later run may be cut
     if args.json:  # after every run, for the same reason
       with atomic_write(args.json) as f:
-        f.write(json.dumps({k: {"losses": v[0], "epoch_times": v[1], "steady_step_s": steady[k]} for k, v in results.items()}).encode())
+        f.write(json.dumps({k: {"losses": v[0], "epoch_times": v[1], "steady_step_s": steady[k], "val_acc": acc[k][0], "ema_val_acc": acc[k][1]}
+                            for k, v in results.items()}).encode())
   if torch.cuda.is_available(): print("torch", torch.__version__, torch.cuda.get_device_name())
   ref_dev, (ref, ref_t) = next(iter(results.items()))
   rels = {dev: compare(f"{dev} vs {ref_dev}", got, ref) for dev, (got, _) in list(results.items())[1:]}
@@ -96,8 +103,9 @@ def main() -> None:
           f"steady step {steady[dev] * 1e3:.1f} ms vs {steady[ref_dev] * 1e3:.2f} ms: {ratio:.1f}x (target <= 2x)")
     print(format_row("hlb_cifar", machine(), cmd, f"{dev}: epochs {', '.join(f'{t:.2f}' for t in got_t)} s, steady step "
                      f"{steady[dev] * 1e3:.1f} ms = {ratio:.1f}x {ref_dev}'s {steady[ref_dev] * 1e3:.2f} ms, last epoch {last:.1f}x; "
-                     f"losses max rel diff {rels[dev]:.2%} ({'within' if rels[dev] <= 0.02 else 'NOT within'} 2%){noise}",
-                     f"PyTorch {ref_dev} eager epochs {', '.join(f'{t:.3f}' for t in ref_t)} s, same bench run (one child process per run)"))
+                     f"losses max rel diff {rels[dev]:.2%} ({'within' if rels[dev] <= 0.02 else 'NOT within'} 2%){noise}; {accuracy(*acc[dev])}",
+                     f"PyTorch {ref_dev} eager epochs {', '.join(f'{t:.3f}' for t in ref_t)} s, {accuracy(*acc[ref_dev])}, same bench run "
+                     "(one child process per run)"))
 
 if __name__ == "__main__":
   main()

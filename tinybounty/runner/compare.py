@@ -36,12 +36,22 @@ def epoch_times(printed: str) -> list[float]:
   return [b - a for a, b in zip([0.0] + total, total)]
 
 
+def last_val_acc(printed: str) -> float | None:
+  """The val_acc of main.py's last table row (the column its head names), None if there is no such column or row."""
+  cells = [[c.strip() for c in row.split("|")[1:-1]] for row in printed.splitlines() if row.startswith("|")]
+  head = next((c for c in cells if "val_acc" in c), None)
+  rows = [c for c in cells if c and c[0].isdigit() and head and len(c) == len(head)]
+  return float(rows[-1][head.index("val_acc")]) if rows and rows[-1][head.index("val_acc")] else None
+
+
 class ScriptRun(NamedTuple):
   """What one training run of a script gave."""
   losses: list[float]  # per step, hooked at loss.backward()
   epoch_times: list[float]  # the script's own per-epoch training seconds
   init: dict  # its network's initial state (CPU tensors)
   step_times: list[float]  # host seconds between consecutive loss.backward() calls
+  val_acc: float | None = None  # the last epoch's validation accuracy in the script's table
+  returned: object = None  # what its main() returned (main.py: the EMA network's validation accuracy, or None)
 
 
 def run(script: str | os.PathLike, device: str, epochs: float, seed: int = 0, init: dict | None = None, argv: list[str] | None = None,
@@ -55,6 +65,7 @@ def run(script: str | os.PathLike, device: str, epochs: float, seed: int = 0, in
   make_net() builds is loaded with `init` when given: identical initial weights on both devices. `configure(globals)`
   may change the script's settings between its module code and main() (a scaled-down run: widths, batch size)."""
   captured: dict = {}
+  returned = None
   bar = tqdm(desc=f"[{device}] training steps", unit="step", disable=quiet, file=sys.stderr)
   rec, tee = RecordLosses(bar), Tee(io.StringIO() if quiet else sys.stdout)
   st = time.perf_counter()
@@ -65,9 +76,11 @@ def run(script: str | os.PathLike, device: str, epochs: float, seed: int = 0, in
       g["hyp"]["misc"]["train_epochs"] = epochs
       if configure is not None: configure(g)
       g["make_net"] = _same_init(g["make_net"], device, init, captured)
-      with on_device(device, seed): g["main"]()
+      with on_device(device, seed): returned = g["main"]()
   if not quiet: print(f"[{device}] {time.perf_counter() - st:.1f} s wall (including data, eval and warm-up)")
-  return ScriptRun(rec.losses(), epoch_times(tee.buf.getvalue()), captured, [b - a for a, b in zip(rec.times, rec.times[1:])])
+  printed = tee.buf.getvalue()
+  return ScriptRun(rec.losses(), epoch_times(printed), captured, [b - a for a, b in zip(rec.times, rec.times[1:])],
+                   last_val_acc(printed), returned)
 
 
 def _same_init(make_net, device: str, init: dict | None, captured: dict):
