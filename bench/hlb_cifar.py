@@ -75,14 +75,14 @@ def main() -> None:
   if not os.path.exists(cache): write_data_cache(cache, args.data)
   results, steady, acc, init = {}, {}, {}, None
   for dev in args.runs:
-    losses, times, state, step_times, val_acc, ema_acc = in_child(train, args.script, dev, args.epochs, args.seed, init, args.engine)
-    init = init or state
-    results[dev] = (losses, times)
-    acc[dev] = (val_acc, ema_acc if isinstance(ema_acc, float) else None)
+    r = in_child(train, args.script, dev, args.epochs, args.seed, init, args.engine)
+    losses, step_times, init = r.losses, r.step_times, init or r.init
+    results[dev] = (losses, r.epoch_times)
+    acc[dev] = (r.val_acc, r.returned if isinstance(r.returned, float) else None)
     # steady per-step time: the median interval between steps over the run's second half (compiles and captures
     # happen in the first steps; an epoch end's eval adds one long interval, which the median ignores)
     steady[dev] = statistics.median(step_times[len(step_times) // 2:]) if len(step_times) > 1 else float("nan")
-    print(f"[{dev}] {len(losses)} steps; epoch times {', '.join(f'{t:.3f}' for t in times)} s; "
+    print(f"[{dev}] {len(losses)} steps; epoch times {', '.join(f'{t:.3f}' for t in r.epoch_times)} s; "
           f"steady step {steady[dev] * 1e3:.1f} ms (median, second half); final loss {losses[-1]:.4f}; {accuracy(*acc[dev])}")
     if len(results) > 1: compare(f"{dev} vs {args.runs[0]}", losses, results[args.runs[0]][0])  # now: a later run may be cut
     if args.json:  # after every run, for the same reason

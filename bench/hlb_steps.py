@@ -47,7 +47,8 @@ def train(script: str, device: str, epochs: float, workdir: str, init: dict | No
   register_optimizer_step_post_hook(mark)
   torch.manual_seed(0)
   os.chdir(workdir)
-  losses, _, state, _ = run(script, device, epochs, 0, init, quiet=True, configure=scaled)
+  r = run(script, device, epochs, 0, init, quiet=True, configure=scaled)
+  losses, state = r.losses, r.init
   return [(b[0] - a[0], b[1] - a[1], b[2] - a[2]) for a, b in zip(marks, marks[1:])], losses, state
 
 

@@ -15,10 +15,10 @@ def test_hlb_like_trains_on_tiny_like_on_cpu(tmp_path, monkeypatch, tiny):
   monkeypatch.chdir(tmp_path)
   run.write_data_cache(run.find_data_location(SCRIPT), n_train=128, n_test=250)
   argv = ["--epochs", "1", "--steps", "2", "--widths", "8", "8", "8", "--float32"]
-  ref, ref_times, init, *_ = compare.run(SCRIPT, "cpu", 1, 0, None, argv, quiet=True)
-  got, got_times, *_ = compare.run(SCRIPT, "tiny", 1, 0, init, argv, quiet=True)
-  assert len(got) == len(ref) == 2 and np.allclose(got, ref, rtol=1e-4), (got, ref)
-  assert len(got_times) == len(ref_times) == 1 and got_times[0] > 0
+  ref = compare.run(SCRIPT, "cpu", 1, 0, None, argv, quiet=True)
+  got = compare.run(SCRIPT, "tiny", 1, 0, ref.init, argv, quiet=True)
+  assert len(got.losses) == len(ref.losses) == 2 and np.allclose(got.losses, ref.losses, rtol=1e-4), (got.losses, ref.losses)
+  assert len(got.epoch_times) == len(ref.epoch_times) == 1 and got.epoch_times[0] > 0
 
 
 def test_last_val_acc_reads_the_column_main_py_names():
