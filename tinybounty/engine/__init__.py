@@ -4,7 +4,7 @@
 rewrites without cyclic GC passes, and installs exact fast paths for what the rules call (engine/hot.py). The loop runs in
 C (loop.c, compiled on first use by engine/native.py); where that cannot be built, install() warns once with the reason
 and runs the same loop in Python, and `engine_kind()` says which one runs. `uninstall()` puts stock's objects back.
-`TINYBOUNTY_ENGINE=1` installs it when tinybounty.engine is imported, and `python -m tinybounty.engine script.py` runs a
+`TINYBOUNTY_ENGINE=1` installs it when tinybounty (any part of it) is imported, and `python -m tinybounty.engine script.py` runs a
 script with it. While tinygrad tracks matches (TRACK_MATCH_STATS, VIZ) the stock loop runs, so the tracker sees every
 rule call. See docs/engine.md.
 """
