@@ -170,3 +170,29 @@ def test_scatter_reduce_arg_with_tensor_src(reduce):
   x, src, idx = torch.randn(3, 4), torch.randn(2, 4), torch.tensor([[0, 1, 2, 0], [2, 0, 0, 1]])
   got = x.to("tiny").scatter(0, idx.to("tiny"), src.to("tiny"), reduce=reduce)
   assert torch.allclose(got.cpu(), x.scatter(0, idx, src, reduce=reduce))
+
+
+
+def test_a_sync_realizes_live_results_in_the_order_they_were_made(monkeypatch):
+  """A sync point realizes the live unrealized results in creation order, so repeated identical steps give tinygrad the
+  same schedule and hit its schedule cache (a set's address order missed it every token of gpt-fast's decoding)."""
+  from tinygrad import Tensor
+  from tinygrad.schedule import schedule_cache
+
+  from tinybounty.torch_backend import device
+  cache, original, realized = torch.zeros(4, 8, device="tiny"), Tensor.realize, []
+  def spy(*ts, **kw):
+    realized.append(ts)
+    return original(*ts, **kw)
+  for i in range(3):
+    x = torch.full((8,), 1.0, device="tiny")  # the same step three times
+    live = [x + k for k in range(8)]  # alive and lazy at the sync below
+    cache[2] += live[-1]  # a pending write
+    made = [device._storage(t)._value for t in live]
+    monkeypatch.setattr(Tensor, "realize", spy)
+    device.flush(sync=True)
+    monkeypatch.undo()
+    assert [t for t in realized[-1] if any(t is m for m in made)] == made
+    if i == 1: size = len(schedule_cache)
+  assert len(schedule_cache) == size  # step 2 scheduled as step 1, from the cache
+  assert torch.equal(cache.cpu(), torch.tensor([[0.0] * 8, [0.0] * 8, [24.0] * 8, [0.0] * 8]))

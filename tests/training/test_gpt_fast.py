@@ -42,7 +42,6 @@ def test_unknown_config_is_a_clear_error():
 
 
 @pytest.mark.slow
-@pytest.mark.long
 def test_gpt_fast_like_greedy_tokens_equal_cpu(stories15m, tiny):
   ref = generate(SCRIPTS / "gpt_fast_like.py", "cpu", stories15m, max_new_tokens=TOKENS)
   got = generate(SCRIPTS / "gpt_fast_like.py", "tiny", stories15m, max_new_tokens=TOKENS)
