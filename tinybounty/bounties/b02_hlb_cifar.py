@@ -39,9 +39,8 @@ def _analogue(full: bool) -> Result:
     os.chdir(d)
     try:
       write_data_cache(find_data_location(script), n_train=256 if full else 32, n_test=250 if full else 8)
-      ref = run(script, "cpu", 1, 0, None, argv, quiet=True)
-      got = run(script, "tiny", 1, 0, ref.init, argv, quiet=True).losses
-      ref = ref.losses
+      cpu = run(script, "cpu", 1, 0, None, argv, quiet=True)
+      ref, got = cpu.losses, run(script, "tiny", 1, 0, cpu.init, argv, quiet=True).losses
     finally: os.chdir(cwd)
   err = max_rel_diff(got, ref)
   ran = (f"{script.name} unmodified through `python -m tinybounty.torch_backend.run` ('cuda' strings, torch.cuda.Event, data cache, "

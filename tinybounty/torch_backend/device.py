@@ -35,7 +35,8 @@ class TinyStorage:
   `value` is kept in the shape it was made in, so a tensor that is the whole storage reads back without a reshape;
   `buf` is its flat form (one element per storage element), made on first need. Under capture (capture.py) a storage
   may instead hold a `slot` of the step being recorded (its value is not computed yet), or a `bound` realized buffer
-  (the tinygrad Buffer and shape a replay wrote), of which the Tensor is made on first read."""
+  (the tinygrad Buffer and shape a replay wrote), of which the Tensor is made on first read. `made` orders the storages
+  made since the last sync point (flush realizes the live ones in that order)."""
   __slots__ = ("_value", "_buf", "slot", "bound", "made", "__weakref__")
 
   def __init__(self, value: Tensor | None) -> None:
