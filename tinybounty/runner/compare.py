@@ -39,9 +39,10 @@ def epoch_times(printed: str) -> list[float]:
 def last_val_acc(printed: str) -> float | None:
   """The val_acc of main.py's last table row (the column its head names), None if there is no such column or row."""
   cells = [[c.strip() for c in row.split("|")[1:-1]] for row in printed.splitlines() if row.startswith("|")]
-  head = next((c for c in cells if "val_acc" in c), None)
-  rows = [c for c in cells if c and c[0].isdigit() and head and len(c) == len(head)]
-  return float(rows[-1][head.index("val_acc")]) if rows and rows[-1][head.index("val_acc")] else None
+  if (head := next((c for c in cells if "val_acc" in c), None)) is None: return None
+  col = head.index("val_acc")
+  rows = [c for c in cells if c and c[0].isdigit() and len(c) == len(head)]
+  return float(rows[-1][col]) if rows and rows[-1][col] else None
 
 
 class ScriptRun(NamedTuple):

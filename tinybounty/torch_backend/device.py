@@ -35,12 +35,11 @@ class TinyStorage:
   `value` is kept in the shape it was made in, so a tensor that is the whole storage reads back without a reshape;
   `buf` is its flat form (one element per storage element), made on first need. Under capture (capture.py) a storage
   may instead hold a `slot` of the step being recorded (its value is not computed yet), or a `bound` realized buffer
-  (the tinygrad Buffer and shape a replay wrote), of which the Tensor is made on first read. `made` orders the storages
-  made since the last sync point (flush realizes the live ones in that order)."""
-  __slots__ = ("_value", "_buf", "slot", "bound", "made", "__weakref__")
+  (the tinygrad Buffer and shape a replay wrote), of which the Tensor is made on first read."""
+  __slots__ = ("_value", "_buf", "slot", "bound", "__weakref__")
 
   def __init__(self, value: Tensor | None) -> None:
-    self._value, self._buf, self.slot, self.bound, self.made = value, None, -1, None, 0
+    self._value, self._buf, self.slot, self.bound = value, None, -1, None
 
   @property
   def value(self) -> Tensor:
@@ -78,8 +77,8 @@ def _storage(t: torch.Tensor) -> TinyStorage:
 def _new(shape: tuple[int, ...], dtype: torch.dtype, buf: Tensor) -> torch.Tensor:
   t = torch._C._acc.create_empty_tensor(shape, dtype)
   t.untyped_storage()._tiny = st = TinyStorage(on_device(table.storable(buf, dtype)))
-  _fresh.add(st)
-  st.made, _made[0] = _made[0], _made[0] + 1
+  _fresh[_made[0]] = st
+  _made[0] += 1
   return t
 
 
@@ -187,8 +186,10 @@ _pending_writes = [0]
 
 # Storages made since the last sync point. A lazy result that Python keeps alive (a model's rotary table or mask, a KV
 # cache) would otherwise be recomputed inside every later schedule that reads it: at a sync point, every such storage
-# still alive is realized with the pending writes (a weak set: the temporaries of a forward pass are gone by then).
-_fresh: weakref.WeakSet = weakref.WeakSet()
+# still alive is realized with the pending writes (weakly held: the temporaries of a forward pass are gone by then), in
+# the order they were made: a set's order (by address) would give each step's schedule another order of the same
+# outputs, so tinygrad's schedule cache would miss every step (gpt-fast's decoding: 4.5 s of scheduling per token).
+_fresh: weakref.WeakValueDictionary[int, TinyStorage] = weakref.WeakValueDictionary()  # made-since-sync count -> storage
 _made = [0]  # storages made since the last sync
 
 
@@ -198,10 +199,8 @@ def flush(sync: bool = False) -> None:
   sync_hook()
   values = [st.value for st in _pending.values()]
   if sync:
-    # in the order they were made: a set's order (by address) would give each step's schedule another order of the same
-    # outputs, so tinygrad's schedule cache would miss every step (gpt-fast's decoding: 4.5 s of scheduling per token)
-    fresh = sorted(_fresh, key=lambda st: st.made)
-    values += [st.value for st in fresh if id(st) not in _pending and st.value.numel() and not st.value.uop.is_realized]  # empty: nothing to realize
+    # empty: nothing to realize
+    values += [st.value for st in list(_fresh.values()) if id(st) not in _pending and st.value.numel() and not st.value.uop.is_realized]
     _fresh.clear()
     _made[0] = 0
   if not values: return
