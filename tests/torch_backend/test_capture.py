@@ -245,3 +245,21 @@ def test_tiny_capture_env_turns_it_off():
     out[flag] = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.split()
   assert out["0"][:2] == ["0", "0"] and int(out["1"][1]) >= 1
   assert out["0"][2] == out["1"][2] == "24.0"
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_replays_run_batched_on_the_cpu_and_kernel_by_kernel_without(batched, monkeypatch):
+  """On a CPU device a replay calls its kernels through one native entry (runtime/cpugraph.py); CPUGRAPH=0 calls them
+  one by one. Both match the CPU."""
+  if not tb.device.Device.DEFAULT.startswith("CPU"): pytest.skip("the batched entry is for tinygrad's CPU device")
+  monkeypatch.setenv("CPUGRAPH", "1" if batched else "0")
+  model = mlp()
+  ref_model = copy.deepcopy(model)
+  ref = train(ref_model, torch.optim.AdamW(ref_model.parameters(), lr=1e-2), batches(6))
+  m = copy.deepcopy(model).to("tiny")
+  got = train(m, torch.optim.AdamW(m.parameters(), lr=1e-2), batches(6, dev="tiny"))
+  torch.testing.assert_close(torch.tensor(got), torch.tensor(ref), **TOL)
+  for p, q in zip(m.parameters(), ref_model.parameters()): torch.testing.assert_close(p.detach().cpu(), q.detach(), **TOL)
+  graphs = [g for g in capture._graphs.values() if isinstance(g, capture._Graph)]
+  assert graphs and tb.stats()["replays"] >= 3
+  assert all((g.replay.batch is not None) == batched for g in graphs)

@@ -97,6 +97,39 @@ class CPUGraph(GraphRunner):
     return time.perf_counter() - st if wait else None
 
 
+class KernelBatch:
+  """CPU kernels called in order through one native entry, outside TinyJit (the tiny device's captured steps).
+
+  `calls` holds per kernel (runtime, its ProgramInfo, its buffers in argument order with None where a parameter goes,
+  [(argument position, parameter index)], variable values). Calling the batch with the parameters' buffers patches
+  their table words and runs every kernel, as `runtime(*buffers, vals=...)` one by one would.
+  """
+  def __init__(self, calls: list[tuple[Any, Any, list[Any], list[tuple[int, int]], dict[str, int]]]) -> None:
+    launches: list[Launch] = []
+    words: list[int] = []
+    self._params: list[tuple[int, int]] = []  # (table index, parameter index)
+    for rt, info, bufs, params, var_vals in calls:
+      base, at = len(words) + 1, dict(params)
+      core_id = next((len(info.globals) + i for i, v in enumerate(info.vars) if v.expr == "core_id"), None)
+      launches.append(Launch((None,) * len(info.globals) + tuple(v.dtype for v in info.vars), int(info.global_size[0]), core_id))
+      words += [rt.addr] + [0 if bufs[g] is None else bufs[g]._buf.va_addr for g in info.globals]
+      words += [0 if v.expr == "core_id" else var_vals[v.expr] & _MASK for v in info.vars]
+      self._params += [(base + k, at[g]) for k, g in enumerate(info.globals) if g in at]
+    self._table = (ctypes.c_uint64 * len(words))(*words)
+    self._words, self._table_addr = memoryview(self._table).cast("B").cast("Q"), ctypes.addressof(self._table)
+    self._entry = compile_entry(launches, calls[0][1].target)
+
+  def __call__(self, params: list[Any]) -> None:
+    words = self._words
+    for idx, p in self._params: words[idx] = params[p]._buf.va_addr
+    self._entry(self._table_addr)
+
+
+def batchable(call: UOp) -> bool:
+  """Whether KernelBatch can run this call (CPUGRAPH=0 in the environment: never)."""
+  return os.environ.get(ENV_VAR, "1") != "0" and unsupported_reason(call) is None
+
+
 def _captured_calls(jit: _TinyJit | CapturedJit) -> tuple[UOp, ...]:
   captured = jit.captured if isinstance(jit, _TinyJit) else jit
   if captured is None: raise ValueError("the JIT has not captured yet: call it at least twice first")

@@ -12,7 +12,7 @@ import torch
 
 from tinybounty.models import matvec
 from tinybounty.runtime import bf16_clang
-from tinybounty.torch_backend import amp, capture, device, dynamo, float_association, half_rounding, kernels, serialization, threads, tying
+from tinybounty.torch_backend import amp, capture, device, dynamo, float_association, foreach, half_rounding, kernels, serialization, threads, tying
 from tinybounty.torch_backend.module import TinyModule
 from tinybounty.torch_backend.stats import reset_stats, stats
 
@@ -33,6 +33,7 @@ def register() -> None:
   matvec.install()  # GPUs: mixed-precision and gathered matrix-vector products get tinygrad's matvec schedule (models/matvec.py)
   _setup_privateuseone_for_python_backend(device.BACKEND, backend_module=TinyModule())
   device.install_kernels(kernels.KERNELS, kernels.AUTOGRAD_KERNELS)
+  foreach.install()  # the optimizers' _foreach_ ops as one call over the list, not PyTorch's loop of per-tensor ops
   dynamo.install()  # torch.compile(backend="tiny"), without importing torch._dynamo now
   amp.install()  # torch.autocast("tiny") with the CPU's casting rules (PyTorch registers none for a Python backend), GradScaler
   capture.install()  # eager steps recorded, captured once and replayed (TINY_CAPTURE=1: on; off by default, see capture.py)

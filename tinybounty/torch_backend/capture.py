@@ -39,6 +39,7 @@ from tinygrad.schedule.memory import memory_plan_rewrite
 from tinygrad.tensor import all_tensors
 from tinygrad.uop.ops import Ops, UOp, buffers
 
+from tinybounty.runtime import cpugraph
 from tinybounty.torch_backend import device, scalars, table
 from tinybounty.torch_backend import stats as stats_module
 from tinybounty.torch_backend.random import default_generator
@@ -231,7 +232,14 @@ def _dispatch(kind: str, fn: Callable, eager: Callable, args: tuple, kwargs: dic
       outs = [kwargs[n] for n in extra]
       before = [tuple(o.shape) for o in outs]
     marks = (_counts["d2h"], _counts["size_syncs"], GlobalCounters.kernel_count, default_generator.seed, default_generator.offset)
-    res = eager(*args, **kwargs)
+    # the floats this eager run reads from device memory are step arguments from now on: a float that changes every
+    # step (a foreach op's list of bias corrections) would otherwise key every step apart and never be recorded
+    scalars.requests = requests = []
+    try:
+      res = eager(*args, **kwargs)
+    finally:
+      scalars.requests = None
+    _learn_scalars(op, targs, tkwargs, ctx.scalars, requests)
     learned = _learn(res, kind, extra, kwargs)
     if kind == "o" and any(tuple(o.shape) != b for o, b in zip(outs, before)): learned = _UNRECORDABLE
     # an op that read device data, drew random numbers or ran kernels depends on more than its arguments
@@ -256,6 +264,8 @@ def _dispatch(kind: str, fn: Callable, eager: Callable, args: tuple, kwargs: dic
     outs_slots, res = [seg.new_slot(st, False)], t
   elif kind == "i":
     outs_slots, res = [seg.new_slot(device._storage(args[0]), True)], args[0]
+  elif kind == "I":  # foreach.py: a list of in-place targets, distinct storages
+    outs_slots, res = [seg.new_slot(device._storage(t), True) for t in args[0]], None
   else:
     outs = [kwargs[n] for n in extra]
     outs_slots = [seg.new_slot(device._storage(o), True) for o in outs]
@@ -335,6 +345,8 @@ def _materialize(seg: _Segment) -> tuple[list[Tensor | None], list[tuple[_Scalar
         for k, r in zip(slots, flat): vals[k] = on_device(r)
       elif kind == "i":
         vals[slots[0]] = written(targs[0], fn(*conv(targs), **conv(tkwargs)), bool(extra))
+      elif kind == "I":
+        for ref, k, r in zip(targs[0], slots, fn(*conv(targs), **conv(tkwargs))): vals[k] = written(ref, r, bool(extra))
       else:
         res = fn(*conv(targs), **conv({k: v for k, v in tkwargs.items() if k not in extra}))
         res = res if isinstance(res, (tuple, list)) else (res,)
@@ -344,19 +356,22 @@ def _materialize(seg: _Segment) -> tuple[list[Tensor | None], list[tuple[_Scalar
     marked = _walk_scalars(targs, tkwargs)
     by_bits: dict[bytes, list] = {}
     for value_, tensor in requests: by_bits.setdefault(struct.pack("<d", float(value_)), []).append(tensor)
+    used: set[bytes] = set()
     for s in marked:
-      found = by_bits.pop(struct.pack("<d", seg.scalars[s.index]), None)
-      if not found:
+      # equal floats (a foreach op's list of one bias correction) read one device buffer: the key keeps them equal
+      if not (found := by_bits.get(bits := struct.pack("<d", seg.scalars[s.index]))):
         reason = reason or f"a float argument of {_op_name(fn)} was not read from device memory"
         _scalar_positions.discard((op, s.position))
-      else: scalar_reads.extend((s, t) for t in found)
-    constant_scalars.extend(t for ts in by_bits.values() for t in ts)
-    _learn_scalars(op, targs, tkwargs, seg, requests)
+      else:
+        scalar_reads.extend((s, t) for t in found)
+        used.add(bits)
+    constant_scalars.extend(t for b, ts in by_bits.items() if b not in used for t in ts)
+    _learn_scalars(op, targs, tkwargs, seg.scalars, requests)
   seg.constant_scalars = constant_scalars
   return vals, scalar_reads, reason
 
 
-def _learn_scalars(op: tuple, targs: Any, tkwargs: Any, seg: _Segment, requests: list[tuple]) -> None:
+def _learn_scalars(op: tuple, targs: Any, tkwargs: Any, scalar_values: list[float], requests: list[tuple]) -> None:
   """Floats of this op read from device memory, and only that way, become arguments of later steps' keys."""
   if not requests: return
   floats: dict[bytes, list[int]] = {}
@@ -364,7 +379,7 @@ def _learn_scalars(op: tuple, targs: Any, tkwargs: Any, seg: _Segment, requests:
   def walk(a: Any) -> None:
     pos[0] += 1
     if type(a) is float: floats.setdefault(struct.pack("<d", a), []).append(pos[0])
-    elif isinstance(a, _Scalar): floats.setdefault(struct.pack("<d", seg.scalars[a.index]), []).append(-1)
+    elif isinstance(a, _Scalar): floats.setdefault(struct.pack("<d", scalar_values[a.index]), []).append(-1)
     elif isinstance(a, (list, tuple)):
       for x in a: walk(x)
     elif isinstance(a, dict):
@@ -372,9 +387,12 @@ def _learn_scalars(op: tuple, targs: Any, tkwargs: Any, seg: _Segment, requests:
   walk(targs)
   walk(tkwargs)
   bits = [struct.pack("<d", float(v)) for v, _ in requests]
-  if not all(b in floats and len(floats[b]) == 1 for b in bits): return  # a derived value, or one value at two positions
-  for b in bits:
-    if floats[b][0] > 0: _scalar_positions.add((op, floats[b][0]))
+  # a derived value, or one value at two positions (one of them may be compiled in), teaches nothing; except in a
+  # foreach op, which runs the same element-wise op on each element: k equal floats read k times are all read
+  counts = {b: bits.count(b) for b in bits}
+  symmetric = getattr(op[1], "foreach", False)
+  if not all(b in floats and (len(floats[b]) == 1 or symmetric and len(floats[b]) == counts[b]) for b in bits): return
+  for b in bits: _scalar_positions.update((op, p) for p in floats[b] if p > 0)
 
 
 def _flatten(r: Any, out: list) -> None:
@@ -437,8 +455,16 @@ class _Replay:
       rt = get_runtime(dev, ast)
       global_size, local_size = ast.arg.launch_dims(var_vals)
       self.calls.append((rt, fixed, replace, global_size, local_size, ast.arg.vals(var_vals)))
+    # CPU kernels run through one native entry (runtime/cpugraph.py), not one Python-driven launch each
+    self.batch = None
+    if self.calls and all(cpugraph.batchable(call) for call in lin.src):
+      self.batch = cpugraph.KernelBatch([(c[0], call.src[0].arg, c[1], list(c[2]), var_vals) for c, call in zip(self.calls, lin.src)])
 
   def run(self, params: list[Buffer]) -> None:
+    if self.batch is not None:
+      self.batch(params)
+      GlobalCounters.kernel_count += len(self.calls)
+      return
     for rt, fixed, replace, global_size, local_size, vals in self.calls:
       bufs = list(fixed)
       for p, slot in replace: bufs[p] = params[slot]
