@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tinybounty.runner import gpt_fast_checkpoint as ckpt
-from tinybounty.runner.gpt_fast import SCRIPTS, agreement, generate, gpt_fast_checkout
+from tinybounty.runner.gpt_fast import SCRIPTS, agreement, forced_logits, generate, gpt_fast_checkout
 
 TOKENS = int(os.environ.get("GPT_FAST_TEST_TOKENS", "8"))  # the registry check and bench/gpt_fast.py run 32
 
@@ -47,6 +47,27 @@ def test_gpt_fast_like_greedy_tokens_equal_cpu(stories15m, tiny):
   got = generate(SCRIPTS / "gpt_fast_like.py", "tiny", stories15m, max_new_tokens=TOKENS)
   assert len(ref.tokens) > TOKENS and got.tokens == ref.tokens
   assert len(got.tokens_per_s) == 1 and got.tokens_per_s[0] > 0
+
+
+@pytest.fixture(scope="module")
+def stories110m(tmp_path_factory):
+  return ckpt.write_checkpoint(tmp_path_factory.mktemp("ckpt") / "stories110M")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model,mode", [("stories15M", "compile"), ("stories110M", "compile"), ("stories15M", "int8")])
+def test_gpt_fast_like_compiled_larger_and_int8_equal_cpu(model, mode, request, tiny, fresh_dynamo):
+  """--compile (gpt-fast's reduce-overhead decode routed to the tiny backend) on stories15M and the stories110M shape, and
+  int8 weight-only linears, each against PyTorch CPU eager running the same script: the same greedy tokens, or a
+  parting where the CPU's own logit gap is a near-tie (agreement())."""
+  checkpoint = request.getfixturevalue(model.lower())
+  script = SCRIPTS / "gpt_fast_like.py"
+  extra = ["--int8"] if mode == "int8" else None
+  ref = generate(script, "cpu", checkpoint, max_new_tokens=TOKENS, extra=extra)
+  got = generate(script, "tiny", checkpoint, max_new_tokens=TOKENS, compile=mode == "compile", extra=extra)
+  forced = None if mode == "int8" else lambda which, prefix: forced_logits(script, "cpu" if which == "ref" else "tiny", checkpoint, prefix)
+  agree = agreement(ref.tokens, got.tokens, forced)
+  assert len(ref.tokens) > TOKENS and agree.ok, str(agree)
 
 
 @pytest.mark.slow

@@ -25,14 +25,14 @@ def _element_type(t: Any) -> str:
   return s[5:-1] if s.startswith("List[") else s
 
 
-def _twin(schema: torch._C.FunctionSchema) -> tuple[str, torch._C.FunctionSchema] | None:
+def _twin(schema: torch._C.FunctionSchema, table: set[str]) -> tuple[str, torch._C.FunctionSchema] | None:
   """The table overload computing one element of a foreach overload, matched by argument position and type."""
   base = schema.name.removeprefix("aten::_foreach_").removesuffix("_")
   candidates = {"List": ("Tensor", "default"), "Scalar": ("Scalar", "default"), "ScalarList": ("Scalar", "default"),
                 "Tensor": ("Tensor", "default"), "": ("default",)}.get(schema.overload_name, ())
   for ov in candidates:
     name = f"{base}.{ov}"
-    if name not in _NAMES or (op := device._overload(name)) is None: continue
+    if name not in table or (op := device._overload(name)) is None: continue
     want, have = op._schema.arguments, schema.arguments
     if len(have) > len(want) or any(not a.has_default_value() for a in want[len(have):]): continue
     if all(_element_type(h.type) == str(w.type) for h, w in zip(have, want)): return name, op._schema
@@ -96,17 +96,13 @@ def _kernels(name: str, schema: torch._C.FunctionSchema, twin_name: str, twin: t
   return kernel
 
 
-_NAMES: set[str] = set()
-
-
 def install() -> list[str]:
   """Register a kernel for every foreach overload with an element-wise twin in the table; returns their names."""
-  _NAMES.update(ops.names())
-  done = []
+  table, done = set(ops.names()), []
   for schema in torch._C._jit_get_all_schemas():
     if not schema.name.startswith("aten::_foreach_") or schema.overload_name.endswith("out") or "out" in schema.overload_name.split("_"): continue
     if schema.returns and not all(str(r.type) == "List[Tensor]" for r in schema.returns): continue
-    if (found := _twin(schema)) is None: continue
+    if (found := _twin(schema, table)) is None: continue
     name = schema.name.removeprefix("aten::") + (f".{schema.overload_name}" if schema.overload_name else "")
     device._impl(name, _kernels(name, schema, *found))
     done.append(name)
