@@ -263,3 +263,25 @@ def test_replays_run_batched_on_the_cpu_and_kernel_by_kernel_without(batched, mo
   graphs = [g for g in capture._graphs.values() if isinstance(g, capture._Graph)]
   assert graphs and tb.stats()["replays"] >= 3
   assert all((g.replay.batch is not None) == batched for g in graphs)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_float_arguments_of_half_and_bfloat16_steps(dtype):
+  """A float argument of a replayed step (a scale, the -inf of gpt-fast's top-k mask) is copied into a buffer of the
+  kernel's dtype. bfloat16's was written as float32 (numpy has no bfloat16), so its kernels read the low half of the
+  float32: -inf, 1.0 and 0.5 read as 0, and gpt-fast's greedy tokens went wrong once its decoding steps replayed."""
+  x = torch.linspace(-2, 2, 16, dtype=dtype)
+  runs, replayed = {}, []
+  for on in (False, True):
+    capture.set_enabled(on)
+    tb.reset_stats()
+    xt, runs[on] = x.to("tiny"), []
+    for i in range(8):  # the factor changes every step: an argument of the step, not a constant of its kernels
+      runs[on].append(torch.where(xt < 0.5, -float("inf"), xt * (i + 1.25)).cpu())
+      if on: replayed.append(tb.stats()["replays"] > sum(replayed))
+  assert sum(replayed) >= 4, tb.stats()
+  for i, (a, b) in enumerate(zip(runs[True], runs[False])):
+    if replayed[i]: assert torch.equal(a, b), (i, a, b)
+    # the CPU multiplies by the float itself, tinygrad by it rounded to the dtype: an ulp apart at most
+    want = torch.where(x < 0.5, -float("inf"), x * (i + 1.25))
+    torch.testing.assert_close(a, want, rtol=torch.finfo(dtype).eps, atol=0)

@@ -28,11 +28,10 @@ import weakref
 from collections import OrderedDict
 from typing import Any, Callable
 
-import numpy as np
 import torch
 from tinygrad import Tensor
 from tinygrad.device import Buffer
-from tinygrad.dtype import _to_np_dtype
+from tinygrad.dtype import storage_fmt_for_dtype, to_storage_scalar, truncate
 from tinygrad.engine.realize import capturing, compile_linear, get_call_arg_uops, get_call_outs_ins, get_runtime, run_linear
 from tinygrad.helpers import GlobalCounters
 from tinygrad.schedule.memory import memory_plan_rewrite
@@ -483,11 +482,18 @@ class _Graph:
 _scalar_bufs: OrderedDict[tuple, Buffer] = OrderedDict()
 
 
+def _scalar_bytes(value: float, dtype: Any) -> bytes:
+  """`value` as one element of `dtype`, rounded as tinygrad rounds a Python float into it (as the device scalar the step
+  was captured with holds it). Not through numpy: numpy has no bfloat16 and tinygrad names float32 for it, whose 4 bytes
+  in a 2-byte buffer read back as their low half (-inf, 1.0 and 0.5 as 0: gpt-fast's tokens went wrong on replay)."""
+  return struct.pack("<" + storage_fmt_for_dtype(dtype), to_storage_scalar(truncate[dtype](value), dtype))
+
+
 def _scalar_buffer(value: float, dtype: Any, dev: str) -> Buffer:
   key = (struct.pack("<d", value), dtype, dev)
   if (buf := _scalar_bufs.get(key)) is None:
     buf = _scalar_bufs[key] = Buffer(dev, 1, dtype).allocate()
-    buf.allocator._copyin(buf._buf, memoryview(bytearray(np.array([value], dtype=_to_np_dtype(dtype)).tobytes())))
+    buf.allocator._copyin(buf._buf, memoryview(bytearray(_scalar_bytes(value, dtype))))
     if len(_scalar_bufs) > scalars.KEEP: _scalar_bufs.popitem(last=False)
   else: _scalar_bufs.move_to_end(key)
   return buf
