@@ -285,3 +285,30 @@ def test_float_arguments_of_half_and_bfloat16_steps(dtype):
     # the CPU multiplies by the float itself, tinygrad by it rounded to the dtype: an ulp apart at most
     want = torch.where(x < 0.5, -float("inf"), x * (i + 1.25))
     torch.testing.assert_close(a, want, rtol=torch.finfo(dtype).eps, atol=0)
+
+
+def _random_step(x: torch.Tensor) -> float:
+  y = nn.functional.dropout(x, 0.5, training=True) * torch.empty_like(x).exponential_(1)  # gpt-fast samples so
+  return (y * y.bernoulli()).sum().item()
+
+
+def test_random_draws_are_arguments_of_the_step():
+  """Dropout and sampling draw from the default generator: a captured step records each draw with its counter as an
+  argument, so every replay draws new numbers, the same stream as without capture (one seed, the same values), and
+  a draw into a tensor the step made (gpt-fast's `empty_like(probs).exponential_(1)`) no longer lowers the step."""
+  x = torch.randn(64).to("tiny")
+  def run(n: int = 8) -> tuple[list[float], list[dict]]:
+    torch.manual_seed(1)
+    out, seen = [], []
+    for _ in range(n):
+      out.append(_random_step(x))
+      seen.append(dict(capture.stats()))
+    return out, seen
+  captured, seen = run()
+  capture.set_enabled(False)
+  assert captured == run()[0] and len(set(captured)) == len(captured)
+  assert seen[-1]["lowered"] == seen[3]["lowered"] and seen[-1]["uncaptured"] == 0, seen[-1]  # learned by step 3
+  assert seen[-1]["replays"] - seen[3]["replays"] == 4, seen[-1]
+  capture.set_enabled(True)
+  torch.manual_seed(2)  # another seed: another step (the seed is a constant of its kernels), other numbers
+  assert _random_step(x) not in captured

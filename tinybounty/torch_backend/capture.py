@@ -29,7 +29,7 @@ from collections import OrderedDict
 from typing import Any, Callable
 
 import torch
-from tinygrad import Tensor
+from tinygrad import Tensor, dtypes
 from tinygrad.device import Buffer
 from tinygrad.dtype import storage_fmt_for_dtype, to_storage_scalar, truncate
 from tinygrad.engine.realize import capturing, compile_linear, get_call_arg_uops, get_call_outs_ins, get_runtime, run_linear
@@ -39,7 +39,7 @@ from tinygrad.tensor import all_tensors
 from tinygrad.uop.ops import Ops, UOp, buffers
 
 from tinybounty.runtime import cpugraph
-from tinybounty.torch_backend import device, scalars, table
+from tinybounty.torch_backend import device, random, scalars, table
 from tinybounty.torch_backend import stats as stats_module
 from tinybounty.torch_backend.random import default_generator
 from tinybounty.torch_backend.stats import _counts, on_device
@@ -91,6 +91,8 @@ class _Segment:
     self.owners: list[Any] = []  # slot -> weakref to the storage holding it (None once that storage moved on)
     self.written: set[int] = set()  # slots made by writes (in-place, copy_, out=)
     self.constant_scalars: list[Tensor] = []  # device scalars read as constants of the step (set while building)
+    self.draws: dict[int, tuple[int, int]] = {}  # entry -> (seed, offset) of the random words it draws
+    self.handed: list[tuple[int, list]] = []  # entry -> its draws' (offset, key, counter) tensors (set while building)
 
   def ref(self, st: device.TinyStorage) -> tuple:
     if st.slot >= 0: return ("s", st.slot)
@@ -213,7 +215,19 @@ def dispatch(kind: str, fn: Callable, eager: Callable, args: tuple, kwargs: dict
 _eager_op: list = [None]
 
 
+def _rewrites(seg: _Segment, kind: str, args: tuple, kwargs: dict, extra: Any) -> bool:
+  """Whether a write targets a storage this step already wrote."""
+  targets = [args[0]] if kind == "i" else list(args[0]) if kind == "I" else [kwargs[n] for n in extra] if kind == "o" else []
+  for t in targets:
+    st = getattr(t.untyped_storage(), "_tiny", None) if isinstance(t, torch.Tensor) else None
+    if st is not None and st.slot in seg.written: return True
+  return False
+
+
 def _dispatch(kind: str, fn: Callable, eager: Callable, args: tuple, kwargs: dict, extra: Any) -> Any:
+  # a program that never syncs (gpt-fast's decoding loop) is cut into steps where it writes a storage again after
+  # SYNC_AFTER ops (its KV cache, the next token), as device.py's eager rule cuts its graphs: each token then replays
+  if len(_seg.entries) >= device.SYNC_AFTER and _rewrites(_seg, kind, args, kwargs, extra): sync()
   seg = _seg
   op = (kind, fn, extra)
   ctx = _Ctx(seg, op)
@@ -241,14 +255,23 @@ def _dispatch(kind: str, fn: Callable, eager: Callable, args: tuple, kwargs: dic
     _learn_scalars(op, targs, tkwargs, ctx.scalars, requests)
     learned = _learn(res, kind, extra, kwargs)
     if kind == "o" and any(tuple(o.shape) != b for o, b in zip(outs, before)): learned = _UNRECORDABLE
-    # an op that read device data, drew random numbers or ran kernels depends on more than its arguments
-    if marks != (_counts["d2h"], _counts["size_syncs"], GlobalCounters.kernel_count, default_generator.seed, default_generator.offset):
-      learned = _UNRECORDABLE
+    # an op that read device data or ran kernels depends on more than its arguments; one that drew random words from
+    # the default generator (and did nothing else) is recorded with its draw: ("R", words, what it makes)
+    after = (_counts["d2h"], _counts["size_syncs"], GlobalCounters.kernel_count, default_generator.seed, default_generator.offset)
+    if after != marks:
+      drew = after[:4] == marks[:4] and learned is not _UNRECORDABLE
+      learned = ("R", after[4] - marks[4], learned) if drew else _UNRECORDABLE
     _metas[shape_key] = learned
     return res
   if meta is _UNRECORDABLE:
     seg.forget_inputs(n_inputs)
     return eager(*args, **kwargs)
+  draw = None
+  if meta[0] == "R":  # its words are drawn now, as eagerly: the counter an argument of the step, the seed in its key
+    _, words, meta = meta
+    draw = (default_generator.seed, default_generator.offset)
+    default_generator.offset += words
+    ctx.refs.append(("seed", draw[0]))
   if ctx.scalars:
     base = len(seg.scalars)
     for s in _walk_scalars(targs, tkwargs): s.index += base
@@ -269,6 +292,7 @@ def _dispatch(kind: str, fn: Callable, eager: Callable, args: tuple, kwargs: dic
     outs = [kwargs[n] for n in extra]
     outs_slots = [seg.new_slot(device._storage(o), True) for o in outs]
     res = outs[0] if len(outs) == 1 else tuple(outs)
+  if draw is not None: seg.draws[len(seg.entries)] = draw
   seg.entries.append((kind, fn, extra, targs, tkwargs, outs_slots, op))
   refs = tuple(ctx.refs)
   seg.keys.append((shape_key, refs))
@@ -331,12 +355,16 @@ def _materialize(seg: _Segment) -> tuple[list[Tensor | None], list[tuple[_Scalar
     device.write_into(st, v, ref.size, ref.stride, ref.off, ref.dtype, uniform)
     return st.value
 
-  for kind, fn, extra, targs, tkwargs, slots, op in seg.entries:
+  seg.handed = []
+  for i, (kind, fn, extra, targs, tkwargs, slots, op) in enumerate(seg.entries):
     if kind == "e":
       vals[slots[0]] = Tensor.empty(targs[0], dtype=table.to_tiny_dtype(targs[1]))
       continue
     requests: list[tuple] = []
     scalars.requests = requests
+    if (draw := seg.draws.get(i)) is not None:
+      random.recorded = [*draw, []]
+      seg.handed.append((i, random.recorded[2]))
     try:
       if kind == "f":
         res, flat = fn(*conv(targs), **conv(tkwargs)), []
@@ -351,7 +379,7 @@ def _materialize(seg: _Segment) -> tuple[list[Tensor | None], list[tuple[_Scalar
         res = res if isinstance(res, (tuple, list)) else (res,)
         for k, name, r in zip(slots, extra, res): vals[k] = written(tkwargs[name], r, False)
     finally:
-      scalars.requests = None
+      scalars.requests, random.recorded = None, None
     marked = _walk_scalars(targs, tkwargs)
     by_bits: dict[bytes, list] = {}
     for value_, tensor in requests: by_bits.setdefault(struct.pack("<d", float(value_)), []).append(tensor)
@@ -472,11 +500,11 @@ class _Replay:
 
 
 class _Graph:
-  """One captured step: the replay and how its parameters map to the step's inputs, scalars and outputs."""
-  __slots__ = ("replay", "scalars", "out_specs")
+  """One captured step: the replay and how its parameters map to the step's inputs, scalars, random counters and outputs."""
+  __slots__ = ("replay", "scalars", "draws", "out_specs")
 
-  def __init__(self, replay: _Replay, scalar_specs: list[tuple], out_specs: list[tuple]) -> None:
-    self.replay, self.scalars, self.out_specs = replay, scalar_specs, out_specs
+  def __init__(self, replay: _Replay, scalar_specs: list[tuple], draw_specs: list[tuple], out_specs: list[tuple]) -> None:
+    self.replay, self.scalars, self.draws, self.out_specs = replay, scalar_specs, draw_specs, out_specs
 
 
 _scalar_bufs: OrderedDict[tuple, Buffer] = OrderedDict()
@@ -496,6 +524,13 @@ def _scalar_buffer(value: float, dtype: Any, dev: str) -> Buffer:
     buf.allocator._copyin(buf._buf, memoryview(bytearray(_scalar_bytes(value, dtype))))
     if len(_scalar_bufs) > scalars.KEEP: _scalar_bufs.popitem(last=False)
   else: _scalar_bufs.move_to_end(key)
+  return buf
+
+
+def _counter_buffer(offset: int, dev: str) -> Buffer:
+  """A random draw's counter (random._pair's layout: two uint32 words, low first) in a buffer of its own."""
+  buf = Buffer(dev, 2, dtypes.uint32).allocate()
+  buf.allocator._copyin(buf._buf, memoryview(bytearray(struct.pack("<II", offset & 0xFFFFFFFF, offset >> 32))))
   return buf
 
 
@@ -609,7 +644,8 @@ class _Linears:
 
 
 def _capture(key: tuple, seg: _Segment, in_uops: list[UOp], scalar_reads: list, outs: list[Tensor], live: list, last: Any) -> None:
-  scalar_tensors = [t for _, t in scalar_reads]
+  # device scalars and the draws' keys and counters are copies from the host: realized first, as buffers of the step
+  scalar_tensors = [t for _, t in scalar_reads] + [t for _, handed in seg.handed for _, key, counter in handed for t in (key, counter)]
   if scalar_tensors: Tensor.realize(*scalar_tensors)
   cap = _Linears()
   capturing.append(cap)
@@ -640,6 +676,14 @@ def _build(key: tuple, seg: _Segment, in_uops: list[UOp], scalar_reads: list, ou
     # else: equal floats read one buffer; the key's equality pattern of the scalars keeps them equal on replay
   if any(_input_uop(t, realized=False) in index for t in seg.constant_scalars):
     raise _NotCapturable("a device scalar is both an argument and a constant of the step")
+  draw_specs = []
+  for i, handed in seg.handed:
+    for offset, _, counter in handed:
+      u = _input_uop(counter)
+      if u is None or u in index: raise _NotCapturable("a random counter is not a buffer of its own")
+      index[u] = len(params)
+      params.append(u)
+      draw_specs.append((i, offset - seg.draws[i][1], u.device))  # an op's later draws are at offsets after its first
   n_fixed = len(params)
   out_specs = []
   for o in outs:
@@ -662,7 +706,7 @@ def _build(key: tuple, seg: _Segment, in_uops: list[UOp], scalar_reads: list, ou
   replay = _Replay(linear, params, var_vals, n_fixed)
   replay.run([u.buffer.ensure_allocated() for u in params])
   for (k, st), o in zip(live, outs): st._value, st.slot, st._buf = o, -1, None
-  graph = _Graph(replay, scalar_specs, out_specs)
+  graph = _Graph(replay, scalar_specs, draw_specs, out_specs)
   _graphs[key] = graph
   if len(_graphs) > KEEP: _graphs.popitem(last=False)
   _counts["captured"] += 1
@@ -674,6 +718,7 @@ def _build(key: tuple, seg: _Segment, in_uops: list[UOp], scalar_reads: list, ou
 def _replay(graph: _Graph, seg: _Segment, in_bufs: list[Buffer], live: list) -> None:
   params: list[Any] = list(in_bufs)
   for index, dtype, dev in graph.scalars: params.append(_scalar_buffer(seg.scalars[index], dtype, dev))
+  for i, rel, dev in graph.draws: params.append(_counter_buffer(seg.draws[i][1] + rel, dev))
   for spec in graph.out_specs:
     if spec[0] == "new": params.append(Buffer(spec[4], spec[5], spec[3]).allocate())
   graph.replay.run(params)

@@ -29,7 +29,14 @@ class TinyGenerator:
     self.seed, self.offset = (int(v) for v in state.view(torch.int64).tolist())
 
   def draw(self, words: int) -> tuple[Tensor, Tensor]:
-    """(key, counter) tinygrad tensors for `words` fresh 32-bit words; advances the offset."""
+    """(key, counter) tinygrad tensors for `words` fresh 32-bit words; advances the offset. While capture builds a
+    recorded draw (`recorded` set), the draw is the one made when the op was recorded: that seed and offset."""
+    if recorded is not None:
+      seed, offset, handed = recorded
+      key, counter = _pair(seed), _pair(offset)
+      handed.append((offset, key, counter))
+      recorded[1] += words + (words & 1)
+      return key, counter
     key, counter = _pair(self.seed), _pair(self.offset)
     self.offset += words + (words & 1)
     return key, counter
@@ -40,6 +47,9 @@ def _pair(v: int) -> Tensor:
 
 
 default_generator = TinyGenerator()
+# capture.py sets [seed, offset, handed] while it builds an op it recorded with a draw: the op's draws take that seed and
+# offset (not the generator's, which moved on when the op was recorded) and list (offset, key, counter) in `handed`
+recorded: list | None = None
 
 
 def key_for(generator: torch.Generator | None, words: int) -> tuple[Tensor, Tensor]:
