@@ -65,8 +65,8 @@ def test_gpt_fast_like_compiled_larger_and_int8_equal_cpu(model, mode, request, 
   extra = ["--int8"] if mode == "int8" else None
   ref = generate(script, "cpu", checkpoint, max_new_tokens=TOKENS, extra=extra)
   got = generate(script, "tiny", checkpoint, max_new_tokens=TOKENS, compile=mode == "compile", extra=extra)
-  forced = None if mode == "int8" else lambda which, prefix: forced_logits(script, "cpu" if which == "ref" else "tiny", checkpoint, prefix)
-  agree = agreement(ref.tokens, got.tokens, forced)
+  agree = agreement(ref.tokens, got.tokens,
+                    lambda which, prefix: forced_logits(script, "cpu" if which == "ref" else "tiny", checkpoint, prefix, int8=mode == "int8"))
   assert len(ref.tokens) > TOKENS and agree.ok, str(agree)
 
 

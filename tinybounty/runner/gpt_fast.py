@@ -70,7 +70,7 @@ def generate(script: str | os.PathLike, device: str, checkpoint: str | os.PathLi
   return Generation(seqs[-1], [float(v) for v in re.findall(r"([\d.]+) tokens/sec", printed)], printed)
 
 
-def forced_logits(script: str | os.PathLike, device: str, checkpoint: str | os.PathLike, tokens: list[int]) -> np.ndarray:
+def forced_logits(script: str | os.PathLike, device: str, checkpoint: str | os.PathLike, tokens: list[int], int8: bool = False) -> np.ndarray:
   """The script's own model, loaded as the script loads it (gpt-fast's `_load_model`, or gpt_fast_like's `Transformer`),
   run once over `tokens` on `device` (teacher forcing, one prefill): float32 logits, (len(tokens), vocab)."""
   script, checkpoint = pathlib.Path(script).resolve(), pathlib.Path(checkpoint)
@@ -82,6 +82,7 @@ def forced_logits(script: str | os.PathLike, device: str, checkpoint: str | os.P
       with torch.device("meta"): model = g["Transformer"](g["shape_of"](checkpoint.parent.name))
       g["load_state"](model, torch.load(str(checkpoint), mmap=True, weights_only=True))
       model = model.to(device="cuda", dtype=torch.bfloat16).eval()
+      if int8: model = g["to_int8"](model)  # gpt_fast_like's --int8 (gpt-fast's own int8 is a checkpoint _load_model reads)
     with torch.device("cuda"): model.setup_caches(1, len(tokens))
     idx = torch.tensor(tokens, dtype=torch.int, device="cuda").view(1, -1)
     return model(idx, torch.arange(len(tokens), device="cuda")).float().cpu().numpy()[0]
