@@ -164,7 +164,7 @@ def main() -> None:
     diff = max(abs(x - y) for x, y in zip(cv, tv))
     s = tb.stats()
     print(f"{name:<7} cpu median {cm:8.2f} ms (min {cmin:.2f})  tiny median {tm:8.2f} ms (min {tmin:.2f})  ratio {tm / cm:6.2f}x  "
-          f"max |tiny-cpu| per-step output {diff:.2e}  captured {s['captured']} replays {s['replays']} lowered {s['lowered']}")
+          f"max |tiny-cpu| per-step output {diff:.2e}  captured {s.get('captured', 0)} replays {s.get('replays', 0)} lowered {s.get('lowered', 0)}")
     cmd = f"PYTHONPATH=. DEV=CPU python bench/torch_step.py --only {name} --steps {a.steps}" + (" --no-capture" if a.no_capture else "")
     print(format_row(f"torch_step_{name}", machine(), cmd, f"tiny {tm:.2f} ms per step (median of {a.steps}; {tm / cm:.2f}x)",
                      f"PyTorch CPU eager {cm:.2f} ms, 1 thread, same run"))

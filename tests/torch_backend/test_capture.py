@@ -14,7 +14,7 @@ from tinygrad.helpers import GlobalCounters
 from torch import nn
 
 import tinybounty.torch_backend as tb
-from tinybounty.torch_backend import capture
+from tinybounty.torch_backend import capture, replay
 
 # float32 steps through different kernel fusions: PyTorch's own float32 error against float64 on these sizes is ~1e-6
 TOL = {"rtol": 2e-5, "atol": 2e-6}
@@ -260,7 +260,7 @@ def test_replays_run_batched_on_the_cpu_and_kernel_by_kernel_without(batched, mo
   got = train(m, torch.optim.AdamW(m.parameters(), lr=1e-2), batches(6, dev="tiny"))
   torch.testing.assert_close(torch.tensor(got), torch.tensor(ref), **TOL)
   for p, q in zip(m.parameters(), ref_model.parameters()): torch.testing.assert_close(p.detach().cpu(), q.detach(), **TOL)
-  graphs = [g for g in capture._graphs.values() if isinstance(g, capture._Graph)]
+  graphs = [g for g in capture._graphs.values() if isinstance(g, replay.Graph)]
   assert graphs and tb.stats()["replays"] >= 3
   assert all((g.replay.batch is not None) == batched for g in graphs)
 

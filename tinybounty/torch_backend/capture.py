@@ -16,8 +16,9 @@ At a sync point (flush after an optimizer step, .item(), .cpu(), synchronize) th
   with the reason: what differs from the last step).
 An eager path that reads a placeholder (an op without a learned shape, a CPU fallback, an op reading device data) first
 turns the recorded ops into lazy tinygrad values (`lowered`, with the reason) and the step continues eagerly. Ops that
-read device data (nonzero, masked_select), draw random numbers, read a moving slice (device.py) or run kernels while
-building are never recorded.
+read device data (nonzero, masked_select), draw from a generator of their own, read a moving slice (device.py) or run
+kernels while building are never recorded; draws from the default generator are, their counters step arguments.
+A program that never syncs is cut into steps where it writes a storage again after SYNC_AFTER ops (a decoding loop).
 """
 from __future__ import annotations
 
@@ -29,17 +30,13 @@ from collections import OrderedDict
 from typing import Any, Callable
 
 import torch
-from tinygrad import Tensor, dtypes
+from tinygrad import Tensor
 from tinygrad.device import Buffer
-from tinygrad.dtype import storage_fmt_for_dtype, to_storage_scalar, truncate
-from tinygrad.engine.realize import capturing, compile_linear, get_call_arg_uops, get_call_outs_ins, get_runtime, run_linear
+from tinygrad.engine.realize import capturing, run_linear
 from tinygrad.helpers import GlobalCounters
-from tinygrad.schedule.memory import memory_plan_rewrite
-from tinygrad.tensor import all_tensors
-from tinygrad.uop.ops import Ops, UOp, buffers
+from tinygrad.uop.ops import Ops, UOp
 
-from tinybounty.runtime import cpugraph
-from tinybounty.torch_backend import device, random, scalars, table
+from tinybounty.torch_backend import device, random, replay, scalars, table
 from tinybounty.torch_backend import stats as stats_module
 from tinybounty.torch_backend.random import default_generator
 from tinybounty.torch_backend.stats import _counts, on_device
@@ -55,10 +52,6 @@ _last_key: list = [None]
 
 
 class _NotRecordable(Exception):
-  pass
-
-
-class _NotCapturable(Exception):
   pass
 
 
@@ -458,82 +451,6 @@ def lower(reason: str | None = None) -> None:
     if k in seg.written: device._pending[id(st)] = st
 
 
-# ***** replay *****
-
-class _Replay:
-  """A captured schedule: its compiled kernels with their buffers, parameters (inputs, scalars, outputs) by slot."""
-  def __init__(self, linear: UOp, params: list[UOp], var_vals: dict[str, int], n_read_only: int) -> None:
-    lin = linear.substitute({u: UOp.param(i, u.dtype, u.shape, u.device) for i, u in enumerate(params)}, walk=True)
-    held = set(buffers) | {u for tref in list(all_tensors) if (t := tref()) is not None for u in t.uop.toposort() if u.op is Ops.BUFFER}
-    lin = compile_linear(memory_plan_rewrite(lin, held))
-    self.calls: list[tuple] = []
-    for call in lin.src:
-      ast = call.src[0]
-      if ast.op is not Ops.PROGRAM: raise _NotCapturable(f"the step has a {ast.op} call")
-      if isinstance(call.src[1].device, tuple): raise _NotCapturable("the step spans several devices")
-      args = get_call_arg_uops(call)
-      if any(b.op is not Ops.PARAM and any(u.op is Ops.PARAM for u in b.toposort()) for b in args):
-        raise _NotCapturable("a kernel reads a parameter through a view")
-      if any(args[i].op is Ops.PARAM and args[i].arg.slot < n_read_only for i in get_call_outs_ins(call)[0]):
-        raise _NotCapturable("a kernel writes an input buffer")
-      fixed = [None if b.op is Ops.PARAM else b.buffer.ensure_allocated() for b in args]
-      replace = tuple((p, b.arg.slot) for p, b in enumerate(args) if b.op is Ops.PARAM)
-      dev = call.src[1].device
-      rt = get_runtime(dev, ast)
-      global_size, local_size = ast.arg.launch_dims(var_vals)
-      self.calls.append((rt, fixed, replace, global_size, local_size, ast.arg.vals(var_vals)))
-    # CPU kernels run through one native entry (runtime/cpugraph.py), not one Python-driven launch each
-    self.batch = None
-    if self.calls and all(cpugraph.batchable(call) for call in lin.src):
-      self.batch = cpugraph.KernelBatch([(c[0], call.src[0].arg, c[1], list(c[2]), var_vals) for c, call in zip(self.calls, lin.src)])
-
-  def run(self, params: list[Buffer]) -> None:
-    if self.batch is not None:
-      self.batch(params)
-      GlobalCounters.kernel_count += len(self.calls)
-      return
-    for rt, fixed, replace, global_size, local_size, vals in self.calls:
-      bufs = list(fixed)
-      for p, slot in replace: bufs[p] = params[slot]
-      rt(*[b._buf for b in bufs], global_size=global_size, local_size=local_size, vals=vals, wait=False)
-    GlobalCounters.kernel_count += len(self.calls)
-
-
-class _Graph:
-  """One captured step: the replay and how its parameters map to the step's inputs, scalars, random counters and outputs."""
-  __slots__ = ("replay", "scalars", "draws", "out_specs")
-
-  def __init__(self, replay: _Replay, scalar_specs: list[tuple], draw_specs: list[tuple], out_specs: list[tuple]) -> None:
-    self.replay, self.scalars, self.draws, self.out_specs = replay, scalar_specs, draw_specs, out_specs
-
-
-_scalar_bufs: OrderedDict[tuple, Buffer] = OrderedDict()
-
-
-def _scalar_bytes(value: float, dtype: Any) -> bytes:
-  """`value` as one element of `dtype`, rounded as tinygrad rounds a Python float into it (as the device scalar the step
-  was captured with holds it). Not through numpy: numpy has no bfloat16 and tinygrad names float32 for it, whose 4 bytes
-  in a 2-byte buffer read back as their low half (-inf, 1.0 and 0.5 as 0: gpt-fast's tokens went wrong on replay)."""
-  return struct.pack("<" + storage_fmt_for_dtype(dtype), to_storage_scalar(truncate[dtype](value), dtype))
-
-
-def _scalar_buffer(value: float, dtype: Any, dev: str) -> Buffer:
-  key = (struct.pack("<d", value), dtype, dev)
-  if (buf := _scalar_bufs.get(key)) is None:
-    buf = _scalar_bufs[key] = Buffer(dev, 1, dtype).allocate()
-    buf.allocator._copyin(buf._buf, memoryview(bytearray(_scalar_bytes(value, dtype))))
-    if len(_scalar_bufs) > scalars.KEEP: _scalar_bufs.popitem(last=False)
-  else: _scalar_bufs.move_to_end(key)
-  return buf
-
-
-def _counter_buffer(offset: int, dev: str) -> Buffer:
-  """A random draw's counter (random._pair's layout: two uint32 words, low first) in a buffer of its own."""
-  buf = Buffer(dev, 2, dtypes.uint32).allocate()
-  buf.allocator._copyin(buf._buf, memoryview(bytearray(struct.pack("<II", offset & 0xFFFFFFFF, offset >> 32))))
-  return buf
-
-
 def _input_uop(x: Any, realized: bool = True) -> UOp | None:
   """The realized buffer UOp behind an input value, if the value is the whole buffer (possibly reshaped)."""
   if isinstance(x, tuple): return UOp.from_buffer(x[0])
@@ -599,7 +516,7 @@ def _end(seg: _Segment) -> None:
   live_slots = tuple(k for k, _ in live)
   key = _Key((tuple(seg.keys), in_sig, live_slots, equal), hash((seg.h, in_sig, live_slots, equal)))
   graph = _graphs.get(key)
-  if isinstance(graph, _Graph):
+  if isinstance(graph, replay.Graph):
     _graphs.move_to_end(key)
     _counts["replays"] += 1
     _replay(graph, seg, in_bufs, live)
@@ -616,7 +533,7 @@ def _end(seg: _Segment) -> None:
     try:
       _capture(key, seg, in_uops, scalar_reads, outs, live, last)
       return
-    except _NotCapturable as e:
+    except replay.NotCapturable as e:
       reason = str(e)
       _graphs[key] = reason
   _counts["reason: " + f"not captured: {reason}"] += 1
@@ -655,32 +572,32 @@ def _capture(key: tuple, seg: _Segment, in_uops: list[UOp], scalar_reads: list, 
     capturing.clear()
   try:
     _build(key, seg, in_uops, scalar_reads, outs, live, last, cap)
-  except _NotCapturable:
+  except replay.NotCapturable:
     for linear, var_vals in cap.linears: run_linear(linear, var_vals)  # the step still runs, uncaptured
     raise
 
 
 def _build(key: tuple, seg: _Segment, in_uops: list[UOp], scalar_reads: list, outs: list[Tensor], live: list, last: Any, cap: _Linears) -> None:
-  if any(u is None for u in in_uops): raise _NotCapturable("an input is empty")
+  if any(u is None for u in in_uops): raise replay.NotCapturable("an input is empty")
   params: list[UOp] = list(in_uops)
   index = {u: i for i, u in enumerate(params)}
   scalar_specs = []
   for s, t in scalar_reads:
     u = _input_uop(t)
-    if u is None: raise _NotCapturable("a device scalar is not a buffer")
+    if u is None: raise replay.NotCapturable("a device scalar is not a buffer")
     if u not in index:
       index[u] = len(params)
       params.append(u)
       scalar_specs.append((s.index, u.dtype, u.device))
-    elif index[u] < len(in_uops): raise _NotCapturable("a device scalar is also an input")
+    elif index[u] < len(in_uops): raise replay.NotCapturable("a device scalar is also an input")
     # else: equal floats read one buffer; the key's equality pattern of the scalars keeps them equal on replay
   if any(_input_uop(t, realized=False) in index for t in seg.constant_scalars):
-    raise _NotCapturable("a device scalar is both an argument and a constant of the step")
+    raise replay.NotCapturable("a device scalar is both an argument and a constant of the step")
   draw_specs = []
   for i, handed in seg.handed:
     for offset, _, counter in handed:
       u = _input_uop(counter)
-      if u is None or u in index: raise _NotCapturable("a random counter is not a buffer of its own")
+      if u is None or u in index: raise replay.NotCapturable("a random counter is not a buffer of its own")
       index[u] = len(params)
       params.append(u)
       draw_specs.append((i, offset - seg.draws[i][1], u.device))  # an op's later draws are at offsets after its first
@@ -691,9 +608,9 @@ def _build(key: tuple, seg: _Segment, in_uops: list[UOp], scalar_reads: list, ou
       out_specs.append(("const", o))
       continue
     u = _input_uop(o, realized=False)
-    if u is None: raise _NotCapturable("an output is not a whole buffer")
+    if u is None: raise replay.NotCapturable("an output is not a whole buffer")
     if u in index:
-      if len(in_uops) <= index[u] < n_fixed: raise _NotCapturable("an output is a device scalar")
+      if len(in_uops) <= index[u] < n_fixed: raise replay.NotCapturable("an output is a device scalar")
       out_specs.append(("alias", index[u], tuple(o.shape)))
     elif not u.is_realized:  # a buffer this step's schedule allocates
       index[u] = len(params)
@@ -703,10 +620,10 @@ def _build(key: tuple, seg: _Segment, in_uops: list[UOp], scalar_reads: list, ou
   var_vals: dict[str, int] = {}
   for _, vv in cap.linears: var_vals.update(vv)
   linear = UOp(Ops.LINEAR, src=tuple(c for lin, _ in cap.linears for c in lin.src))
-  replay = _Replay(linear, params, var_vals, n_fixed)
-  replay.run([u.buffer.ensure_allocated() for u in params])
+  rep = replay.Replay(linear, params, var_vals, n_fixed)
+  rep.run([u.buffer.ensure_allocated() for u in params])
   for (k, st), o in zip(live, outs): st._value, st.slot, st._buf = o, -1, None
-  graph = _Graph(replay, scalar_specs, draw_specs, out_specs)
+  graph = replay.Graph(rep, scalar_specs, draw_specs, out_specs)
   _graphs[key] = graph
   if len(_graphs) > KEEP: _graphs.popitem(last=False)
   _counts["captured"] += 1
@@ -715,10 +632,10 @@ def _build(key: tuple, seg: _Segment, in_uops: list[UOp], scalar_reads: list, ou
     _counts["reason: " + f"recaptured: {_difference(key, last)}"] += 1
 
 
-def _replay(graph: _Graph, seg: _Segment, in_bufs: list[Buffer], live: list) -> None:
+def _replay(graph: replay.Graph, seg: _Segment, in_bufs: list[Buffer], live: list) -> None:
   params: list[Any] = list(in_bufs)
-  for index, dtype, dev in graph.scalars: params.append(_scalar_buffer(seg.scalars[index], dtype, dev))
-  for i, rel, dev in graph.draws: params.append(_counter_buffer(seg.draws[i][1] + rel, dev))
+  for index, dtype, dev in graph.scalars: params.append(replay.scalar_buffer(seg.scalars[index], dtype, dev))
+  for i, rel, dev in graph.draws: params.append(replay.counter_buffer(seg.draws[i][1] + rel, dev))
   for spec in graph.out_specs:
     if spec[0] == "new": params.append(Buffer(spec[4], spec[5], spec[3]).allocate())
   graph.replay.run(params)
