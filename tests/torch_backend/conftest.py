@@ -31,3 +31,13 @@ def counter():
 
 def tiny(x: torch.Tensor) -> torch.Tensor:
   return x.to("tiny")
+
+
+@pytest.fixture
+def capture_off():
+  """Tests of the eager path itself (its schedules, its kernel cache) run with step capture off, whatever the default."""
+  from tinybounty.torch_backend import capture
+  was = capture.enabled()
+  capture.set_enabled(False)
+  yield
+  capture.set_enabled(was)

@@ -171,7 +171,7 @@ def test_scatter_reduce_arg_with_tensor_src(reduce):
   got = x.to("tiny").scatter(0, idx.to("tiny"), src.to("tiny"), reduce=reduce)
   assert torch.allclose(got.cpu(), x.scatter(0, idx, src, reduce=reduce))
 
-def test_a_sync_realizes_live_results_in_the_order_they_were_made(monkeypatch):
+def test_a_sync_realizes_live_results_in_the_order_they_were_made(monkeypatch, capture_off):
   """A sync point realizes the live unrealized results in creation order, so repeated identical steps give tinygrad the
   same schedule and hit its schedule cache (a set's address order missed it every token of gpt-fast's decoding)."""
   from tinygrad import Tensor

@@ -73,7 +73,7 @@ def test_a_loop_over_slices_of_a_permutation_compiles_and_schedules_once():
   torch.testing.assert_close(acc.cpu(), ref)
 
 
-def test_an_ema_update_with_a_new_decay_each_step_compiles_nothing_new():
+def test_an_ema_update_with_a_new_decay_each_step_compiles_nothing_new(capture_off):
   ema, ref = torch.ones(16, device="tiny"), torch.ones(16)
   param = torch.arange(16.0)
   def update(e, p, decay): e.mul_(decay).add_(p.mul(1.0 - decay))

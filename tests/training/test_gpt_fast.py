@@ -43,9 +43,12 @@ def test_unknown_config_is_a_clear_error():
 
 @pytest.mark.slow
 def test_gpt_fast_like_greedy_tokens_equal_cpu(stories15m, tiny):
-  ref = generate(SCRIPTS / "gpt_fast_like.py", "cpu", stories15m, max_new_tokens=TOKENS)
-  got = generate(SCRIPTS / "gpt_fast_like.py", "tiny", stories15m, max_new_tokens=TOKENS)
-  assert len(ref.tokens) > TOKENS and got.tokens == ref.tokens
+  script = SCRIPTS / "gpt_fast_like.py"
+  ref = generate(script, "cpu", stories15m, max_new_tokens=TOKENS)
+  got = generate(script, "tiny", stories15m, max_new_tokens=TOKENS)
+  # equal, or parted at a near-tie of the random-weight model (where step capture's cuts change a bf16 rounding)
+  agree = agreement(ref.tokens, got.tokens, lambda which, prefix: forced_logits(script, "cpu" if which == "ref" else "tiny", stories15m, prefix))
+  assert len(ref.tokens) > TOKENS and agree.ok, str(agree)
   assert len(got.tokens_per_s) == 1 and got.tokens_per_s[0] > 0
 
 

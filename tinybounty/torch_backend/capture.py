@@ -49,6 +49,8 @@ _metas: dict[tuple, Any] = {}  # an op's shape key -> the structure of its outpu
 _scalar_positions: set[tuple] = set()  # (op key, argument position) of floats the op reads from device memory
 _graphs: OrderedDict[tuple, Any] = OrderedDict()  # a step's key -> _Replay, or the reason it cannot be captured
 _last_key: list = [None]
+_seen: OrderedDict[Any, None] = OrderedDict()  # keys of steps ended once, not captured (yet)
+SEEN_KEEP = 256
 
 
 class _NotRecordable(Exception):
@@ -529,6 +531,14 @@ def _end(seg: _Segment) -> None:
   if reason is None and GlobalCounters.kernel_count != ks: reason = "kernels ran while the step was built"
   if reason is None and capturing: reason = "inside a TinyJit capture"
   if reason is None and isinstance(graph, str): reason = graph
+  if reason is None and key not in _seen:
+    # a step seen once is realized as it is and captured only if it comes again: one-off steps (a prefill, a program's
+    # last partial step, a test's single step) never pay for a capture they would not replay
+    _seen[key] = None
+    if len(_seen) > SEEN_KEEP: _seen.popitem(last=False)
+    Tensor.realize(*outs)
+    for (k, st), o in zip(live, outs): st._value, st.slot, st._buf = o, -1, None
+    return
   if reason is None:
     try:
       _capture(key, seg, in_uops, scalar_reads, outs, live, last)
@@ -676,6 +686,7 @@ def reset() -> None:
   """Forget every captured step and learned op (tests)."""
   sync()
   _graphs.clear()
+  _seen.clear()
   _metas.clear()
   _scalar_positions.clear()
   _last_key[0] = None
