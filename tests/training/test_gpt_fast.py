@@ -58,11 +58,12 @@ def stories110m(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model,mode", [("stories15M", "compile"), ("stories110M", "compile"), ("stories15M", "int8")])
+@pytest.mark.parametrize("model,mode", [("stories15M", "compile"), ("stories110M", "eager"), ("stories110M", "compile"),
+                                        ("stories15M", "int8")])
 def test_gpt_fast_like_compiled_larger_and_int8_equal_cpu(model, mode, request, tiny, fresh_dynamo):
-  """--compile (gpt-fast's reduce-overhead decode routed to the tiny backend) on stories15M and the stories110M shape, and
-  int8 weight-only linears, each against PyTorch CPU eager running the same script: the same greedy tokens, or a
-  parting where the CPU's own logit gap is a near-tie (agreement())."""
+  """--compile (gpt-fast's reduce-overhead decode routed to the tiny backend) on stories15M, the stories110M shape eager
+  and compiled, and int8 weight-only linears, each against PyTorch CPU eager running the same script: the same greedy
+  tokens, or a parting where the CPU's own logit gap is a near-tie (agreement())."""
   checkpoint = request.getfixturevalue(model.lower())
   script = SCRIPTS / "gpt_fast_like.py"
   extra = ["--int8"] if mode == "int8" else None

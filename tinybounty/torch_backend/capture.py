@@ -47,7 +47,7 @@ _UNRECORDABLE = "X"
 
 _metas: dict[tuple, Any] = {}  # an op's shape key -> the structure of its outputs, learned from an eager run
 _scalar_positions: set[tuple] = set()  # (op key, argument position) of floats the op reads from device memory
-_graphs: OrderedDict[tuple, Any] = OrderedDict()  # a step's key -> _Replay, or the reason it cannot be captured
+_graphs: OrderedDict[tuple, Any] = OrderedDict()  # a step's key -> replay.Graph, or the reason it cannot be captured
 _last_key: list = [None]
 _seen: OrderedDict[Any, None] = OrderedDict()  # keys of steps ended once, not captured (yet)
 SEEN_KEEP = 256
