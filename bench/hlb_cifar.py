@@ -45,7 +45,13 @@ def train(script: str, device: str, epochs: float, seed: int, init: dict | None,
       tinybounty.engine.install()
       print(f"[tiny] tinybounty.engine installed ({tinybounty.engine.engine_kind()} loop)")
   if device == "cuda-cudnn-benchmark": torch.backends.cudnn.benchmark, device = True, "cuda"
-  return run(script, device, epochs, seed, init)
+  result = run(script, device, epochs, seed, init)
+  if device == "tiny":  # what the steps did: replays, captures, lowerings with their reasons
+    import tinybounty.torch_backend as tb
+    s = tb.stats()
+    reasons = sorted(s.get("capture_reasons", {}).items(), key=lambda kv: -kv[1])[:12]
+    print(f"[tiny] capture: {({k: s[k] for k in ('captured', 'replays', 'recaptures', 'lowered', 'uncaptured') if k in s})} {reasons}")
+  return result
 
 
 def compare(name: str, got: list[float], ref: list[float]) -> float:
