@@ -58,6 +58,7 @@ def stories110m(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.long  # 30-60 s each on the 2-core machine: together they would take CI past its 30 minutes on a slow day
 @pytest.mark.parametrize("model,mode", [("stories15M", "compile"), ("stories110M", "eager"), ("stories110M", "compile"),
                                         ("stories15M", "int8")])
 def test_gpt_fast_like_compiled_larger_and_int8_equal_cpu(model, mode, request, tiny, fresh_dynamo):
