@@ -313,3 +313,28 @@ def test_random_draws_are_arguments_of_the_step():
   capture.set_enabled(True)
   torch.manual_seed(2)  # another seed: another step (the seed is a constant of its kernels), other numbers
   assert _random_step(x) not in captured
+
+
+def _moving_writes(dev: str, n: int = 12) -> tuple[list, list[dict]]:
+  seq = torch.zeros(16, dtype=torch.int64, device=dev)
+  acc = torch.zeros(16, 3, device=dev)
+  w = torch.arange(3.0, device=dev)
+  tok, out, seen = torch.ones((), dtype=torch.int64, device=dev), [], []
+  for i in range(n):
+    tok = (tok * 3 + 1) % 7
+    seq[i + 1].fill_(5)  # at i = 4 the filled value equals the offset: they must stay two arguments
+    seq[i] = tok
+    acc[i] += w * tok
+    out.append(seq.sum().item())  # a sync point: one step per position
+    seen.append(dict(capture.stats()))
+  return [out, seq.cpu().tolist(), acc.cpu().tolist()], seen
+
+
+def test_small_writes_at_a_moving_offset_are_arguments_of_the_step():
+  """A decoding loop's `seq[i] = tok` and `acc[i] += v` write small views at a new offset every step. The offset is an
+  argument of the step, read from device memory as the eager path already writes small views: the steps replay, each
+  at its own offset, equal to the CPU, and a filled value equal to the offset is not taken for it."""
+  got, seen = _moving_writes("tiny")
+  assert got == _moving_writes("cpu")[0]
+  assert seen[-1]["lowered"] == seen[4]["lowered"] and seen[-1]["uncaptured"] == 0, seen[-1]  # learned by step 4
+  assert seen[-1]["replays"] - seen[4]["replays"] == 7, seen[-1]

@@ -36,7 +36,7 @@ from tinygrad.engine.realize import capturing, run_linear
 from tinygrad.helpers import GlobalCounters
 from tinygrad.uop.ops import Ops, UOp
 
-from tinybounty.torch_backend import device, random, replay, scalars, table
+from tinybounty.torch_backend import device, random, replay, scalars, strided, table
 from tinybounty.torch_backend import stats as stats_module
 from tinybounty.torch_backend.random import default_generator
 from tinybounty.torch_backend.stats import _counts, on_device
@@ -47,6 +47,7 @@ _UNRECORDABLE = "X"
 
 _metas: dict[tuple, Any] = {}  # an op's shape key -> the structure of its outputs, learned from an eager run
 _scalar_positions: set[tuple] = set()  # (op key, argument position) of floats the op reads from device memory
+_offset_positions: set[tuple] = set()  # (op key, argument position) of tensors whose storage offset it reads so
 _graphs: OrderedDict[tuple, Any] = OrderedDict()  # a step's key -> replay.Graph, or the reason it cannot be captured
 _last_key: list = [None]
 _seen: OrderedDict[Any, None] = OrderedDict()  # keys of steps ended once, not captured (yet)
@@ -66,7 +67,8 @@ class _Ref:
 
 
 class _Scalar:
-  """A float argument read from device memory: its index in the step's scalars."""
+  """A float argument, or a view's storage offset (scalars.Offset), read from device memory: its index in the step's
+  scalars."""
   __slots__ = ("index", "position")
 
   def __init__(self, index: int, position: int) -> None:
@@ -149,14 +151,19 @@ def _template(a: Any, ctx: _Ctx) -> Any:
     try:
       st = a.untyped_storage()._tiny  # only tiny storages carry one
     except Exception:
-      raise _NotRecordable from None
+      raise _NotRecordable("it reads a tensor of another device") from None
     size, stride, off, dt = tuple(a.shape), a.stride(), a.storage_offset(), a.dtype
     # a moving slice (a batch's rows of a permutation) is copied out by a kernel as it is read: the op runs eagerly,
     # outside the step, or the offset, a new one each step, would key every step apart
-    if device.moving_slice(size, stride, off, dt): raise _NotRecordable
+    if device.moving_slice(size, stride, off, dt): raise _NotRecordable("it reads a moving slice")
     src = ctx.seg.ref(st)
-    ctx.key.append((size, stride, off, dt))
     ctx.refs.append(src)
+    # a small view at a moving offset (x[i] = v in a loop) is read and written through an offset in device memory
+    if (ctx.op, ctx.pos) in _offset_positions and math.prod(size) <= strided.SMALL_WRITE:
+      ctx.key.append((size, stride, "offset", dt))
+      ctx.scalars.append(scalars.Offset(off))
+      return _Ref(src, size, stride, _Scalar(len(ctx.scalars) - 1, ctx.pos), dt)
+    ctx.key.append((size, stride, off, dt))
     return _Ref(src, size, stride, off, dt)
   if type(a) is float:
     if (ctx.op, ctx.pos) in _scalar_positions:
@@ -174,7 +181,7 @@ def _template(a: Any, ctx: _Ctx) -> Any:
   if isinstance(a, dict):
     ctx.key.append((dict, tuple(a)))
     return {k: _template(v, ctx) for k, v in a.items()}
-  raise _NotRecordable
+  raise _NotRecordable(f"it takes a {type(a).__name__}")
 
 
 def _learn(res: Any, kind: str, extra: Any, kwargs: dict) -> Any:
@@ -208,6 +215,7 @@ def dispatch(kind: str, fn: Callable, eager: Callable, args: tuple, kwargs: dict
 
 
 _eager_op: list = [None]
+_why = ["outputs not known yet"]  # why the op in _eager_op runs eagerly
 
 
 def _rewrites(seg: _Segment, kind: str, args: tuple, kwargs: dict, extra: Any) -> bool:
@@ -229,13 +237,15 @@ def _dispatch(kind: str, fn: Callable, eager: Callable, args: tuple, kwargs: dic
   n_inputs = len(seg.inputs)
   try:
     targs, tkwargs = _template(args, ctx), _template(kwargs, ctx)
-  except _NotRecordable:
+  except _NotRecordable as e:
     seg.forget_inputs(n_inputs)
+    _why[0] = str(e)
     return eager(*args, **kwargs)
   shape_key = (op, tuple(ctx.key))
   if kind == "e": meta: Any = ("E",)
   elif (meta := _metas.get(shape_key)) is None:
     seg.forget_inputs(n_inputs)
+    _why[0] = "outputs not known yet"
     if kind == "o":
       outs = [kwargs[n] for n in extra]
       before = [tuple(o.shape) for o in outs]
@@ -260,6 +270,7 @@ def _dispatch(kind: str, fn: Callable, eager: Callable, args: tuple, kwargs: dic
     return res
   if meta is _UNRECORDABLE:
     seg.forget_inputs(n_inputs)
+    _why[0] = "its first run read device data, ran kernels or made a view"
     return eager(*args, **kwargs)
   draw = None
   if meta[0] == "R":  # its words are drawn now, as eagerly: the counter an argument of the step, the seed in its key
@@ -300,6 +311,7 @@ def _walk_scalars(*trees: Any) -> list[_Scalar]:
   out: list[_Scalar] = []
   def walk(a: Any) -> None:
     if isinstance(a, _Scalar): out.append(a)
+    elif isinstance(a, _Ref) and isinstance(a.off, _Scalar): out.append(a.off)
     elif isinstance(a, (list, tuple)):
       for x in a: walk(x)
     elif isinstance(a, dict):
@@ -339,7 +351,10 @@ def _materialize(seg: _Segment) -> tuple[list[Tensor | None], list[tuple[_Scalar
     return v
 
   def conv(a: Any) -> Any:
-    if isinstance(a, _Ref): return device.read(device.TinyStorage(value(a.src)), a.size, a.stride, a.off, a.dtype)
+    if isinstance(a, _Ref):
+      moving = isinstance(a.off, _Scalar)
+      off = seg.scalars[a.off.index] if moving else a.off
+      return device.read(device.TinyStorage(value(a.src)), a.size, a.stride, off, a.dtype, offset_on_device=moving)
     if isinstance(a, _Scalar): return seg.scalars[a.index]
     if isinstance(a, (list, tuple)): return type(a)(conv(x) for x in a)
     if isinstance(a, dict): return {k: conv(v) for k, v in a.items()}
@@ -347,7 +362,8 @@ def _materialize(seg: _Segment) -> tuple[list[Tensor | None], list[tuple[_Scalar
 
   def written(ref: _Ref, v: Tensor, uniform: bool) -> Tensor:
     st = device.TinyStorage(value(ref.src))
-    device.write_into(st, v, ref.size, ref.stride, ref.off, ref.dtype, uniform)
+    off = seg.scalars[ref.off.index] if isinstance(ref.off, _Scalar) else ref.off  # a small write: through device memory
+    device.write_into(st, v, ref.size, ref.stride, off, ref.dtype, uniform)
     return st.value
 
   seg.handed = []
@@ -376,14 +392,14 @@ def _materialize(seg: _Segment) -> tuple[list[Tensor | None], list[tuple[_Scalar
     finally:
       scalars.requests, random.recorded = None, None
     marked = _walk_scalars(targs, tkwargs)
-    by_bits: dict[bytes, list] = {}
-    for value_, tensor in requests: by_bits.setdefault(struct.pack("<d", float(value_)), []).append(tensor)
-    used: set[bytes] = set()
+    by_bits: dict[tuple, list] = {}
+    for value_, tensor in requests: by_bits.setdefault(_bits(value_), []).append(tensor)
+    used: set[tuple] = set()
     for s in marked:
       # equal floats (a foreach op's list of one bias correction) read one device buffer: the key keeps them equal
-      if not (found := by_bits.get(bits := struct.pack("<d", seg.scalars[s.index]))):
-        reason = reason or f"a float argument of {_op_name(fn)} was not read from device memory"
-        _scalar_positions.discard((op, s.position))
+      if not (found := by_bits.get(bits := _bits(seg.scalars[s.index]))):
+        reason = reason or f"a float argument or offset of {_op_name(fn)} was not read from device memory"
+        (_offset_positions if bits[0] else _scalar_positions).discard((op, s.position))
       else:
         scalar_reads.extend((s, t) for t in found)
         used.add(bits)
@@ -393,22 +409,34 @@ def _materialize(seg: _Segment) -> tuple[list[Tensor | None], list[tuple[_Scalar
   return vals, scalar_reads, reason
 
 
+def _bits(v: float) -> tuple:
+  """A scalar of the step as a dict key: offsets apart from floats, floats by bit pattern (-0.0 and NaNs their own)."""
+  return (type(v) is scalars.Offset, struct.pack("<d", float(v)))
+
+
 def _learn_scalars(op: tuple, targs: Any, tkwargs: Any, scalar_values: list[float], requests: list[tuple]) -> None:
-  """Floats of this op read from device memory, and only that way, become arguments of later steps' keys."""
+  """Floats of this op read from device memory, and only that way, become arguments of later steps' keys; so do the
+  offsets of its small views that it read or wrote through an offset in device memory."""
   if not requests: return
   floats: dict[bytes, list[int]] = {}
+  offsets: dict[int, list[int]] = {}
   pos = [0]
   def walk(a: Any) -> None:
     pos[0] += 1
     if type(a) is float: floats.setdefault(struct.pack("<d", a), []).append(pos[0])
     elif isinstance(a, _Scalar): floats.setdefault(struct.pack("<d", scalar_values[a.index]), []).append(-1)
+    elif isinstance(a, _Ref) and not isinstance(a.off, _Scalar) and math.prod(a.size) <= strided.SMALL_WRITE:
+      offsets.setdefault(a.off, []).append(pos[0])
     elif isinstance(a, (list, tuple)):
       for x in a: walk(x)
     elif isinstance(a, dict):
       for x in a.values(): walk(x)
   walk(targs)
   walk(tkwargs)
-  bits = [struct.pack("<d", float(v)) for v, _ in requests]
+  # every small view at a requested offset reads through it from now on (a gather: exact for any view)
+  for v, _ in requests:
+    if type(v) is scalars.Offset: _offset_positions.update((op, p) for p in offsets.get(v, ()))
+  bits = [struct.pack("<d", float(v)) for v, _ in requests if type(v) is not scalars.Offset]
   # a derived value, or one value at two positions (one of them may be compiled in), teaches nothing; except in a
   # foreach op, which runs the same element-wise op on each element: k equal floats read k times are all read
   counts = {b: bits.count(b) for b in bits}
@@ -438,7 +466,7 @@ def lower(reason: str | None = None) -> None:
   """device.materialize_hook: give every recorded output its lazy tinygrad value; the step goes on eagerly."""
   global _seg
   if reason is None:
-    reason = f"{_op_name(_eager_op[0])} ran eagerly (outputs not known yet)" if _eager_op[0] is not None else "an eager path read a value of the step"
+    reason = f"{_op_name(_eager_op[0])} ran eagerly ({_why[0]})" if _eager_op[0] is not None else "an eager path read a value of the step"
   seg, _seg = _seg, _Segment()
   if not seg.entries: return
   _counts["reason: " + f"lowered: {reason}"] += 1
@@ -513,8 +541,8 @@ def _end(seg: _Segment) -> None:
       st.bound = (in_bufs[j], tuple(x.shape))
   # an empty input has no buffer (tinygrad allocates none, not even when realized): _build runs such a step uncaptured
   in_sig = tuple((x.dtype, 0, _shape_of(x)) if b is None else (b.dtype, b.size, _shape_of(x)) for b, x in zip(in_bufs, seg.inputs))
-  first: dict[bytes, int] = {}
-  equal = tuple(first.setdefault(struct.pack("<d", v), i) for i, v in enumerate(seg.scalars))
+  first: dict[tuple, int] = {}
+  equal = tuple(first.setdefault(_bits(v), i) for i, v in enumerate(seg.scalars))
   live_slots = tuple(k for k, _ in live)
   key = _Key((tuple(seg.keys), in_sig, live_slots, equal), hash((seg.h, in_sig, live_slots, equal)))
   graph = _graphs.get(key)
@@ -689,6 +717,7 @@ def reset() -> None:
   _seen.clear()
   _metas.clear()
   _scalar_positions.clear()
+  _offset_positions.clear()
   _last_key[0] = None
 
 

@@ -23,7 +23,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from tinybounty.torch_backend import ops, table
 from tinybounty.torch_backend.stats import count, on_device, to_host
-from tinybounty.torch_backend.strided import strided_read, strided_write
+from tinybounty.torch_backend.strided import gather_read, strided_read, strided_write
 
 BACKEND = "tiny"
 _META = torch._C.DispatchKeySet(torch._C.DispatchKey.Meta)
@@ -92,16 +92,19 @@ def unwrap(t: torch.Tensor) -> Tensor:
   return read(_storage(t), tuple(t.shape), t.stride(), t.storage_offset(), t.dtype)
 
 
-def read(st: TinyStorage, size: tuple[int, ...], stride: tuple[int, ...], off: int, dtype: torch.dtype) -> Tensor:
-  """The view (size, stride, storage offset, dtype) of a storage's value, with movement ops only."""
+def read(st: TinyStorage, size: tuple[int, ...], stride: tuple[int, ...], off: int, dtype: torch.dtype,
+         offset_on_device: bool = False) -> Tensor:
+  """The view (size, stride, storage offset, dtype) of a storage's value, with movement ops only; `offset_on_device`:
+  a gather at positions from an offset in device memory (a captured step's small view at a moving offset)."""
   contiguous = _is_contiguous(size, stride)
-  if st.value.shape == size and st.value.dtype == table.TORCH_TO_TINY.get(dtype) and off == 0 and contiguous: return st.value
+  if not offset_on_device and st.value.shape == size and st.value.dtype == table.TORCH_TO_TINY.get(dtype) and off == 0 and contiguous: return st.value
   buf = st.buf
   if (want := table.to_tiny_dtype(dtype)) != buf.dtype:
     if want.itemsize != buf.dtype.itemsize: raise NotImplementedError(f"tiny: viewing {buf.dtype} storage as {dtype}")
     buf = buf.bitcast(want)
   n = prod_(size)
   if n == 0: return Tensor.empty(*size, dtype=want)
+  if offset_on_device: return gather_read(buf, size, stride, off)
   if contiguous:
     if off == 0 and n == buf.shape[0]: return buf.reshape(size)
     if moving_slice(size, stride, off, dtype): return _moving_slice(buf, off, n)

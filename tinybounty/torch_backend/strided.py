@@ -12,6 +12,7 @@ from typing import Sequence
 
 from tinygrad import Tensor, dtypes
 
+from tinybounty.torch_backend.scalars import device_offset
 from tinybounty.torch_backend.scatter import scatter
 
 SMALL_WRITE = 64  # views up to this many elements are written through positions (see _scatter)
@@ -96,10 +97,21 @@ def _scatter(flat: Tensor, value: Tensor, size: Sequence[int], stride: Sequence[
   """Write through explicit positions: exact for any layout but O(view x storage); used for interleaved layouts and
   for small views. The offset is a device buffer, not a constant, so a loop of small writes at different offsets
   (torch.nn.init.dirac_, x[i, j] = v) compiles one kernel, not one per offset."""
-  pos = Tensor([offset], dtype=dtypes.int32, device=flat.device).reshape((1,) * len(size)).expand(size)
+  return scatter(flat, 0, _positions(flat, size, stride, offset), value.reshape(-1))
+
+
+def gather_read(flat: Tensor, size: Sequence[int], stride: Sequence[int], offset: int) -> Tensor:
+  """strided_read through explicit positions, the offset in device memory as _scatter's: a small view read at a moving
+  offset (`x[i] += 1` in a loop) then compiles one kernel for every offset."""
+  return flat.gather(0, _positions(flat, size, stride, offset)).reshape(size)
+
+
+def _positions(flat: Tensor, size: Sequence[int], stride: Sequence[int], offset: int) -> Tensor:
+  """The storage position of each element of the view, flattened: offset + sum(i_k * stride_k)."""
+  pos = device_offset(offset, flat.device).reshape((1,) * len(size)).expand(size)
   for d, (n, s) in enumerate(zip(size, stride)):
     pos = pos + (Tensor.arange(n, dtype=dtypes.int32).to(flat.device) * s).reshape(*(n if i == d else 1 for i in range(len(size))))
-  return scatter(flat, 0, pos.reshape(-1), value.reshape(-1))
+  return pos.reshape(-1)
 
 
 def is_contiguous(size: Sequence[int], stride: Sequence[int]) -> bool:
