@@ -65,7 +65,9 @@ def step0_errors(model: BertForPretraining, batch: dict[str, np.ndarray]) -> tup
   from tinybounty.data.bert_shards import FIELDS
   params = model_params(model)
   loss = model.loss(*[Tensor(batch[k]) for k in FIELDS])[0]
-  grads = dict(zip(params, [g.numpy() for g in loss.gradient(*params.values())]))
+  gs = loss.gradient(*params.values())
+  Tensor.realize(loss, *gs)  # in one schedule: realized one by one, each would recompute the shared forward
+  grads = dict(zip(params, [g.numpy() for g in gs]))
   hf = hf_from_tiny(model, torch.float64)
   out = hf(**hf_batch(batch))
   out.loss.backward()

@@ -209,7 +209,9 @@ def step0_errors(model, images: np.ndarray, boxes: list[np.ndarray], labels: lis
     logits, deltas = model(Tensor(images))
     ct = Tensor(cls_t, dtype=dtypes.int32)
     lc, lb = focal_loss(logits, ct), box_loss(deltas, ct, Tensor(box_t))
-    grads = dict(zip(params, [g.numpy() for g in (lc + lb).gradient(*params.values())]))
+    gs = (lc + lb).gradient(*params.values())
+    Tensor.realize(lc, lb, *gs)  # in one schedule: realized one by one, each would recompute the shared forward
+    grads = dict(zip(params, [g.numpy() for g in gs]))
   ref.train(cfg.norm == "batch")
   rl, rd = ref(torch.from_numpy(images).double())
   rc, rr = retinanet_loss(rl, rd, torch.from_numpy(anchors).double(), [torch.from_numpy(b).double() for b in boxes],
