@@ -55,6 +55,18 @@ def _input_slot(u: UOp) -> int | None:
   return u.arg.slot if u.op is Ops.PARAM else None
 
 
+def _launch(info: Any) -> Launch:
+  """How the native entry calls one kernel: its argument types, its core count and which argument is its core id."""
+  core_id = next((len(info.globals) + i for i, v in enumerate(info.vars) if v.expr == "core_id"), None)
+  return Launch((None,) * len(info.globals) + tuple(v.dtype for v in info.vars), int(info.global_size[0]), core_id)
+
+
+def _words(rt: Any, info: Any, addrs: list[int], var_vals: dict[str, int] | None) -> list[int]:
+  """One kernel's table words: its function's address, its buffers' addresses, its variables' values (None: zeros,
+  patched before each call)."""
+  return [rt.addr, *addrs, *(0 if var_vals is None or v.expr == "core_id" else var_vals[v.expr] & _MASK for v in info.vars)]
+
+
 class CPUGraph(GraphRunner):
   """A batch of CPU kernels replayed through one native entry point; inputs and variables are patched per replay."""
 
@@ -67,9 +79,8 @@ class CPUGraph(GraphRunner):
     self._vars: dict[str, list[int]] = collections.defaultdict(list)  # variable -> [table index]
     for call, (_, prg, bufs, _), rt in zip(self.linear.src, self.calls, self.runtimes):
       info, arg_uops, base = prg.arg, get_call_arg_uops(call), len(words) + 1
-      core_id = next((len(info.globals) + i for i, v in enumerate(info.vars) if v.expr == "core_id"), None)
-      launches.append(Launch((None,) * len(info.globals) + tuple(v.dtype for v in info.vars), int(info.global_size[0]), core_id))
-      words += [rt.addr] + [bufs[g]._buf.va_addr for g in info.globals] + [0] * len(info.vars)
+      launches.append(_launch(info))
+      words += _words(rt, info, [bufs[g]._buf.va_addr for g in info.globals], None)
       for k, g in enumerate(info.globals):
         if (slot := _input_slot(arg_uops[g])) is not None:
           self._inputs[slot].append((base + k, bufs[g]._buf.va_addr - input_uops[slot].buffer._buf.va_addr))
@@ -110,10 +121,8 @@ class KernelBatch:
     self._params: list[tuple[int, int]] = []  # (table index, parameter index)
     for rt, info, bufs, params, var_vals in calls:
       base, at = len(words) + 1, dict(params)
-      core_id = next((len(info.globals) + i for i, v in enumerate(info.vars) if v.expr == "core_id"), None)
-      launches.append(Launch((None,) * len(info.globals) + tuple(v.dtype for v in info.vars), int(info.global_size[0]), core_id))
-      words += [rt.addr] + [0 if bufs[g] is None else bufs[g]._buf.va_addr for g in info.globals]
-      words += [0 if v.expr == "core_id" else var_vals[v.expr] & _MASK for v in info.vars]
+      launches.append(_launch(info))
+      words += _words(rt, info, [0 if bufs[g] is None else bufs[g]._buf.va_addr for g in info.globals], var_vals)
       self._params += [(base + k, at[g]) for k, g in enumerate(info.globals) if g in at]
     self._table = (ctypes.c_uint64 * len(words))(*words)
     self._words, self._table_addr = memoryview(self._table).cast("B").cast("Q"), ctypes.addressof(self._table)

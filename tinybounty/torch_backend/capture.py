@@ -25,18 +25,17 @@ from __future__ import annotations
 import math
 import os
 import struct
-import weakref
 from collections import OrderedDict
 from typing import Any, Callable
 
 import torch
 from tinygrad import Tensor
 from tinygrad.device import Buffer
-from tinygrad.engine.realize import capturing, run_linear
+from tinygrad.engine.realize import capturing
 from tinygrad.helpers import GlobalCounters
 from tinygrad.uop.ops import Ops, UOp
 
-from tinybounty.torch_backend import device, random, replay, scalars, strided, table
+from tinybounty.torch_backend import device, materialize, replay, scalars, step, strided
 from tinybounty.torch_backend import stats as stats_module
 from tinybounty.torch_backend.random import default_generator
 from tinybounty.torch_backend.stats import _counts, on_device
@@ -46,8 +45,6 @@ KEEP = 32  # captured steps kept, least recently used dropped
 _UNRECORDABLE = "X"
 
 _metas: dict[tuple, Any] = {}  # an op's shape key -> the structure of its outputs, learned from an eager run
-_scalar_positions: set[tuple] = set()  # (op key, argument position) of floats the op reads from device memory
-_offset_positions: set[tuple] = set()  # (op key, argument position) of tensors whose storage offset it reads so
 _graphs: OrderedDict[tuple, Any] = OrderedDict()  # a step's key -> replay.Graph, or the reason it cannot be captured
 _last_key: list = [None]
 _seen: OrderedDict[Any, None] = OrderedDict()  # keys of steps ended once, not captured (yet)
@@ -58,63 +55,7 @@ class _NotRecordable(Exception):
   pass
 
 
-class _Ref:
-  """A tensor argument of a recorded op: which value it reads (("s", slot) of this step, ("i", input)) and its view."""
-  __slots__ = ("src", "size", "stride", "off", "dtype")
-
-  def __init__(self, src: tuple, size: tuple, stride: tuple, off: int, dtype: torch.dtype) -> None:
-    self.src, self.size, self.stride, self.off, self.dtype = src, size, stride, off, dtype
-
-
-class _Scalar:
-  """A float argument, or a view's storage offset (scalars.Offset), read from device memory: its index in the step's
-  scalars."""
-  __slots__ = ("index", "position")
-
-  def __init__(self, index: int, position: int) -> None:
-    self.index, self.position = index, position
-
-
-class _Segment:
-  """The ops recorded since the last sync point."""
-  def __init__(self) -> None:
-    self.entries: list[tuple] = []  # (kind, fn, extra, args template, kwargs template, output slots, op key)
-    self.keys: list[tuple] = []  # per op: (shape key, the refs of its tensor arguments)
-    self.h = 0  # running hash of keys
-    self.inputs: list[Any] = []  # values read from storages written before this step: Tensor, or (buffer UOp, shape)
-    self.input_storages: list[Any] = []  # weakrefs to the storages they were read from
-    self.input_ids: dict[int, int] = {}
-    self.scalars: list[float] = []
-    self.owners: list[Any] = []  # slot -> weakref to the storage holding it (None once that storage moved on)
-    self.written: set[int] = set()  # slots made by writes (in-place, copy_, out=)
-    self.constant_scalars: list[Tensor] = []  # device scalars read as constants of the step (set while building)
-    self.draws: dict[int, tuple[int, int]] = {}  # entry -> (seed, offset) of the random words it draws
-    self.handed: list[tuple[int, list]] = []  # entry -> its draws' (offset, key, counter) tensors (set while building)
-
-  def ref(self, st: device.TinyStorage) -> tuple:
-    if st.slot >= 0: return ("s", st.slot)
-    snap = st.bound if st.bound is not None else st._value
-    if (j := self.input_ids.get(id(snap))) is None:
-      j = self.input_ids[id(snap)] = len(self.inputs)
-      self.inputs.append(snap)
-      self.input_storages.append(weakref.ref(st))
-    return ("i", j)
-
-  def forget_inputs(self, n: int) -> None:
-    """Drop the inputs an op added before it turned out to run eagerly."""
-    for snap in self.inputs[n:]: del self.input_ids[id(snap)]
-    del self.inputs[n:], self.input_storages[n:]
-
-  def new_slot(self, st: device.TinyStorage, write: bool) -> int:
-    k = len(self.owners)
-    self.owners.append(weakref.ref(st))
-    if st.slot >= 0: self.owners[st.slot] = None
-    if write: self.written.add(k)
-    st.slot, st._value, st._buf, st.bound = k, None, None, None
-    return k
-
-
-_seg = _Segment()
+_seg = step.Segment()
 # off by default until the whole suite and the real programs have run with it on (docs/torch_backend.md): TINY_CAPTURE=1
 _enabled = [os.environ.get("TINY_CAPTURE", "0") == "1"]
 _busy = [False]  # building or lowering: ops dispatched meanwhile run eagerly
@@ -138,7 +79,7 @@ def _float_class(x: float) -> Any:
 class _Ctx:
   __slots__ = ("seg", "op", "key", "refs", "pos", "scalars")
 
-  def __init__(self, seg: _Segment, op: tuple) -> None:
+  def __init__(self, seg: step.Segment, op: tuple) -> None:
     self.seg, self.op, self.key, self.refs, self.pos, self.scalars = seg, op, [], [], 0, []
 
 
@@ -159,17 +100,17 @@ def _template(a: Any, ctx: _Ctx) -> Any:
     src = ctx.seg.ref(st)
     ctx.refs.append(src)
     # a small view at a moving offset (x[i] = v in a loop) is read and written through an offset in device memory
-    if (ctx.op, ctx.pos) in _offset_positions and math.prod(size) <= strided.SMALL_WRITE:
+    if (ctx.op, ctx.pos) in step.offset_positions and math.prod(size) <= strided.SMALL_WRITE:
       ctx.key.append((size, stride, "offset", dt))
       ctx.scalars.append(scalars.Offset(off))
-      return _Ref(src, size, stride, _Scalar(len(ctx.scalars) - 1, ctx.pos), dt)
+      return step.Ref(src, size, stride, step.Scalar(len(ctx.scalars) - 1, ctx.pos), dt)
     ctx.key.append((size, stride, off, dt))
-    return _Ref(src, size, stride, off, dt)
+    return step.Ref(src, size, stride, off, dt)
   if type(a) is float:
-    if (ctx.op, ctx.pos) in _scalar_positions:
+    if (ctx.op, ctx.pos) in step.scalar_positions:
       ctx.key.append(("F", _float_class(a)))
       ctx.scalars.append(a)
-      return _Scalar(len(ctx.scalars) - 1, ctx.pos)
+      return step.Scalar(len(ctx.scalars) - 1, ctx.pos)
     ctx.key.append(struct.pack("<d", a))
     return a
   if isinstance(a, _PLAIN):
@@ -218,13 +159,14 @@ _eager_op: list = [None]
 _why = ["outputs not known yet"]  # why the op in _eager_op runs eagerly
 
 
-def _rewrites(seg: _Segment, kind: str, args: tuple, kwargs: dict, extra: Any) -> bool:
+def _targets(kind: str, args: tuple, kwargs: dict, extra: Any) -> list:
+  """The tensors a write op writes: in place ("i"), a foreach list in place ("I"), its out= arguments ("o")."""
+  return [args[0]] if kind == "i" else list(args[0]) if kind == "I" else [kwargs[n] for n in extra] if kind == "o" else []
+
+
+def _rewrites(seg: step.Segment, kind: str, args: tuple, kwargs: dict, extra: Any) -> bool:
   """Whether a write targets a storage this step already wrote."""
-  targets = [args[0]] if kind == "i" else list(args[0]) if kind == "I" else [kwargs[n] for n in extra] if kind == "o" else []
-  for t in targets:
-    st = getattr(t.untyped_storage(), "_tiny", None) if isinstance(t, torch.Tensor) else None
-    if st is not None and st.slot in seg.written: return True
-  return False
+  return any((st := device.tiny_storage(t)) is not None and st.slot in seg.written for t in _targets(kind, args, kwargs, extra))
 
 
 def _dispatch(kind: str, fn: Callable, eager: Callable, args: tuple, kwargs: dict, extra: Any) -> Any:
@@ -257,7 +199,7 @@ def _dispatch(kind: str, fn: Callable, eager: Callable, args: tuple, kwargs: dic
       res = eager(*args, **kwargs)
     finally:
       scalars.requests = None
-    _learn_scalars(op, targs, tkwargs, ctx.scalars, requests)
+    materialize.learn_scalars(op, targs, tkwargs, ctx.scalars, requests)
     learned = _learn(res, kind, extra, kwargs)
     if kind == "o" and any(tuple(o.shape) != b for o, b in zip(outs, before)): learned = _UNRECORDABLE
     # an op that read device data or ran kernels depends on more than its arguments; one that drew random words from
@@ -280,7 +222,7 @@ def _dispatch(kind: str, fn: Callable, eager: Callable, args: tuple, kwargs: dic
     ctx.refs.append(("seed", draw[0]))
   if ctx.scalars:
     base = len(seg.scalars)
-    for s in _walk_scalars(targs, tkwargs): s.index += base
+    for s in step.walk_scalars(targs, tkwargs): s.index += base
     seg.scalars.extend(ctx.scalars)
   if kind == "f":
     outs_slots: list[int] = []
@@ -290,14 +232,10 @@ def _dispatch(kind: str, fn: Callable, eager: Callable, args: tuple, kwargs: dic
     t = torch._C._acc.create_empty_tensor((extent,), dtype)
     t.untyped_storage()._tiny = st = device.TinyStorage(None)
     outs_slots, res = [seg.new_slot(st, False)], t
-  elif kind == "i":
-    outs_slots, res = [seg.new_slot(device._storage(args[0]), True)], args[0]
-  elif kind == "I":  # foreach.py: a list of in-place targets, distinct storages
-    outs_slots, res = [seg.new_slot(device._storage(t), True) for t in args[0]], None
-  else:
-    outs = [kwargs[n] for n in extra]
+  else:  # a write; a foreach list's targets are distinct storages (foreach.py)
+    outs = _targets(kind, args, kwargs, extra)
     outs_slots = [seg.new_slot(device._storage(o), True) for o in outs]
-    res = outs[0] if len(outs) == 1 else tuple(outs)
+    res = None if kind == "I" else outs[0] if len(outs) == 1 else tuple(outs)
   if draw is not None: seg.draws[len(seg.entries)] = draw
   seg.entries.append((kind, fn, extra, targs, tkwargs, outs_slots, op))
   refs = tuple(ctx.refs)
@@ -307,20 +245,7 @@ def _dispatch(kind: str, fn: Callable, eager: Callable, args: tuple, kwargs: dic
   return res
 
 
-def _walk_scalars(*trees: Any) -> list[_Scalar]:
-  out: list[_Scalar] = []
-  def walk(a: Any) -> None:
-    if isinstance(a, _Scalar): out.append(a)
-    elif isinstance(a, _Ref) and isinstance(a.off, _Scalar): out.append(a.off)
-    elif isinstance(a, (list, tuple)):
-      for x in a: walk(x)
-    elif isinstance(a, dict):
-      for x in a.values(): walk(x)
-  for t in trees: walk(t)
-  return out
-
-
-def _placeholders(meta: Any, seg: _Segment, slots: list[int]) -> Any:
+def _placeholders(meta: Any, seg: step.Segment, slots: list[int]) -> Any:
   if meta[0] == "T":
     t = torch._C._acc.create_empty_tensor(meta[1], meta[2])
     t.untyped_storage()._tiny = st = device.TinyStorage(None)
@@ -330,132 +255,7 @@ def _placeholders(meta: Any, seg: _Segment, slots: list[int]) -> Any:
   return meta[0](_placeholders(m, seg, slots) for m in meta[1])
 
 
-# ***** turning recorded ops into tinygrad values *****
-
-def _input_tensor(x: Any) -> Tensor:
-  return x if isinstance(x, Tensor) else Tensor(UOp.from_buffer(x[0])).reshape(x[1])
-
-
-def _materialize(seg: _Segment) -> tuple[list[Tensor | None], list[tuple[_Scalar, Tensor]], str | None]:
-  """Run the recorded ops as tinygrad functions. Returns every slot's lazy value, the device tensors the step's scalars
-  were read from, and why the step cannot be captured (None if it can)."""
-  vals: list[Tensor | None] = [None] * len(seg.owners)
-  inputs = [_input_tensor(x) for x in seg.inputs]
-  scalar_reads: list[tuple[_Scalar, Tensor]] = []
-  constant_scalars: list[Tensor] = []
-  reason = None
-
-  def value(src: tuple) -> Tensor:
-    v = vals[src[1]] if src[0] == "s" else inputs[src[1]]
-    assert v is not None
-    return v
-
-  def conv(a: Any) -> Any:
-    if isinstance(a, _Ref):
-      moving = isinstance(a.off, _Scalar)
-      off = seg.scalars[a.off.index] if moving else a.off
-      return device.read(device.TinyStorage(value(a.src)), a.size, a.stride, off, a.dtype, offset_on_device=moving)
-    if isinstance(a, _Scalar): return seg.scalars[a.index]
-    if isinstance(a, (list, tuple)): return type(a)(conv(x) for x in a)
-    if isinstance(a, dict): return {k: conv(v) for k, v in a.items()}
-    return a
-
-  def written(ref: _Ref, v: Tensor, uniform: bool) -> Tensor:
-    st = device.TinyStorage(value(ref.src))
-    off = seg.scalars[ref.off.index] if isinstance(ref.off, _Scalar) else ref.off  # a small write: through device memory
-    device.write_into(st, v, ref.size, ref.stride, off, ref.dtype, uniform)
-    return st.value
-
-  seg.handed = []
-  for i, (kind, fn, extra, targs, tkwargs, slots, op) in enumerate(seg.entries):
-    if kind == "e":
-      vals[slots[0]] = Tensor.empty(targs[0], dtype=table.to_tiny_dtype(targs[1]))
-      continue
-    requests: list[tuple] = []
-    scalars.requests = requests
-    if (draw := seg.draws.get(i)) is not None:
-      random.recorded = [*draw, []]
-      seg.handed.append((i, random.recorded[2]))
-    try:
-      if kind == "f":
-        res, flat = fn(*conv(targs), **conv(tkwargs)), []
-        _flatten(res, flat)
-        for k, r in zip(slots, flat): vals[k] = on_device(r)
-      elif kind == "i":
-        vals[slots[0]] = written(targs[0], fn(*conv(targs), **conv(tkwargs)), bool(extra))
-      elif kind == "I":
-        for ref, k, r in zip(targs[0], slots, fn(*conv(targs), **conv(tkwargs))): vals[k] = written(ref, r, bool(extra))
-      else:
-        res = fn(*conv(targs), **conv({k: v for k, v in tkwargs.items() if k not in extra}))
-        res = res if isinstance(res, (tuple, list)) else (res,)
-        for k, name, r in zip(slots, extra, res): vals[k] = written(tkwargs[name], r, False)
-    finally:
-      scalars.requests, random.recorded = None, None
-    marked = _walk_scalars(targs, tkwargs)
-    by_bits: dict[tuple, list] = {}
-    for value_, tensor in requests: by_bits.setdefault(_bits(value_), []).append(tensor)
-    used: set[tuple] = set()
-    for s in marked:
-      # equal floats (a foreach op's list of one bias correction) read one device buffer: the key keeps them equal
-      if not (found := by_bits.get(bits := _bits(seg.scalars[s.index]))):
-        reason = reason or f"a float argument or offset of {_op_name(fn)} was not read from device memory"
-        (_offset_positions if bits[0] else _scalar_positions).discard((op, s.position))
-      else:
-        scalar_reads.extend((s, t) for t in found)
-        used.add(bits)
-    constant_scalars.extend(t for b, ts in by_bits.items() if b not in used for t in ts)
-    _learn_scalars(op, targs, tkwargs, seg.scalars, requests)
-  seg.constant_scalars = constant_scalars
-  return vals, scalar_reads, reason
-
-
-def _bits(v: float) -> tuple:
-  """A scalar of the step as a dict key: offsets apart from floats, floats by bit pattern (-0.0 and NaNs their own)."""
-  return (type(v) is scalars.Offset, struct.pack("<d", float(v)))
-
-
-def _learn_scalars(op: tuple, targs: Any, tkwargs: Any, scalar_values: list[float], requests: list[tuple]) -> None:
-  """Floats of this op read from device memory, and only that way, become arguments of later steps' keys; so do the
-  offsets of its small views that it read or wrote through an offset in device memory."""
-  if not requests: return
-  floats: dict[bytes, list[int]] = {}
-  offsets: dict[int, list[int]] = {}
-  pos = [0]
-  def walk(a: Any) -> None:
-    pos[0] += 1
-    if type(a) is float: floats.setdefault(struct.pack("<d", a), []).append(pos[0])
-    elif isinstance(a, _Scalar): floats.setdefault(struct.pack("<d", scalar_values[a.index]), []).append(-1)
-    elif isinstance(a, _Ref) and not isinstance(a.off, _Scalar) and math.prod(a.size) <= strided.SMALL_WRITE:
-      offsets.setdefault(a.off, []).append(pos[0])
-    elif isinstance(a, (list, tuple)):
-      for x in a: walk(x)
-    elif isinstance(a, dict):
-      for x in a.values(): walk(x)
-  walk(targs)
-  walk(tkwargs)
-  # every small view at a requested offset reads through it from now on (a gather: exact for any view)
-  for v, _ in requests:
-    if type(v) is scalars.Offset: _offset_positions.update((op, p) for p in offsets.get(v, ()))
-  bits = [struct.pack("<d", float(v)) for v, _ in requests if type(v) is not scalars.Offset]
-  # a derived value, or one value at two positions (one of them may be compiled in), teaches nothing; except in a
-  # foreach op, which runs the same element-wise op on each element: k equal floats read k times are all read
-  counts = {b: bits.count(b) for b in bits}
-  symmetric = getattr(op[1], "foreach", False)
-  if not all(b in floats and (len(floats[b]) == 1 or symmetric and len(floats[b]) == counts[b]) for b in bits): return
-  for b in bits: _scalar_positions.update((op, p) for p in floats[b] if p > 0)
-
-
-def _flatten(r: Any, out: list) -> None:
-  if isinstance(r, Tensor): out.append(r)
-  elif r is not None:
-    for x in r: _flatten(x, out)
-
-
-def _op_name(fn: Callable) -> str:
-  return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
-
-
-def _live(seg: _Segment) -> list[tuple[int, device.TinyStorage]]:
+def _live(seg: step.Segment) -> list[tuple[int, device.TinyStorage]]:
   live = []
   for k, w in enumerate(seg.owners):
     if w is not None and (st := w()) is not None and st.slot == k: live.append((k, st))
@@ -466,14 +266,14 @@ def lower(reason: str | None = None) -> None:
   """device.materialize_hook: give every recorded output its lazy tinygrad value; the step goes on eagerly."""
   global _seg
   if reason is None:
-    reason = f"{_op_name(_eager_op[0])} ran eagerly ({_why[0]})" if _eager_op[0] is not None else "an eager path read a value of the step"
-  seg, _seg = _seg, _Segment()
+    reason = f"{step.op_name(_eager_op[0])} ran eagerly ({_why[0]})" if _eager_op[0] is not None else "an eager path read a value of the step"
+  seg, _seg = _seg, step.Segment()
   if not seg.entries: return
   _counts["reason: " + f"lowered: {reason}"] += 1
   _counts["lowered"] += 1
   _busy[0] = True
   try:
-    vals, _, _ = _materialize(seg)
+    vals, _, _ = materialize.lazy_values(seg)
   finally:
     _busy[0] = False
   for k, st in _live(seg):
@@ -481,22 +281,12 @@ def lower(reason: str | None = None) -> None:
     if k in seg.written: device._pending[id(st)] = st
 
 
-def _input_uop(x: Any, realized: bool = True) -> UOp | None:
-  """The realized buffer UOp behind an input value, if the value is the whole buffer (possibly reshaped)."""
-  if isinstance(x, tuple): return UOp.from_buffer(x[0])
-  u = x.uop
-  base = u.base
-  if base.op is not Ops.BUFFER or (realized and not base.is_realized): return None
-  if u is base or (u.op is Ops.RESHAPE and u.src[0] is base): return base
-  return None
-
-
 def sync() -> None:
   """device.sync_hook: end the recorded step; replay its captured kernels if the step is known, else build and capture."""
   global _seg
   seg = _seg
   if not seg.entries: return
-  _seg = _Segment()
+  _seg = step.Segment()
   _busy[0] = True
   try:
     _end(seg)
@@ -506,7 +296,7 @@ def sync() -> None:
 
 def _input_buf(x: Any) -> Buffer | None:
   if isinstance(x, tuple): return x[0]
-  u = _input_uop(x)
+  u = replay.input_uop(x)
   return None if u is None else u.buffer
 
 
@@ -521,7 +311,7 @@ class _Key:
   def __eq__(self, other: object) -> bool: return isinstance(other, _Key) and self.h == other.h and self.parts == other.parts
 
 
-def _end(seg: _Segment) -> None:
+def _end(seg: step.Segment) -> None:
   live = _live(seg)
   if not live: return  # every value the step made is gone: nothing to compute
   in_bufs = [_input_buf(x) for x in seg.inputs]
@@ -542,7 +332,7 @@ def _end(seg: _Segment) -> None:
   # an empty input has no buffer (tinygrad allocates none, not even when realized): _build runs such a step uncaptured
   in_sig = tuple((x.dtype, 0, _shape_of(x)) if b is None else (b.dtype, b.size, _shape_of(x)) for b, x in zip(in_bufs, seg.inputs))
   first: dict[tuple, int] = {}
-  equal = tuple(first.setdefault(_bits(v), i) for i, v in enumerate(seg.scalars))
+  equal = tuple(first.setdefault(step.bits(v), i) for i, v in enumerate(seg.scalars))
   live_slots = tuple(k for k, _ in live)
   key = _Key((tuple(seg.keys), in_sig, live_slots, equal), hash((seg.h, in_sig, live_slots, equal)))
   graph = _graphs.get(key)
@@ -551,10 +341,10 @@ def _end(seg: _Segment) -> None:
     _counts["replays"] += 1
     _replay(graph, seg, in_bufs, live)
     return
-  in_uops = [_input_uop(x) for x in seg.inputs]
+  in_uops = [replay.input_uop(x) for x in seg.inputs]
   last, _last_key[0] = _last_key[0], key
   ks = GlobalCounters.kernel_count
-  vals, scalar_reads, reason = _materialize(seg)
+  vals, scalar_reads, reason = materialize.lazy_values(seg)
   outs = [_fresh(vals[k]) for k, _ in live]
   if reason is None and GlobalCounters.kernel_count != ks: reason = "kernels ran while the step was built"
   if reason is None and capturing: reason = "inside a TinyJit capture"
@@ -591,77 +381,9 @@ def _shape_of(x: Any) -> tuple:
   return tuple(x.shape) if isinstance(x, Tensor) else tuple(x[1])
 
 
-class _Linears:
-  def __init__(self) -> None:
-    self.linears: list[tuple[UOp, dict]] = []
-
-  def add_linear(self, linear: UOp, var_vals: dict[str, int]) -> None: self.linears.append((linear, var_vals))
-
-
-def _capture(key: tuple, seg: _Segment, in_uops: list[UOp], scalar_reads: list, outs: list[Tensor], live: list, last: Any) -> None:
-  # device scalars and the draws' keys and counters are copies from the host: realized first, as buffers of the step
-  scalar_tensors = [t for _, t in scalar_reads] + [t for _, handed in seg.handed for _, key, counter in handed for t in (key, counter)]
-  if scalar_tensors: Tensor.realize(*scalar_tensors)
-  cap = _Linears()
-  capturing.append(cap)
-  try:
-    Tensor.realize(*outs)
-  finally:
-    capturing.clear()
-  try:
-    _build(key, seg, in_uops, scalar_reads, outs, live, last, cap)
-  except replay.NotCapturable:
-    for linear, var_vals in cap.linears: run_linear(linear, var_vals)  # the step still runs, uncaptured
-    raise
-
-
-def _build(key: tuple, seg: _Segment, in_uops: list[UOp], scalar_reads: list, outs: list[Tensor], live: list, last: Any, cap: _Linears) -> None:
-  if any(u is None for u in in_uops): raise replay.NotCapturable("an input is empty")
-  params: list[UOp] = list(in_uops)
-  index = {u: i for i, u in enumerate(params)}
-  scalar_specs = []
-  for s, t in scalar_reads:
-    u = _input_uop(t)
-    if u is None: raise replay.NotCapturable("a device scalar is not a buffer")
-    if u not in index:
-      index[u] = len(params)
-      params.append(u)
-      scalar_specs.append((s.index, u.dtype, u.device))
-    elif index[u] < len(in_uops): raise replay.NotCapturable("a device scalar is also an input")
-    # else: equal floats read one buffer; the key's equality pattern of the scalars keeps them equal on replay
-  if any(_input_uop(t, realized=False) in index for t in seg.constant_scalars):
-    raise replay.NotCapturable("a device scalar is both an argument and a constant of the step")
-  draw_specs = []
-  for i, handed in seg.handed:
-    for offset, _, counter in handed:
-      u = _input_uop(counter)
-      if u is None or u in index: raise replay.NotCapturable("a random counter is not a buffer of its own")
-      index[u] = len(params)
-      params.append(u)
-      draw_specs.append((i, offset - seg.draws[i][1], u.device))  # an op's later draws are at offsets after its first
-  n_fixed = len(params)
-  out_specs = []
-  for o in outs:
-    if o.numel() == 0:  # no buffer to allocate or write: every replay hands out this one empty value
-      out_specs.append(("const", o))
-      continue
-    u = _input_uop(o, realized=False)
-    if u is None: raise replay.NotCapturable("an output is not a whole buffer")
-    if u in index:
-      if len(in_uops) <= index[u] < n_fixed: raise replay.NotCapturable("an output is a device scalar")
-      out_specs.append(("alias", index[u], tuple(o.shape)))
-    elif not u.is_realized:  # a buffer this step's schedule allocates
-      index[u] = len(params)
-      params.append(u)
-      out_specs.append(("new", index[u], tuple(o.shape), u.dtype, u.device, u.max_numel()))
-    else: out_specs.append(("const", o))
-  var_vals: dict[str, int] = {}
-  for _, vv in cap.linears: var_vals.update(vv)
-  linear = UOp(Ops.LINEAR, src=tuple(c for lin, _ in cap.linears for c in lin.src))
-  rep = replay.Replay(linear, params, var_vals, n_fixed)
-  rep.run([u.buffer.ensure_allocated() for u in params])
+def _capture(key: tuple, seg: step.Segment, in_uops: list[UOp], scalar_reads: list, outs: list[Tensor], live: list, last: Any) -> None:
+  graph = replay.capture(seg, in_uops, scalar_reads, outs)
   for (k, st), o in zip(live, outs): st._value, st.slot, st._buf = o, -1, None
-  graph = replay.Graph(rep, scalar_specs, draw_specs, out_specs)
   _graphs[key] = graph
   if len(_graphs) > KEEP: _graphs.popitem(last=False)
   _counts["captured"] += 1
@@ -670,13 +392,8 @@ def _build(key: tuple, seg: _Segment, in_uops: list[UOp], scalar_reads: list, ou
     _counts["reason: " + f"recaptured: {_difference(key, last)}"] += 1
 
 
-def _replay(graph: replay.Graph, seg: _Segment, in_bufs: list[Buffer], live: list) -> None:
-  params: list[Any] = list(in_bufs)
-  for index, dtype, dev in graph.scalars: params.append(replay.scalar_buffer(seg.scalars[index], dtype, dev))
-  for i, rel, dev in graph.draws: params.append(replay.counter_buffer(seg.draws[i][1] + rel, dev))
-  for spec in graph.out_specs:
-    if spec[0] == "new": params.append(Buffer(spec[4], spec[5], spec[3]).allocate())
-  graph.replay.run(params)
+def _replay(graph: replay.Graph, seg: step.Segment, in_bufs: list[Buffer], live: list) -> None:
+  params = graph.run(seg, in_bufs)
   for (k, st), spec in zip(live, graph.out_specs):
     st.slot, st._buf = -1, None
     if spec[0] == "const": st._value, st.bound = spec[1], None
@@ -689,8 +406,8 @@ def _difference(key: tuple, last: tuple) -> str:
   lops, lin_sig, llive, lequal = last.parts
   for i, (a, b) in enumerate(zip(ops, lops)):
     if a != b:
-      name = _op_name(a[0][0][1])
-      if a[0][0] != b[0][0]: return f"op {i} is {name}, was {_op_name(b[0][0][1])}"
+      name = step.op_name(a[0][0][1])
+      if a[0][0] != b[0][0]: return f"op {i} is {name}, was {step.op_name(b[0][0][1])}"
       if a[0] != b[0]: return f"op {i} ({name}): sizes, strides, dtypes or arguments changed"
       return f"op {i} ({name}) reads other storages"
   if len(ops) != len(lops): return f"{len(ops)} ops, were {len(lops)}"
@@ -716,8 +433,8 @@ def reset() -> None:
   _graphs.clear()
   _seen.clear()
   _metas.clear()
-  _scalar_positions.clear()
-  _offset_positions.clear()
+  step.scalar_positions.clear()
+  step.offset_positions.clear()
   _last_key[0] = None
 
 

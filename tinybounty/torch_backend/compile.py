@@ -206,7 +206,7 @@ class TinyGraph:
     if not self.hold: return {}
     for i, x in self.hold.items():
       a = args[i]  # the same buffer, whether or not through the same torch storage (a constant made again, hash-consed)
-      if not (isinstance(a, torch.Tensor) and a.device.type == device.BACKEND and (st := getattr(a.untyped_storage(), "_tiny", None)) is not None
+      if not ((st := device.tiny_storage(a)) is not None
               and st._value is not None and st._value.uop is x.uop and st.slot < 0 and a.storage_offset() == 0 and tuple(a.shape) == x.shape
               and a.is_contiguous()):
         self.hold = {}

@@ -74,6 +74,11 @@ def _storage(t: torch.Tensor) -> TinyStorage:
     raise RuntimeError(f"tiny: tensor of shape {tuple(t.shape)} on {t.device} has no tinygrad storage") from None
 
 
+def tiny_storage(x: Any) -> TinyStorage | None:
+  """The tinygrad storage behind `x` if it is a tiny tensor, else None."""
+  return getattr(x.untyped_storage(), "_tiny", None) if isinstance(x, torch.Tensor) else None
+
+
 def _new(shape: tuple[int, ...], dtype: torch.dtype, buf: Tensor) -> torch.Tensor:
   t = torch._C._acc.create_empty_tensor(shape, dtype)
   t.untyped_storage()._tiny = st = TinyStorage(on_device(table.storable(buf, dtype)))

@@ -59,20 +59,16 @@ def _split(schema: torch._C.FunctionSchema, twin: torch._C.FunctionSchema) -> Ca
   return split
 
 
-def _tiny_storage(t: Any) -> Any:
-  return getattr(t.untyped_storage(), "_tiny", None) if isinstance(t, torch.Tensor) else None
-
-
 def _aliased(targets: list[torch.Tensor], args: tuple, kwargs: dict) -> bool:
   """Whether a target shares a storage with another target (or is not tiny), or an argument of one element reads
   another element's target (a single tensor argument read by every element: any target)."""
   owner: dict[int, int] = {}
   for i, t in enumerate(targets):
-    if (st := _tiny_storage(t)) is None or owner.setdefault(id(st), i) != i: return True
+    if (st := device.tiny_storage(t)) is None or owner.setdefault(id(st), i) != i: return True
   for a in (*args[1:], *kwargs.values()):
     if isinstance(a, (list, tuple)):
-      if any(owner.get(id(_tiny_storage(x)), i) != i for i, x in enumerate(a)): return True
-    elif id(_tiny_storage(a)) in owner: return True
+      if any(owner.get(id(device.tiny_storage(x)), i) != i for i, x in enumerate(a)): return True
+    elif id(device.tiny_storage(a)) in owner: return True
   return False
 
 
