@@ -47,7 +47,7 @@ tr = RetinaNetTrainer(RetinaNetRun(batch_size=2, dtype="bfloat16", model=RetinaN
 images, cls_t, box_t = tr.prepare(0)
 logits, deltas = tr._model(Tensor(images))
 cls_t = Tensor(cls_t, dtype=dtypes.int32)
-got = [focal_loss(logits, cls_t).item(), box_loss(deltas, cls_t, Tensor(box_t)).item()]
+got = Tensor.stack(focal_loss(logits, cls_t), box_loss(deltas, cls_t, Tensor(box_t))).tolist()  # one schedule: one forward
 _, boxes, labels = tr.batch(0)
 ref = retinanet_loss(*reference_from(tr.model, torch.float64)(torch.from_numpy(images).double()), torch.from_numpy(tr.anchors).double(),
                      [torch.from_numpy(b).double() for b in boxes], [torch.from_numpy(x) for x in labels])

@@ -21,7 +21,7 @@ def test_compaction_matches_numpy(n):
   np.testing.assert_array_equal(compact(Tensor(mask), count, Tensor(x)).numpy(), x[mask])
 
 
-def test_a_loop_of_small_writes_compiles_no_kernel_per_offset():
+def test_a_loop_of_small_writes_compiles_no_kernel_per_offset(capture_off):
   w, ref = torch.zeros(8, 8, 3, 3, device="tiny"), torch.zeros(8, 8, 3, 3)
   w[0, 1, 0, 0] = 1.5  # warm: compiles what a point write needs
   device.flush()
@@ -46,7 +46,7 @@ def test_writes_are_realized_in_batches_and_flushed_by_an_optimizer_step():
   assert len(device._pending) < device.FLUSH_AT
 
 
-def test_a_loop_of_new_values_compiles_no_kernel_per_value():
+def test_a_loop_of_new_values_compiles_no_kernel_per_value(capture_off):
   x, ref = torch.zeros(4, 5, device="tiny"), torch.zeros(4, 5)
   x[0, 0] = 0.25  # warm
   device.flush()
