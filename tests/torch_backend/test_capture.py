@@ -338,3 +338,14 @@ def test_small_writes_at_a_moving_offset_are_arguments_of_the_step():
   assert got == _moving_writes("cpu")[0]
   assert seen[-1]["lowered"] == seen[4]["lowered"] and seen[-1]["uncaptured"] == 0, seen[-1]  # learned by step 4
   assert seen[-1]["replays"] - seen[4]["replays"] == 7, seen[-1]
+
+
+def test_captured_kernels_are_searched_with_jitbeam(monkeypatch):
+  """A captured step's kernels are compiled with TinyJit's beam setting: JITBEAM, else BEAM."""
+  seen = []
+  real = replay.compile_linear
+  monkeypatch.setattr(replay, "compile_linear", lambda lin, beam=None: seen.append(beam) or real(lin, beam=0))
+  monkeypatch.setattr(replay, "getenv", lambda name, default=0: 3 if name == "JITBEAM" else default)
+  x = torch.randn(8).to("tiny")
+  for _ in range(4): (x * 2 + 1).sum().item()
+  assert seen == [3] and capture.stats()["replays"] >= 1

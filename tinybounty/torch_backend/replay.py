@@ -14,7 +14,7 @@ from tinygrad import Tensor, dtypes
 from tinygrad.device import Buffer
 from tinygrad.dtype import storage_fmt_for_dtype, to_storage_scalar, truncate
 from tinygrad.engine.realize import capturing, compile_linear, get_call_arg_uops, get_call_outs_ins, get_runtime, run_linear
-from tinygrad.helpers import GlobalCounters
+from tinygrad.helpers import BEAM, GlobalCounters, getenv
 from tinygrad.schedule.memory import memory_plan_rewrite
 from tinygrad.tensor import all_tensors
 from tinygrad.uop.ops import Ops, UOp, buffers
@@ -32,7 +32,8 @@ class Replay:
   def __init__(self, linear: UOp, params: list[UOp], var_vals: dict[str, int], n_read_only: int) -> None:
     lin = linear.substitute({u: UOp.param(i, u.dtype, u.shape, u.device) for i, u in enumerate(params)}, walk=True)
     held = set(buffers) | {u for tref in list(all_tensors) if (t := tref()) is not None for u in t.uop.toposort() if u.op is Ops.BUFFER}
-    lin = compile_linear(memory_plan_rewrite(lin, held))
+    # kernels searched as TinyJit searches its captures: JITBEAM, else BEAM (eager kernels keep BEAM alone)
+    lin = compile_linear(memory_plan_rewrite(lin, held), beam=getenv("JITBEAM", BEAM.value))
     self.calls: list[tuple] = []
     for call in lin.src:
       ast = call.src[0]
