@@ -12,16 +12,15 @@ from tinygrad import Tensor
 from tinybounty.torch_backend import device, scalars
 
 scalar_positions: set[tuple] = set()  # (op key, argument position) of floats the op reads from device memory
-
-
-offset_positions: set[tuple] = set()  # (op key, argument position) of tensors whose storage offset it reads so
+offset_positions: set[tuple] = set()  # (op key, argument position) of small views whose storage offset it reads so
 
 
 class Ref:
-  """A tensor argument of a recorded op: which value it reads (("s", slot) of this step, ("i", input)) and its view."""
+  """A tensor argument of a recorded op: which value it reads (("s", slot) of this step, ("i", input)) and its view;
+  its offset a Scalar where it is an argument of the step (a small view at a moving offset)."""
   __slots__ = ("src", "size", "stride", "off", "dtype")
 
-  def __init__(self, src: tuple, size: tuple, stride: tuple, off: int, dtype: torch.dtype) -> None:
+  def __init__(self, src: tuple, size: tuple, stride: tuple, off: int | Scalar, dtype: torch.dtype) -> None:
     self.src, self.size, self.stride, self.off, self.dtype = src, size, stride, off, dtype
 
 
@@ -43,7 +42,7 @@ class Segment:
     self.inputs: list[Any] = []  # values read from storages written before this step: Tensor, or (buffer UOp, shape)
     self.input_storages: list[Any] = []  # weakrefs to the storages they were read from
     self.input_ids: dict[int, int] = {}
-    self.scalars: list[float] = []
+    self.scalars: list[float] = []  # the step arguments: floats, and offsets (scalars.Offset)
     self.owners: list[Any] = []  # slot -> weakref to the storage holding it (None once that storage moved on)
     self.written: set[int] = set()  # slots made by writes (in-place, copy_, out=)
     self.constant_scalars: list[Tensor] = []  # device scalars read as constants of the step (set while building)
@@ -74,6 +73,7 @@ class Segment:
 
 
 def walk_scalars(*trees: Any) -> list[Scalar]:
+  """Every step argument in an op's argument templates: its floats and its views' offsets."""
   out: list[Scalar] = []
   def walk(a: Any) -> None:
     if isinstance(a, Scalar): out.append(a)
