@@ -31,11 +31,13 @@ def lazy_values(seg: step.Segment) -> tuple[list[Tensor | None], list[tuple[step
     assert v is not None
     return v
 
+  def offset(ref: step.Ref) -> int:  # a step argument's value this step (a small view at a moving offset)
+    return seg.scalars[ref.off.index] if isinstance(ref.off, step.Scalar) else ref.off
+
   def conv(a: Any) -> Any:
     if isinstance(a, step.Ref):
       moving = isinstance(a.off, step.Scalar)
-      off = seg.scalars[a.off.index] if moving else a.off
-      return device.read(device.TinyStorage(value(a.src)), a.size, a.stride, off, a.dtype, offset_on_device=moving)
+      return device.read(device.TinyStorage(value(a.src)), a.size, a.stride, offset(a), a.dtype, offset_on_device=moving)
     if isinstance(a, step.Scalar): return seg.scalars[a.index]
     if isinstance(a, (list, tuple)): return type(a)(conv(x) for x in a)
     if isinstance(a, dict): return {k: conv(v) for k, v in a.items()}
@@ -43,8 +45,7 @@ def lazy_values(seg: step.Segment) -> tuple[list[Tensor | None], list[tuple[step
 
   def written(ref: step.Ref, v: Tensor, uniform: bool) -> Tensor:
     st = device.TinyStorage(value(ref.src))
-    off = seg.scalars[ref.off.index] if isinstance(ref.off, step.Scalar) else ref.off  # a small write: through device memory
-    device.write_into(st, v, ref.size, ref.stride, off, ref.dtype, uniform)
+    device.write_into(st, v, ref.size, ref.stride, offset(ref), ref.dtype, uniform)  # small writes: their offset in device memory
     return st.value
 
   seg.handed = []

@@ -102,7 +102,7 @@ def _scatter(flat: Tensor, value: Tensor, size: Sequence[int], stride: Sequence[
 
 def gather_read(flat: Tensor, size: Sequence[int], stride: Sequence[int], offset: int) -> Tensor:
   """strided_read through explicit positions, the offset in device memory as _scatter's: a small view read at a moving
-  offset (`x[i] += 1` in a loop) then compiles one kernel for every offset."""
+  offset (`x[i] += 1` in a loop) then compiles one kernel, not one per offset."""
   return flat.gather(0, _positions(flat, size, stride, offset)).reshape(size)
 
 
