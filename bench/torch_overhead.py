@@ -4,7 +4,9 @@
 
 Each op runs on an 8x8 float32 tensor; timing covers dispatch and building the lazy result (`add`, `mul`, `relu`,
 `view`, `t`, `slice`, `add_` in place) and, separately, one op including realization (`add+realize`: add then
-synchronize). Several repeats; prints min and median per op and the tiny/CPU ratio, then a benchmarks.md row.
+synchronize). Several repeats, each ended by a synchronize outside the timing, after untimed rounds that take the loop past step
+capture's warm-up (TINY_CAPTURE_WARMUP; TINY_CAPTURE=0 times the eager path); prints min and median per op and the
+tiny/CPU ratio, then a benchmarks.md row.
 """
 from __future__ import annotations
 
@@ -14,9 +16,10 @@ import time
 
 import torch
 
-import tinybounty.torch_backend  # noqa: F401
+import tinybounty.torch_backend  # noqa: F401  (the tiny device)
 from tinybounty.hardware import machine
 from tinybounty.records import format_row
+from tinybounty.torch_backend import capture
 
 OPS = {
   "add": lambda x, y: x + y, "mul": lambda x, y: x * y, "relu": lambda x, y: x.relu(), "view": lambda x, y: x.view(64),
@@ -25,13 +28,18 @@ OPS = {
 }
 
 
-def time_op(fn, x, y, iters: int, repeats: int) -> list[float]:
-  fn(x, y)
+def time_op(fn, x, y, iters: int, repeats: int, sync=lambda: None, warmup: int = 1) -> list[float]:
+  """Microseconds per call of `fn` over `iters` calls, `repeats` times, each round ended by `sync` (untimed). The
+  `warmup` rounds first are untimed: on tiny, a loop is recorded once it has repeated past capture's warm-up."""
+  for _ in range(warmup):
+    for _ in range(iters): fn(x, y)
+    sync()
   times = []
   for _ in range(repeats):
     t0 = time.perf_counter()
     for _ in range(iters): fn(x, y)
     times.append((time.perf_counter() - t0) / iters * 1e6)
+    sync()
   return times
 
 
@@ -47,7 +55,8 @@ def main() -> None:
   medians = {}
   for name, fn in OPS.items():
     iters = max(a.iters // 20, 5) if "realize" in name else a.iters
-    t, c = time_op(fn, *tiny, iters, a.repeats), time_op(fn, *cpu, iters, a.repeats)
+    t = time_op(fn, *tiny, iters, a.repeats, torch.tiny.synchronize, capture.WARMUP[0] + 3 if capture.enabled() else 1)
+    c = time_op(fn, *cpu, iters, a.repeats)
     tm, cm = medians[name] = (statistics.median(t), statistics.median(c))
     print(f"{name:<12} {min(t):>10.1f} {tm:>10.1f} {min(c):>10.1f} {cm:>10.1f} {tm / cm:>7.0f}x")
   lazy = [n for n in OPS if "realize" not in n]

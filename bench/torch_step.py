@@ -147,7 +147,8 @@ def run(make: Callable[[str], Callable[[], float]], steps: int, warmup: int) -> 
 def main() -> None:
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument("--steps", type=int, default=20)
-  ap.add_argument("--warmup", type=int, default=6, help="untimed steps first (the first steps learn, capture and compile)")
+  ap.add_argument("--warmup", type=int, default=16,
+                  help="untimed steps first: the first steps learn, repeat past capture's warm-up (TINY_CAPTURE_WARMUP), capture and compile")
   ap.add_argument("--only", default="mlp,hlb,decode")
   ap.add_argument("--layers", type=int, default=2)
   ap.add_argument("--vocab", type=int, default=50257)
@@ -165,7 +166,8 @@ def main() -> None:
     s = tb.stats()
     print(f"{name:<7} cpu median {cm:8.2f} ms (min {cmin:.2f})  tiny median {tm:8.2f} ms (min {tmin:.2f})  ratio {tm / cm:6.2f}x  "
           f"max |tiny-cpu| per-step output {diff:.2e}  captured {s.get('captured', 0)} replays {s.get('replays', 0)} lowered {s.get('lowered', 0)}")
-    cmd = f"PYTHONPATH=. DEV=CPU python bench/torch_step.py --only {name} --steps {a.steps}" + (" --no-capture" if a.no_capture else "")
+    cmd = (f"PYTHONPATH=. DEV=CPU python bench/torch_step.py --only {name} --steps {a.steps} --warmup {a.warmup}"
+           + (" --no-capture" if a.no_capture else ""))
     print(format_row(f"torch_step_{name}", machine(), cmd, f"tiny {tm:.2f} ms per step (median of {a.steps}; {tm / cm:.2f}x)",
                      f"PyTorch CPU eager {cm:.2f} ms, 1 thread, same run"))
 

@@ -22,11 +22,11 @@ TOL = {"rtol": 2e-5, "atol": 2e-6}
 
 @pytest.fixture(autouse=True)
 def fresh_capture():
-  was = capture.enabled()
+  was, warmup = capture.enabled(), capture.WARMUP[0]
   capture.reset()
-  capture.set_enabled(True)
+  capture.set_enabled(True, warmup=0)  # these tests look at capture itself: a step is recorded from its second run
   yield
-  capture.set_enabled(was)  # later test files see the device as they would alone
+  capture.set_enabled(was, warmup)  # later test files see the device as they would alone
   tb.reset_stats()
 
 
@@ -235,17 +235,42 @@ def test_memory_stays_flat():
   assert tb.stats()["replays"] >= 100
 
 
-def test_tiny_capture_env_turns_it_off():
+@pytest.mark.parametrize("warmup", ["0", None])
+def test_capture_is_on_by_default_and_tiny_capture_0_turns_it_off(warmup):
+  """On by default, after TINY_CAPTURE_WARMUP repeats of the program's steps (8 unless set): 7 steps replay with
+  no warm-up and are never recorded with the default one; TINY_CAPTURE=0 never records. Same results."""
   code = ("import torch, tinybounty.torch_backend as tb\n"
           "w = torch.ones(4).to('tiny')\n"
           "for _ in range(7): (w * 2).sum().item(); w.add_(1.0)\n"
-          "s = tb.stats(); print(s.get('captured', 0), s.get('replays', 0), float(w.sum()))")
+          "s = tb.stats(); print(s.get('captured', 0), s.get('replays', 0), s.get('lowered', 0), float(w.sum()))")
   out = {}
-  for flag in ("0", "1"):
-    env = {**os.environ, "TINY_CAPTURE": flag}
+  for flag in ("0", None):
+    env = {k: v for k, v in os.environ.items() if k not in ("TINY_CAPTURE", "TINY_CAPTURE_WARMUP")}
+    env.update({"TINY_CAPTURE": flag} if flag else {}, **({"TINY_CAPTURE_WARMUP": warmup} if warmup else {}))
     out[flag] = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.split()
-  assert out["0"][:2] == ["0", "0"] and int(out["1"][1]) >= 1
-  assert out["0"][2] == out["1"][2] == "32.0"
+  assert out["0"][:3] == ["0", "0", "0"]
+  if warmup == "0": assert int(out[None][1]) >= 1, out
+  else: assert out[None][:3] == ["0", "0", "0"], out  # 7 steps: fewer than the default warm-up, run as without capture
+  assert out["0"][3] == out[None][3] == "32.0"
+
+
+def test_a_loop_is_recorded_once_its_steps_repeat_past_the_warmup():
+  """With a warm-up of 3, a training loop runs eagerly (nothing recorded, nothing lowered) until its segments between
+  sync points have each come more than 3 times; it then captures and replays, its losses and weights the CPU's."""
+  capture.set_enabled(True, warmup=3)
+  model = mlp()
+  ref_model = copy.deepcopy(model)
+  ref = train(ref_model, torch.optim.AdamW(ref_model.parameters(), lr=1e-2), batches(12))
+  m = copy.deepcopy(model).to("tiny")
+  opt, seen = torch.optim.AdamW(m.parameters(), lr=1e-2), []
+  got = []
+  for x, y in batches(12, dev="tiny"):
+    got += train(m, opt, [(x, y)])
+    seen.append(dict(capture.stats()))
+  assert all(s["captured"] == s["lowered"] == s["replays"] == 0 for s in seen[:3]), seen[:4]
+  assert seen[-1]["replays"] >= 5 and seen[-1]["replays"] > seen[-2]["replays"], seen[-1]
+  torch.testing.assert_close(torch.tensor(got), torch.tensor(ref), **TOL)
+  for p, q in zip(m.parameters(), ref_model.parameters()): torch.testing.assert_close(p.detach().cpu(), q.detach(), **TOL)
 
 
 @pytest.mark.parametrize("batched", [True, False])

@@ -36,7 +36,7 @@ def register() -> None:
   foreach.install()  # the optimizers' _foreach_ ops as one call over the list, not PyTorch's loop of per-tensor ops
   dynamo.install()  # torch.compile(backend="tiny"), without importing torch._dynamo now
   amp.install()  # torch.autocast("tiny") with the CPU's casting rules (PyTorch registers none for a Python backend), GradScaler
-  capture.install()  # eager steps recorded, captured once and replayed (TINY_CAPTURE=1: on; off by default, see capture.py)
+  capture.install()  # loops of eager steps recorded, captured once and replayed (on by default; TINY_CAPTURE=0: off; capture.py)
 
 
 register()

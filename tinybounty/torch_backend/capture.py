@@ -1,12 +1,14 @@
 """Capture and replay of eager steps on the tiny device: a known step runs its compiled kernels on the current buffers.
 
 Eager dispatch builds a tinygrad graph per op and schedules it at every sync point, although a training step is the
-same graph every time. Under capture (`TINY_CAPTURE=1` or `set_enabled(True)`; off by default) an op whose output shapes are known from an earlier
-eager run is only *recorded*: its outputs are placeholder storages (a `slot` of the step) and the step's running key
-gets the op's function, the sizes/strides/offset/dtype of each tensor argument, which earlier storage or which output of
-this step each argument reads, and its other arguments. Python floats that the op reads from device memory (scalars.py:
-a learning rate, a bias correction) are arguments of the step, not part of the key; only their class (0, 1, -1, 2, 0.5,
-sign, not finite) is, since an op may branch on those.
+same graph every time. Capture is on by default (`TINY_CAPTURE=0` or `set_enabled(False)` turns it off). Once the
+program's steps repeat (the ops between its last two sync points came, in the same order with the same shapes, more
+than `TINY_CAPTURE_WARMUP` times: a loop, not a script's few steps, which would not repay a capture's compile), an op
+whose output shapes are known from an earlier eager run is only *recorded*: its outputs are placeholder storages (a
+`slot` of the step) and the step's running key gets the op's function, the sizes/strides/offset/dtype of each tensor
+argument, which earlier storage or which output of this step each argument reads, and its other arguments. Python
+floats that the op reads from device memory (scalars.py: a learning rate, a bias correction) are arguments of the step,
+not part of the key; only their class (0, 1, -1, 2, 0.5, sign, not finite) is, since an op may branch on those.
 
 At a sync point (flush after an optimizer step, .item(), .cpu(), synchronize) the step ends:
 - key seen before: its captured kernels run directly on the current input buffers, the step's scalars and fresh output
@@ -56,8 +58,15 @@ class _NotRecordable(Exception):
 
 
 _seg = step.Segment()
-# off by default until the whole suite and the real programs have run with it on (docs/torch_backend.md): TINY_CAPTURE=1
-_enabled = [os.environ.get("TINY_CAPTURE", "0") == "1"]
+_enabled = [os.environ.get("TINY_CAPTURE", "1") != "0"]
+# Recording starts once the last segment between sync points (its ops, shapes and order: `_running`) has come more than
+# WARMUP times. A capture compiles the step's kernels anew (its cuts differ from the eager path's), which a program of
+# a few steps never repays: real programs of 5 steps ran 8-44% slower with capture from the second step.
+WARMUP = [int(os.environ.get("TINY_CAPTURE_WARMUP", "8"))]
+_running = [0]  # hash of the current segment's ops so far
+_repeats: dict[int, int] = {}  # a segment's hash -> times it came
+_steady = [False]  # the last segment came more than WARMUP times: ops are recorded
+REPEATS_KEEP = 4096
 _busy = [False]  # building or lowering: ops dispatched meanwhile run eagerly
 
 
@@ -65,10 +74,12 @@ def enabled() -> bool:
   return _enabled[0]
 
 
-def set_enabled(on: bool) -> None:
-  """Turn capture on or off (TINY_CAPTURE=1 starts it on); the step recorded so far is ended first."""
+def set_enabled(on: bool, warmup: int | None = None) -> None:
+  """Turn capture on or off (TINY_CAPTURE=0 starts it off); the step recorded so far is ended first. `warmup`: how
+  many times a segment between sync points must have come before the next is recorded (0: from its second run)."""
   sync()
   _enabled[0] = on
+  if warmup is not None: WARMUP[0] = warmup
 
 
 def _float_class(x: float) -> Any:
@@ -184,6 +195,7 @@ def _dispatch(kind: str, fn: Callable, eager: Callable, args: tuple, kwargs: dic
     _why[0] = str(e)
     return eager(*args, **kwargs)
   shape_key = (op, tuple(ctx.key))
+  _running[0] = hash((_running[0], shape_key))
   if kind == "e": meta: Any = ("E",)
   elif (meta := _metas.get(shape_key)) is None:
     seg.forget_inputs(n_inputs)
@@ -213,6 +225,10 @@ def _dispatch(kind: str, fn: Callable, eager: Callable, args: tuple, kwargs: dic
   if meta is _UNRECORDABLE:
     seg.forget_inputs(n_inputs)
     _why[0] = "its first run read device data, ran kernels or made a view"
+    return eager(*args, **kwargs)
+  if not _steady[0] and WARMUP[0]:
+    seg.forget_inputs(n_inputs)
+    _why[0] = "the program's steps do not repeat yet"
     return eager(*args, **kwargs)
   draw = None
   if meta[0] == "R":  # its words are drawn now, as eagerly: the counter an argument of the step, the seed in its key
@@ -278,12 +294,20 @@ def lower(reason: str | None = None) -> None:
     _busy[0] = False
   for k, st in _live(seg):
     st._value, st.slot, st._buf = vals[k], -1, None
+    # realized at the next flush or sync with everything else, as an eager op's result is: a host read of one
+    # gradient would otherwise schedule (and compute) the forward it shares with the others once per gradient
     if k in seg.written: device._pending[id(st)] = st
+    else: device.made(st)
 
 
 def sync() -> None:
   """device.sync_hook: end the recorded step; replay its captured kernels if the step is known, else build and capture."""
   global _seg
+  if h := _running[0]:
+    _running[0] = 0
+    if len(_repeats) >= REPEATS_KEEP: _repeats.clear()
+    _repeats[h] = n = _repeats.get(h, 0) + 1
+    _steady[0] = n > WARMUP[0]
   seg = _seg
   if not seg.entries: return
   _seg = step.Segment()
@@ -433,6 +457,8 @@ def reset() -> None:
   _graphs.clear()
   _seen.clear()
   _metas.clear()
+  _repeats.clear()
+  _running[0], _steady[0] = 0, False
   step.scalar_positions.clear()
   step.offset_positions.clear()
   _last_key[0] = None

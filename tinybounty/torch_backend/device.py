@@ -82,9 +82,14 @@ def tiny_storage(x: Any) -> TinyStorage | None:
 def _new(shape: tuple[int, ...], dtype: torch.dtype, buf: Tensor) -> torch.Tensor:
   t = torch._C._acc.create_empty_tensor(shape, dtype)
   t.untyped_storage()._tiny = st = TinyStorage(on_device(table.storable(buf, dtype)))
+  made(st)
+  return t
+
+
+def made(st: TinyStorage) -> None:
+  """Note a storage made since the last sync: if still alive and lazy there, it is realized with the pending writes."""
   _fresh[_made[0]] = st
   _made[0] += 1
-  return t
 
 
 def wrap(x: Tensor) -> torch.Tensor:
