@@ -111,6 +111,32 @@ def test_memo_skips_rules_without_ctx_and_follows_settings(ours):
   assert seven is not first and n > 0
 
 
+def _count_add(a: UOp):
+  calls.append(a)
+  return None
+
+
+def _count_add_with_ctx(ctx: list, a: UOp):
+  calls.append(a)
+  return None
+
+
+@pytest.mark.parametrize("takes_ctx", [False, True])
+def test_a_ctx_rewrite_is_memoized_when_no_rule_takes_the_ctx(ours, takes_ctx):
+  """tinygrad hands ctx only to rule functions with a `ctx` parameter: a matcher with none (codegen's devectorize2, given
+  the renderer) gives the same result with any ctx, so its rewrites are memoized; one with such a rule is never."""
+  from tinybounty.engine.rewrite import ignores_ctx
+  pm, g = PatternMatcher([(UPat(Ops.ADD, name="a"), _count_add_with_ctx if takes_ctx else _count_add)]), (x + y) * (y + z)
+  assert ignores_ctx(pm) is not takes_ctx
+  calls.clear()
+  with ours():
+    first = graph_rewrite(g, pm, ctx=[])
+    n = len(calls)
+    assert graph_rewrite(g, pm, ctx=["another"]) is first
+  assert n == 2 and len(calls) == (4 if takes_ctx else 2)
+  with engine.enabled(False): assert graph_rewrite(g, pm, ctx=[]) is first
+
+
 def test_device_buffer_graphs_are_not_memoized(ours):
   pm, g = PatternMatcher([(UPat(Ops.BUFFER, name="b"), _count_buffer)]), UOp.new_buffer("CPU", 16, dtypes.float32).reshape((4, 4))
   calls.clear()

@@ -11,19 +11,23 @@ A call adds to the memo only if nothing in it reads state outside the graph: no 
 (whose realized state can change between calls; a Variable is an ALU BUFFER with none), and no CALL/FUNCTION body
 pinned to itself (stock pins it for the rest of the call, an order-dependent effect: from that pin on the call neither
 reads nor writes the memo). Calls with a ctx run the same loop without the memo, calling rules in exactly stock's
-order, so rules with side effects on ctx see the same calls.
+order, so rules with side effects on ctx see the same calls; unless no rule of either matcher takes ctx (tinygrad hands
+ctx only to a rule function with a `ctx` parameter), as in codegen's `devectorize2` pass, which gets the renderer: F is
+then the same with or without it, and memoized under the same token.
 
 `unified_rewrite` is the loop in Python; `native_unified_rewrite(loop)` runs the same algorithm in C (loop.c), and
 `native_walk_rewrite(loop)` stock's walk_rewrite.
 """
 from __future__ import annotations
 
+import inspect
 import operator
+import weakref
 from typing import Callable
 
 from tinygrad.dtype import AddrSpace
 from tinygrad.helpers import ContextVar
-from tinygrad.uop.ops import REWRITE_STACK_LIMIT, BottomUpGate, Ops, RewriteContext, UOp
+from tinygrad.uop.ops import REWRITE_STACK_LIMIT, BottomUpGate, Ops, PatternMatcher, RewriteContext, UOp
 
 from tinybounty.engine.dispatch import dispatcher, matcher_arg
 from tinybounty.engine.hot import rebuild_dtype
@@ -52,6 +56,21 @@ def memo_token(pm, bpm, enter_calls: bool, settings: tuple | None = None) -> obj
   return tok
 
 
+_ctx_free: weakref.WeakKeyDictionary[PatternMatcher, bool] = weakref.WeakKeyDictionary()
+
+
+def ignores_ctx(pm: PatternMatcher | None) -> bool:
+  """Whether no rule of `pm` is handed the rewrite's ctx: tinygrad passes it only to rule functions with a `ctx` parameter."""
+  if pm is None: return True
+  if (free := _ctx_free.get(pm)) is None:
+    free = _ctx_free[pm] = not any("ctx" in inspect.signature(fxn).parameters for _, fxn in pm.patterns)
+  return free
+
+
+def _memoizable(rc: RewriteContext) -> bool:
+  return rc.ctx is None or (ignores_ctx(rc.pm) and ignores_ctx(rc.bpm))
+
+
 def clear_memo() -> None:
   """Forget every memoized rewrite: entries already on live UOps become unreachable (new tokens are issued)."""
   _tokens.clear()
@@ -59,7 +78,7 @@ def clear_memo() -> None:
 
 def unified_rewrite(self: RewriteContext, root: UOp) -> UOp:
   """Drop-in for RewriteContext.unified_rewrite: same result, same rule calls for ctx rewrites, memoized F otherwise."""
-  tok = memo_token(self.pm, self.bpm, self.enter_calls) if self.ctx is None else None
+  tok = memo_token(self.pm, self.bpm, self.enter_calls) if _memoizable(self) else None
   replace, waitlist = self.replace, {}
   pm_rewrite = dispatcher(self.pm) if self.pm is not None else None
   bpm, bpm_cache, bpm_rewrite = self.bpm, self.bpm_cache, dispatcher(self.bpm) if self.bpm is not None else None
@@ -137,7 +156,7 @@ def native_unified_rewrite(loop) -> Callable[[RewriteContext, UOp], UOp]:
   rewrite, settings, cvars = loop.rewrite, loop.settings, ContextVar._cache
 
   def unified_rewrite_native(self: RewriteContext, root: UOp) -> UOp:
-    tok = memo_token(self.pm, self.bpm, self.enter_calls, settings(cvars)) if self.ctx is None else None
+    tok = memo_token(self.pm, self.bpm, self.enter_calls, settings(cvars)) if _memoizable(self) else None
     return rewrite(root, self.replace, self.bpm_cache, matcher_arg(self.pm), matcher_arg(self.bpm), self.ctx, self.enter_calls,
                    REWRITE_STACK_LIMIT.value, tok)
   return unified_rewrite_native
