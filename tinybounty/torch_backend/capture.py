@@ -111,7 +111,7 @@ def _template(a: Any, ctx: _Ctx) -> Any:
     src = ctx.seg.ref(st)
     ctx.refs.append(src)
     # a small view at a moving offset (x[i] = v in a loop) is read and written through an offset in device memory
-    if (ctx.op, ctx.pos) in step.offset_positions and math.prod(size) <= strided.SMALL_WRITE:
+    if (ctx.op, ctx.pos) in step.offset_positions and strided.small_view(size):
       ctx.key.append((size, stride, "offset", dt))
       ctx.scalars.append(scalars.Offset(off))
       return step.Ref(src, size, stride, step.Scalar(len(ctx.scalars) - 1, ctx.pos), dt)

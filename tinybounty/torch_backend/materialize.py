@@ -2,7 +2,6 @@
 reading its tensor arguments through their views and its step arguments (floats, offsets) from device memory."""
 from __future__ import annotations
 
-import math
 import struct
 from typing import Any
 
@@ -102,7 +101,7 @@ def learn_scalars(op: tuple, targs: Any, tkwargs: Any, scalar_values: list[float
     pos[0] += 1
     if type(a) is float: floats.setdefault(struct.pack("<d", a), []).append(pos[0])
     elif isinstance(a, step.Scalar): floats.setdefault(struct.pack("<d", scalar_values[a.index]), []).append(-1)
-    elif isinstance(a, step.Ref) and not isinstance(a.off, step.Scalar) and math.prod(a.size) <= strided.SMALL_WRITE:
+    elif isinstance(a, step.Ref) and not isinstance(a.off, step.Scalar) and strided.small_view(a.size):
       offsets.setdefault(a.off, []).append(pos[0])
     elif isinstance(a, (list, tuple)):
       for x in a: walk(x)

@@ -18,6 +18,12 @@ from tinybounty.torch_backend.scatter import scatter
 SMALL_WRITE = 64  # views up to this many elements are written through positions (see _scatter)
 
 
+def small_view(size: tuple[int, ...]) -> bool:
+  """Whether a view of `size` is written through its positions (_scatter), so its offset can be an argument in device
+  memory: the one rule of the eager write, capture's key (capture._template) and what it learns (materialize)."""
+  return math.prod(size) <= SMALL_WRITE
+
+
 def _split_last(x: Tensor, n: int, s: int, inner: int) -> Tensor:
   """x[..., L] -> y[..., n, inner] with y[..., i, j] = x[..., i*s + j] (windows may overlap when inner > s)."""
   lead, L = x.shape[:-1], x.shape[-1]
@@ -88,7 +94,7 @@ def strided_write(flat: Tensor, value: Tensor, size: Sequence[int], stride: Sequ
   if any(size[d] > 1 and stride[d] == 0 for d in range(len(size))):
     raise RuntimeError("unsupported operation: more than one element of the written-to tensor refers to a single memory location. "
                        "Please clone() the tensor before performing the operation.")
-  if not is_embeddable(size, stride) or math.prod(size) <= SMALL_WRITE: return _scatter(flat, value, size, stride, offset)
+  if not is_embeddable(size, stride) or small_view(size): return _scatter(flat, value, size, stride, offset)
   mask = _embed(Tensor.ones(*size, dtype=dtypes.bool, device=flat.device), size, stride, offset, total)
   return mask.where(_embed(value, size, stride, offset, total), flat)
 
