@@ -4,9 +4,9 @@
 
 Each op runs on an 8x8 float32 tensor; timing covers dispatch and building the lazy result (`add`, `mul`, `relu`,
 `view`, `t`, `slice`, `add_` in place) and, separately, one op including realization (`add+realize`: add then
-synchronize). Several repeats, each ended by a synchronize outside the timing, after untimed rounds that take the loop past step
-capture's warm-up (TINY_CAPTURE_WARMUP; TINY_CAPTURE=0 times the eager path); prints min and median per op and the
-tiny/CPU ratio, then a benchmarks.md row.
+synchronize). Several repeats, each ended by a synchronize outside the timing, after untimed rounds that take the
+loop past step capture's warm-up (TINY_CAPTURE_WARMUP; TINY_CAPTURE=0 times the eager path); prints min and median per
+op and the tiny/CPU ratio, then a benchmarks.md row.
 """
 from __future__ import annotations
 

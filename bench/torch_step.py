@@ -147,8 +147,9 @@ def run(make: Callable[[str], Callable[[], float]], steps: int, warmup: int) -> 
 def main() -> None:
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument("--steps", type=int, default=20)
-  ap.add_argument("--warmup", type=int, default=16,
-                  help="untimed steps first: the first steps learn, repeat past capture's warm-up (TINY_CAPTURE_WARMUP), capture and compile")
+  ap.add_argument("--warmup", type=int, default=capture.WARMUP[0] + 8,
+                  help="untimed steps first: the first steps learn, repeat past capture's warm-up (TINY_CAPTURE_WARMUP, "
+                       "whose value plus 8 is the default), capture and compile")
   ap.add_argument("--only", default="mlp,hlb,decode")
   ap.add_argument("--layers", type=int, default=2)
   ap.add_argument("--vocab", type=int, default=50257)

@@ -235,23 +235,21 @@ def test_memory_stays_flat():
   assert tb.stats()["replays"] >= 100
 
 
-@pytest.mark.parametrize("warmup", ["0", None])
-def test_capture_is_on_by_default_and_tiny_capture_0_turns_it_off(warmup):
+def test_capture_is_on_by_default_and_tiny_capture_0_turns_it_off():
   """On by default, after TINY_CAPTURE_WARMUP repeats of the program's steps (8 unless set): 7 steps replay with
   no warm-up and are never recorded with the default one; TINY_CAPTURE=0 never records. Same results."""
   code = ("import torch, tinybounty.torch_backend as tb\n"
           "w = torch.ones(4).to('tiny')\n"
           "for _ in range(7): (w * 2).sum().item(); w.add_(1.0)\n"
           "s = tb.stats(); print(s.get('captured', 0), s.get('replays', 0), s.get('lowered', 0), float(w.sum()))")
-  out = {}
-  for flag in ("0", None):
-    env = {k: v for k, v in os.environ.items() if k not in ("TINY_CAPTURE", "TINY_CAPTURE_WARMUP")}
-    env.update({"TINY_CAPTURE": flag} if flag else {}, **({"TINY_CAPTURE_WARMUP": warmup} if warmup else {}))
-    out[flag] = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.split()
-  assert out["0"][:3] == ["0", "0", "0"]
-  if warmup == "0": assert int(out[None][1]) >= 1, out
-  else: assert out[None][:3] == ["0", "0", "0"], out  # 7 steps: fewer than the default warm-up, run as without capture
-  assert out["0"][3] == out[None][3] == "32.0"
+  base = {k: v for k, v in os.environ.items() if k not in ("TINY_CAPTURE", "TINY_CAPTURE_WARMUP")}
+  runs = {"off": {"TINY_CAPTURE": "0"}, "default": {}, "no warm-up": {"TINY_CAPTURE_WARMUP": "0"}}
+  out = {name: subprocess.run([sys.executable, "-c", code], env=base | env, capture_output=True, text=True, check=True).stdout.split()
+         for name, env in runs.items()}
+  assert out["off"][:3] == ["0", "0", "0"]
+  assert out["default"][:3] == ["0", "0", "0"], out  # 7 steps: fewer than the default warm-up, run as without capture
+  assert int(out["no warm-up"][1]) >= 1, out
+  assert out["off"][3] == out["default"][3] == out["no warm-up"][3] == "32.0"
 
 
 def test_a_loop_is_recorded_once_its_steps_repeat_past_the_warmup():
@@ -262,8 +260,7 @@ def test_a_loop_is_recorded_once_its_steps_repeat_past_the_warmup():
   ref_model = copy.deepcopy(model)
   ref = train(ref_model, torch.optim.AdamW(ref_model.parameters(), lr=1e-2), batches(12))
   m = copy.deepcopy(model).to("tiny")
-  opt, seen = torch.optim.AdamW(m.parameters(), lr=1e-2), []
-  got = []
+  opt, seen, got = torch.optim.AdamW(m.parameters(), lr=1e-2), [], []
   for x, y in batches(12, dev="tiny"):
     got += train(m, opt, [(x, y)])
     seen.append(dict(capture.stats()))
